@@ -1,0 +1,67 @@
+"""Plain-PyTorch reference implementations.
+
+These follow the formulas literally (no overflow protection, no fused
+gradients) and are what the tests compare the custom operators against and
+what the benchmarks time as the "reference". Autograd gives their gradients.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+VARIANTS = ("safe", "abs_sum", "plain")
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the operators compute in for an input of ``dtype``."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _per_channel(coefficients: Tensor, x: Tensor, dim: int) -> Tensor:
+    """Expand (G, K) group coefficients to shape (K, 1.., C, ..1) broadcasting against x."""
+    groups = coefficients.shape[0]
+    channels = x.shape[dim]
+    per_channel = coefficients.repeat_interleave(channels // groups, dim=0)  # (C, K)
+    shape = [1] * x.dim()
+    shape[dim] = channels
+    return per_channel.t().reshape(coefficients.shape[1], *shape)
+
+
+def pau_reference(
+    x: Tensor, numerator: Tensor, denominator: Tensor, variant: str = "safe", dim: int = 1
+) -> Tensor:
+    """F(x) = P(x) / Q(x) with P(x) = sum_j a_j x^j and, with A(x) = sum_k b_k x^k,
+
+    * ``safe``:    Q = 1 + |A(x)|
+    * ``abs_sum``: Q = 1 + sum_k |b_k x^k|
+    * ``plain``:   Q = 1 + A(x)
+
+    ``numerator`` is (G, m+1), ``denominator`` is (G, n); channels along ``dim``
+    are split into G equal groups. Computes in float32 (float64 for float64
+    input) and returns ``x.dtype``.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
+    dim = dim % x.dim() if x.dim() else 0
+    ctype = compute_dtype(x.dtype)
+    xc = x.to(ctype) if x.dim() else x.to(ctype).reshape(1)
+    a = _per_channel(numerator.to(ctype), xc, dim)
+    b = _per_channel(denominator.to(ctype), xc, dim)
+
+    p = torch.zeros_like(xc)
+    for j in range(a.shape[0] - 1, -1, -1):
+        p = p * xc + a[j]
+    if variant == "abs_sum":
+        q = torch.zeros_like(xc)
+        power = torch.ones_like(xc)
+        for k in range(b.shape[0]):
+            power = power * xc
+            q = q + (b[k] * power).abs()
+    else:
+        a_of_x = torch.zeros_like(xc)
+        for k in range(b.shape[0] - 1, -1, -1):
+            a_of_x = (a_of_x + b[k]) * xc
+        q = a_of_x.abs() if variant == "safe" else a_of_x
+    out = p / (1 + q)
+    return out.reshape(x.shape).to(x.dtype)
