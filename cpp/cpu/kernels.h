@@ -1,0 +1,57 @@
+// Interface between the operator glue (which knows torch) and the CPU kernels
+// (compiled once per instruction set, torch-free apart from at::vec).
+#pragma once
+
+#include <cstdint>
+
+#include "cpu/tiling.h"
+#include "pau_math.h"
+
+namespace pau {
+namespace cpu {
+
+enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
+constexpr int kDTypes = 4;
+
+struct Problem {
+  Layout layout;
+  math::Variant variant;
+  int m = 0;                          // numerator degree
+  int n = 0;                          // denominator degree
+  const double* numerator = nullptr;  // (G, m + 1)
+  const double* denominator = nullptr;// (G, n)
+  const math::Degrees* degrees = nullptr;  // (G): with effective degrees
+  int coefficients() const { return m + 1 + n; }
+};
+
+struct ForwardArgs {
+  Problem problem;
+  const void* x;
+  void* out;
+};
+
+// partials: (tiles, layout.groups_per_tile, problem.coefficients()) doubles,
+// the a_j gradients first, then the b_k ones.
+struct BackwardArgs {
+  Problem problem;
+  const void* grad;
+  const void* x;
+  void* grad_x;
+  double* partials;
+};
+
+struct KernelTable {
+  void (*forward[kDTypes])(const ForwardArgs&, int64_t tile);
+  void (*backward[kDTypes])(const BackwardArgs&, int64_t tile);
+};
+
+// One table per instruction set; kernel_table() in dispatch.cpp picks one.
+namespace DEFAULT { const KernelTable& kernels(); }
+namespace AVX2 { const KernelTable& kernels(); }
+namespace AVX512 { const KernelTable& kernels(); }
+
+const KernelTable& kernel_table();
+const char* capability_name();
+
+}  // namespace cpu
+}  // namespace pau

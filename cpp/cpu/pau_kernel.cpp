@@ -1,0 +1,312 @@
+// CPU kernels of pau::forward and pau::backward for one tile (see tiling.h).
+// CMake compiles this file once per instruction set with CPU_CAPABILITY set to
+// DEFAULT, AVX2 or AVX512 and the matching -m flags; dispatch.cpp picks the
+// table of the running CPU. The math is pau_math.h, evaluated on
+// at::vec::Vectorized lanes; this file only loads, loops and accumulates.
+#include <ATen/cpu/vec/vec.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "pau_math.h"
+
+namespace pau {
+namespace cpu {
+namespace CPU_CAPABILITY {
+namespace {
+
+using math::Degrees;
+using math::Variant;
+template <class T>
+using Vec = at::vec::Vectorized<T>;
+
+// pau_math.h's element operations on vector lanes.
+template <class T>
+struct VecOps {
+  using value = Vec<T>;
+  using mask = Vec<T>;  // all bits set in true lanes
+  static value broadcast(T v) { return value(v); }
+  static value abs(const value& v) { return v.abs(); }
+  static value sign(const value& v) {
+    const value zero(T(0));
+    return v.gt(zero) - v.lt(zero);
+  }
+  static mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
+  static value select(const mask& m, const value& if_true, const value& if_false) {
+    return value::blendv(if_false, if_true, m);
+  }
+  static value fma(const value& a, const value& b, const value& c) {
+    return at::vec::fmadd(a, b, c);
+  }
+};
+
+// Half and bfloat16 compute in float, double in double.
+template <class scalar_t>
+using opmath_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Elements per load/convert/compute/store step within a row segment.
+constexpr int64_t kBlock = 256;
+// Per-lane tiles flush their float accumulators to double after this many rows.
+constexpr int64_t kFlushRows = 16;
+
+template <class scalar_t, class T>
+const T* load_block(const scalar_t* src, int64_t count, T* buffer) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    return src;
+  } else {
+    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
+    return buffer;
+  }
+}
+
+template <class scalar_t, class T>
+T* output_block(scalar_t* dst, T* buffer) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    return dst;
+  } else {
+    return buffer;
+  }
+}
+
+template <class scalar_t, class T>
+void store_block(const T* computed, int64_t count, scalar_t* dst) {
+  if constexpr (!std::is_same_v<scalar_t, T>) at::vec::convert(computed, dst, count);
+}
+
+template <class T>
+Vec<T> load_lanes(const T* p, int64_t lanes) {
+  return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
+}
+
+template <class T>
+void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
+  if (lanes == Vec<T>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, static_cast<int>(lanes));
+  }
+}
+
+// Coefficients of one tile, as vectors: broadcast (one group) or per lane
+// (a table with one column per tensor column, padded to whole vectors).
+template <class T>
+class TileCoefficients {
+ public:
+  TileCoefficients(const Problem& p, const Tile& tile) : per_lane_(p.layout.per_lane()) {
+    const int count = p.coefficients();
+    if (!per_lane_) {
+      const int64_t g = tile.first_group;
+      degrees_ = p.degrees[g];
+      for (int j = 0; j <= p.m; ++j) a_[j] = Vec<T>(static_cast<T>(p.numerator[g * (p.m + 1) + j]));
+      for (int k = 0; k < p.n; ++k) b_[k] = Vec<T>(static_cast<T>(p.denominator[g * p.n + k]));
+      return;
+    }
+    const int64_t columns = tile.column_end - tile.column_begin;
+    stride_ = ceil_div(columns, Vec<T>::size()) * Vec<T>::size();
+    table_.assign(static_cast<size_t>(count * stride_), T(0));
+    degrees_ = p.degrees[tile.first_group];
+    for (int64_t c = 0; c < columns; ++c) {
+      const int64_t g = tile.first_group + c / p.layout.run;
+      for (int j = 0; j <= p.m; ++j) {
+        table_[j * stride_ + c] = static_cast<T>(p.numerator[g * (p.m + 1) + j]);
+      }
+      for (int k = 0; k < p.n; ++k) {
+        table_[(p.m + 1 + k) * stride_ + c] = static_cast<T>(p.denominator[g * p.n + k]);
+      }
+      // Lanes share one loop over degrees: use the largest effective degrees.
+      degrees_.m_eff = std::max(degrees_.m_eff, p.degrees[g].m_eff);
+      degrees_.n_eff = std::max(degrees_.n_eff, p.degrees[g].n_eff);
+    }
+  }
+
+  const Degrees& degrees() const { return degrees_; }
+  bool per_lane() const { return per_lane_; }
+  int64_t padded_columns() const { return stride_; }
+
+  // Coefficient vectors for the lanes starting at tile column `column`.
+  // Per-lane tiles fill `a` and `b` and point to them.
+  void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
+             Vec<T>* b_buffer) const {
+    if (!per_lane_) {
+      a = a_;
+      b = b_;
+      return;
+    }
+    const int m = degrees_.m;
+    for (int j = 0; j <= m; ++j) a_buffer[j] = Vec<T>::loadu(&table_[j * stride_ + column]);
+    for (int k = 0; k < degrees_.n; ++k) {
+      b_buffer[k] = Vec<T>::loadu(&table_[(m + 1 + k) * stride_ + column]);
+    }
+    a = a_buffer;
+    b = b_buffer;
+  }
+
+ private:
+  bool per_lane_;
+  Degrees degrees_{};
+  Vec<T> a_[math::kMaxTerms];
+  Vec<T> b_[math::kMaxTerms];
+  std::vector<T> table_;
+  int64_t stride_ = 0;
+};
+
+template <Variant variant, class scalar_t>
+void forward_tile(const ForwardArgs& args, int64_t index) {
+  using T = opmath_t<scalar_t>;
+  using V = Vec<T>;
+  const Problem& p = args.problem;
+  const Layout& layout = p.layout;
+  const Tile tile = tile_at(layout, index);
+  const TileCoefficients<T> coefficients(p, tile);
+  const auto* x = static_cast<const scalar_t*>(args.x);
+  auto* out = static_cast<scalar_t*>(args.out);
+  alignas(64) T x_buffer[kBlock];
+  alignas(64) T y_buffer[kBlock];
+  V a_lanes[math::kMaxTerms];
+  V b_lanes[math::kMaxTerms];
+
+  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+      const int64_t count = std::min(kBlock, tile.column_end - begin);
+      const int64_t offset = row * layout.row_length + begin;
+      const T* xs = load_block(x + offset, count, x_buffer);
+      T* ys = output_block(out + offset, y_buffer);
+      for (int64_t i = 0; i < count; i += V::size()) {
+        const int64_t lanes = std::min<int64_t>(V::size(), count - i);
+        const V* a;
+        const V* b;
+        coefficients.lanes(begin - tile.column_begin + i, a, b, a_lanes, b_lanes);
+        const V y = math::forward<variant, VecOps<T>>(load_lanes(xs + i, lanes), a, b,
+                                                      coefficients.degrees());
+        store_lanes(y, ys + i, lanes);
+      }
+      store_block(ys, count, out + offset);
+    }
+  }
+}
+
+template <class T>
+void add_lanes_to(const Vec<T>& v, double* sums) {
+  alignas(64) T lanes[Vec<T>::size()];
+  v.store(lanes);
+  for (int64_t l = 0; l < Vec<T>::size(); ++l) sums[l] += static_cast<double>(lanes[l]);
+}
+
+template <Variant variant, class scalar_t>
+void backward_tile(const BackwardArgs& args, int64_t index) {
+  using T = opmath_t<scalar_t>;
+  using V = Vec<T>;
+  constexpr int64_t kLanes = V::size();
+  const Problem& p = args.problem;
+  const Layout& layout = p.layout;
+  const Tile tile = tile_at(layout, index);
+  const TileCoefficients<T> coefficients(p, tile);
+  const int count_coefficients = p.coefficients();
+  const auto* grad = static_cast<const scalar_t*>(args.grad);
+  const auto* x = static_cast<const scalar_t*>(args.x);
+  auto* grad_x = static_cast<scalar_t*>(args.grad_x);
+
+  // Float accumulators (one set, or one per vector position of a per-lane
+  // tile) are flushed to double sums in a fixed order.
+  const bool per_lane = coefficients.per_lane();
+  const int64_t positions = per_lane ? coefficients.padded_columns() / kLanes : 1;
+  std::vector<V> accumulators(static_cast<size_t>(positions * count_coefficients), V(T(0)));
+  std::vector<double> sums(
+      static_cast<size_t>(count_coefficients * (per_lane ? coefficients.padded_columns() : kLanes)),
+      0.0);
+  const int64_t sums_stride = per_lane ? coefficients.padded_columns() : kLanes;
+  auto flush = [&]() {
+    for (int64_t pos = 0; pos < positions; ++pos) {
+      for (int k = 0; k < count_coefficients; ++k) {
+        V& acc = accumulators[pos * count_coefficients + k];
+        add_lanes_to(acc, &sums[k * sums_stride + pos * kLanes]);
+        acc = V(T(0));
+      }
+    }
+  };
+
+  alignas(64) T x_buffer[kBlock];
+  alignas(64) T g_buffer[kBlock];
+  alignas(64) T gx_buffer[kBlock];
+  V a_lanes[math::kMaxTerms];
+  V b_lanes[math::kMaxTerms];
+  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+      const int64_t count = std::min(kBlock, tile.column_end - begin);
+      const int64_t offset = row * layout.row_length + begin;
+      const T* xs = load_block(x + offset, count, x_buffer);
+      const T* gs = load_block(grad + offset, count, g_buffer);
+      T* gxs = output_block(grad_x + offset, gx_buffer);
+      for (int64_t i = 0; i < count; i += kLanes) {
+        const int64_t lanes = std::min<int64_t>(kLanes, count - i);
+        const int64_t column = begin - tile.column_begin + i;
+        const V* a;
+        const V* b;
+        coefficients.lanes(column, a, b, a_lanes, b_lanes);
+        // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
+        V* acc = &accumulators[(per_lane ? column / kLanes : 0) * count_coefficients];
+        const V gx = math::backward<variant, VecOps<T>>(load_lanes(xs + i, lanes),
+                                                        load_lanes(gs + i, lanes), a, b,
+                                                        coefficients.degrees(), acc,
+                                                        acc + p.m + 1);
+        store_lanes(gx, gxs + i, lanes);
+      }
+      store_block(gxs, count, grad_x + offset);
+      if (!per_lane) flush();
+    }
+    if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
+  }
+  if (per_lane) flush();
+
+  double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
+  for (int64_t local = 0; local < layout.groups_per_tile; ++local) {
+    for (int k = 0; k < count_coefficients; ++k) {
+      double total = 0.0;
+      if (local < tile.group_count) {
+        const int64_t first = per_lane ? local * layout.run : 0;
+        const int64_t last = per_lane ? first + layout.run : kLanes;
+        for (int64_t c = first; c < last; ++c) total += sums[k * sums_stride + c];
+      }
+      partials[local * count_coefficients + k] = total;
+    }
+  }
+}
+
+template <class scalar_t>
+void forward_entry(const ForwardArgs& args, int64_t tile) {
+  switch (args.problem.variant) {
+    case Variant::safe: return forward_tile<Variant::safe, scalar_t>(args, tile);
+    case Variant::abs_sum: return forward_tile<Variant::abs_sum, scalar_t>(args, tile);
+    case Variant::plain: return forward_tile<Variant::plain, scalar_t>(args, tile);
+  }
+}
+
+template <class scalar_t>
+void backward_entry(const BackwardArgs& args, int64_t tile) {
+  switch (args.problem.variant) {
+    case Variant::safe: return backward_tile<Variant::safe, scalar_t>(args, tile);
+    case Variant::abs_sum: return backward_tile<Variant::abs_sum, scalar_t>(args, tile);
+    case Variant::plain: return backward_tile<Variant::plain, scalar_t>(args, tile);
+  }
+}
+
+}  // namespace
+
+const KernelTable& kernels() {
+  // Indexed by DType: float32, float64, float16, bfloat16.
+  static const KernelTable table{
+      {forward_entry<float>, forward_entry<double>, forward_entry<c10::Half>,
+       forward_entry<c10::BFloat16>},
+      {backward_entry<float>, backward_entry<double>, backward_entry<c10::Half>,
+       backward_entry<c10::BFloat16>},
+  };
+  return table;
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace pau

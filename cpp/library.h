@@ -1,0 +1,14 @@
+// The few plain functions of the operator library that need no torch
+// headers: the Python module calls them, which also makes the linker keep the
+// library whose operators register themselves in static initialisers.
+#pragma once
+
+namespace pau {
+
+// Instruction set of the CPU kernels in use: "AVX512", "AVX2" or "DEFAULT".
+const char* cpu_capability();
+
+// Whether this build contains the CUDA kernels.
+bool has_cuda_kernels();
+
+}  // namespace pau

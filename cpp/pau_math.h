@@ -1,0 +1,202 @@
+// Per-element math of the Padé Activation Unit, shared by the CPU kernels
+// (scalar and at::vec::Vectorized lanes) and the CUDA kernels. Torch-free so
+// that nvcc can compile it without torch headers.
+//
+// F(x) = P(x) / Q(x), P(x) = sum_j a_j x^j (j = 0..m), A(x) = sum_k b_k x^k
+// (k = 1..n) and Q = 1 + |A| (safe), 1 + sum_k |b_k x^k| (abs_sum), 1 + A (plain).
+//
+// Overflow: x^j overflows long before F does (x = 1e30 in float, x = 6e4 in
+// half once promoted is fine, but x^5 for x = 1e8 is not). Every quantity is
+// therefore expressed in the scaled powers
+//
+//     E_j = x^j / M^s,   M = max(1, |x|),   s = the scaling degree,
+//
+// which stay bounded for j <= s: for |x| <= 1 they are plain powers, for
+// |x| > 1 they are sgn(x)^s * w^(s-j) with w = 1/x, and x^(j-s) above s.
+// With D = Q / M^s = E_0 + g(sum_k b_k E_k) every formula keeps its shape:
+//
+//     F       = sum_j a_j E_j / D
+//     dF/da_j = E_j / D
+//     dF/db_k = -F / D * c_k      c_k = sign(A) E_k | sign(b_k) |E_k| | E_k
+//     dF/dx   = (sum_j j a_j E_{j-1} - F * sum_k k d_k) / D
+//                                 d_k = sign(A) b_k E_{k-1} | sgn(x) |b_k| |E_{k-1}| | b_k E_{k-1}
+//
+// The scaling degree is the effective denominator degree (highest non-zero
+// b_k): scaling by a degree whose coefficient is zero would underflow both the
+// numerator and D (e.g. b = 0 makes PAU a polynomial, and x^-n vanishes).
+// Likewise sums run to the effective degrees so that 0 * inf never occurs.
+#pragma once
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define PAU_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define PAU_HOST_DEVICE inline
+#endif
+
+namespace pau {
+namespace math {
+
+enum class Variant : int { safe = 0, abs_sum = 1, plain = 2 };
+
+// Degrees above this are rejected by the operator checks. Arrays of this many
+// terms live on the stack (CPU) or in registers/local memory (CUDA).
+constexpr int kMaxDegree = 32;
+constexpr int kMaxTerms = kMaxDegree + 1;
+
+// Element operations for a plain scalar (float or double). The CPU kernels
+// provide the same interface for at::vec::Vectorized lanes, so the formulas
+// below are written once.
+template <class T>
+struct ScalarOps {
+  using value = T;
+  using mask = bool;
+  static PAU_HOST_DEVICE T broadcast(T v) { return v; }
+  static PAU_HOST_DEVICE T abs(T v) { return v < T(0) ? -v : v; }
+  // sign(0) = 0, as torch.sign and the gradient of torch.abs.
+  static PAU_HOST_DEVICE T sign(T v) { return T(v > T(0)) - T(v < T(0)); }
+  static PAU_HOST_DEVICE mask abs_greater_than_one(T v) { return abs(v) > T(1); }
+  static PAU_HOST_DEVICE T select(mask m, T if_true, T if_false) {
+    return m ? if_true : if_false;
+  }
+  static PAU_HOST_DEVICE T fma(T a, T b, T c) { return a * b + c; }
+};
+
+// Highest index j in [first, count) with c[j * stride] != 0, or first - 1 if
+// none. NaN counts as non-zero so that it propagates.
+template <class C>
+PAU_HOST_DEVICE int effective_degree(const C* c, int count, int first, int stride = 1) {
+  for (int j = count - 1; j >= first; --j) {
+    if (!(c[j * stride] == C(0))) return j;
+  }
+  return first - 1;
+}
+
+struct Degrees {
+  int m;      // numerator degree (a_0..a_m)
+  int n;      // denominator degree (b_1..b_n)
+  int m_eff;  // highest non-zero a_j (0 if all are zero)
+  int n_eff;  // highest non-zero b_k (0 if all are zero): the scaling degree
+};
+
+// e[j] = E_j for j = 0..count-1 (see the header comment), scaling degree s.
+template <class Ops>
+PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
+                                   typename Ops::value* e) {
+  using V = typename Ops::value;
+  const V one = Ops::broadcast(1);
+  const auto large = Ops::abs_greater_than_one(x);
+  // |w| <= 1 in every lane; 1/x of the small lanes (inf at 0) is discarded.
+  const V w = Ops::select(large, one / x, x);
+  // sgn(x)^s for the large lanes, computed as a product so NaN propagates.
+  V sign_s = one;
+  if (s & 1) sign_s = Ops::select(large, Ops::sign(x), one);
+  const int top = count - 1 > s ? count - 1 : s;
+  V w_power[kMaxTerms];
+  w_power[0] = one;
+  for (int i = 1; i <= top; ++i) w_power[i] = w_power[i - 1] * w;
+  V x_power = one;  // x^(j-s) for j > s
+  for (int j = 0; j < count; ++j) {
+    V scaled;
+    if (j <= s) {
+      scaled = w_power[s - j];
+    } else {
+      x_power = x_power * x;
+      scaled = x_power;
+    }
+    e[j] = Ops::select(large, sign_s * scaled, w_power[j]);
+  }
+}
+
+// Per-element values shared by forward and backward.
+template <class V>
+struct Evaluation {
+  V sum_a;     // sum_j a_j E_j
+  V sum_b;     // sum_k b_k E_k (for abs_sum: sum_k |b_k| |E_k|)
+  V d;        // D = Q / M^s
+};
+
+template <Variant variant, class Ops>
+PAU_HOST_DEVICE Evaluation<typename Ops::value> evaluate(const typename Ops::value* e,
+                                                          const typename Ops::value* a,
+                                                          const typename Ops::value* b,
+                                                          const Degrees& deg) {
+  using V = typename Ops::value;
+  Evaluation<V> r;
+  r.sum_a = Ops::broadcast(0);
+  for (int j = deg.m_eff; j >= 0; --j) r.sum_a = Ops::fma(a[j], e[j], r.sum_a);
+  r.sum_b = Ops::broadcast(0);
+  for (int k = deg.n_eff; k >= 1; --k) {
+    if (variant == Variant::abs_sum) {
+      r.sum_b = Ops::fma(Ops::abs(b[k - 1]), Ops::abs(e[k]), r.sum_b);
+    } else {
+      r.sum_b = Ops::fma(b[k - 1], e[k], r.sum_b);
+    }
+  }
+  // E_0 = 1 / M^s > 0.
+  r.d = variant == Variant::safe ? e[0] + Ops::abs(r.sum_b) : e[0] + r.sum_b;
+  return r;
+}
+
+// F(x) for one element or lane vector. a: m+1 values, b: n values.
+template <Variant variant, class Ops>
+PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typename Ops::value* a,
+                                            const typename Ops::value* b, const Degrees& deg) {
+  using V = typename Ops::value;
+  V e[kMaxTerms];
+  const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
+  scaled_powers<Ops>(x, deg.n_eff, count, e);
+  const Evaluation<V> r = evaluate<variant, Ops>(e, a, b, deg);
+  return r.sum_a / r.d;
+}
+
+// Gradients of F at x, scaled by the incoming gradient g. Returns dL/dx and
+// adds dL/da_j to grad_a[0..m] and dL/db_k to grad_b[0..n-1].
+template <Variant variant, class Ops>
+PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops::value g,
+                                             const typename Ops::value* a,
+                                             const typename Ops::value* b, const Degrees& deg,
+                                             typename Ops::value* grad_a,
+                                             typename Ops::value* grad_b) {
+  using V = typename Ops::value;
+  V e[kMaxTerms];
+  const int top = deg.m > deg.n ? deg.m : deg.n;
+  scaled_powers<Ops>(x, deg.n_eff, top + 1, e);
+  const Evaluation<V> r = evaluate<variant, Ops>(e, a, b, deg);
+  const V inv_d = Ops::broadcast(1) / r.d;
+  const V f = r.sum_a * inv_d;
+
+  const V g_over_d = g * inv_d;
+  for (int j = 0; j <= deg.m; ++j) grad_a[j] = Ops::fma(g_over_d, e[j], grad_a[j]);
+
+  // sign(A) = sign(A / M^s) since M^s > 0.
+  const V sign_a = Ops::sign(r.sum_b);
+  const V minus_g_f_over_d = -(g_over_d * f);
+  for (int k = 1; k <= deg.n; ++k) {
+    V c;
+    if (variant == Variant::safe) {
+      c = sign_a * e[k];
+    } else if (variant == Variant::abs_sum) {
+      c = Ops::sign(b[k - 1]) * Ops::abs(e[k]);
+    } else {
+      c = e[k];
+    }
+    grad_b[k - 1] = Ops::fma(minus_g_f_over_d, c, grad_b[k - 1]);
+  }
+
+  V dp = Ops::broadcast(0);  // P'(x) / M^s
+  for (int j = deg.m_eff; j >= 1; --j) dp = Ops::fma(a[j] * Ops::broadcast(j), e[j - 1], dp);
+  V dq = Ops::broadcast(0);  // Q'(x) / M^s
+  for (int k = deg.n_eff; k >= 1; --k) {
+    if (variant == Variant::abs_sum) {
+      dq = Ops::fma(Ops::abs(b[k - 1]) * Ops::broadcast(k), Ops::abs(e[k - 1]), dq);
+    } else {
+      dq = Ops::fma(b[k - 1] * Ops::broadcast(k), e[k - 1], dq);
+    }
+  }
+  if (variant == Variant::safe) dq = sign_a * dq;
+  if (variant == Variant::abs_sum) dq = Ops::sign(x) * dq;
+  return g_over_d * (dp - f * dq);
+}
+
+}  // namespace math
+}  // namespace pau

@@ -1,0 +1,227 @@
+"""Offline datasets: IDX files (MNIST, Fashion-MNIST) and scikit-learn's 8x8 digits.
+
+Nothing here downloads. When files are missing, :class:`DataUnavailableError`
+says what to install or where to put them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATASETS = ("fashion-mnist", "mnist", "digits")
+
+# Where Debian's dataset-fashion-mnist package puts its files.
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+_SPLIT_STEMS = {
+    ("train", "images"): "train-images",
+    ("train", "labels"): "train-labels",
+    ("test", "images"): "t10k-images",
+    ("test", "labels"): "t10k-labels",
+}
+
+# IDX type codes (the third magic byte) and their big-endian numpy dtypes.
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+class DataUnavailableError(RuntimeError):
+    """The dataset's files are not where we looked; the message says how to get them."""
+
+
+class IdxFormatError(ValueError):
+    """A file is not a valid IDX file."""
+
+
+def read_idx(path: Union[str, os.PathLike]) -> np.ndarray:
+    """Read an IDX file (raw, or gzip-compressed whatever its name) into a numpy array.
+
+    The result has the file's shape and a native-endian dtype.
+
+    Raises:
+        IdxFormatError: bad magic number, unknown type code or truncated data.
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":  # gzip magic: decide by content, not by file name
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise IdxFormatError(f"{path}: not an IDX file (bad magic number)")
+    dtype = _IDX_DTYPES.get(raw[2])
+    if dtype is None:
+        raise IdxFormatError(f"{path}: unknown IDX type code 0x{raw[2]:02x}")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IdxFormatError(f"{path}: truncated IDX header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    count = int(np.prod(shape, dtype=np.int64))
+    if len(raw) - header < count * dtype.itemsize:
+        raise IdxFormatError(f"{path}: expected {count} items of shape {shape}, file is shorter")
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header)
+    return data.reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: Union[str, os.PathLike], array: np.ndarray, compress: bool = False) -> None:
+    """Write ``array`` as an IDX file (gzip-compressed if ``compress``); for tests and tools."""
+    codes = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
+    arr = np.asarray(array)
+    code = codes.get(arr.dtype.newbyteorder("="))
+    if code is None:
+        raise IdxFormatError(f"dtype {arr.dtype} has no IDX type code")
+    header = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    payload = header + arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    with open(path, "wb") as f:
+        f.write(gzip.compress(payload) if compress else payload)
+
+
+def find_idx_file(directory: Path, split: str, kind: str) -> Optional[Path]:
+    """The IDX file for (split, kind) in ``directory``, or None.
+
+    Accepts the usual spellings: ``train-images-idx3-ubyte`` and the dotted
+    ``train-images.idx3-ubyte``, each raw or with ``.gz``.
+    """
+    stem = _SPLIT_STEMS[(split, kind)]
+    idx = "idx3-ubyte" if kind == "images" else "idx1-ubyte"
+    for name in (f"{stem}-{idx}", f"{stem}.{idx}"):
+        for suffix in ("", ".gz"):
+            candidate = directory / (name + suffix)
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+@dataclass
+class Dataset:
+    """Images as float tensors (N, 1, 28, 28), normalised with the training set's statistics."""
+
+    name: str
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    source: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.train_y.max(), self.test_y.max())) + 1
+
+
+def _missing_message(name: str, directory: Optional[Path], searched: list[Path]) -> str:
+    where = ", ".join(str(p) for p in searched) or "(no directory given)"
+    files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, " \
+        "t10k-labels-idx1-ubyte (each optionally .gz)"
+    if name == "fashion-mnist":
+        return (
+            f"Fashion-MNIST IDX files not found (looked in {where}).\n"
+            "Install them with Debian's package:  sudo apt-get install dataset-fashion-mnist\n"
+            f"(it puts them in {FASHION_MNIST_SYSTEM_DIR}), or pass --data-dir DIR with the "
+            f"files {files}."
+        )
+    return (
+        f"MNIST IDX files not found (looked in {where}).\n"
+        f"Put the four files {files} in a directory and pass it with --data-dir DIR.\n"
+        "Nothing is downloaded. Without MNIST, try --dataset fashion-mnist "
+        "(sudo apt-get install dataset-fashion-mnist) or --dataset digits (needs scikit-learn)."
+    )
+
+
+def _load_idx_dataset(name: str, data_dir: Optional[Path]) -> tuple[np.ndarray, ...]:
+    searched: list[Path] = []
+    if data_dir is not None:
+        searched.append(data_dir)
+    if name == "fashion-mnist" and data_dir is None:
+        searched.append(FASHION_MNIST_SYSTEM_DIR)
+    for directory in searched:
+        paths = [find_idx_file(directory, s, k) for s, k in _SPLIT_STEMS]
+        if all(p is not None for p in paths):
+            try:
+                arrays = tuple(read_idx(p) for p in paths)  # type: ignore[arg-type]
+            except (OSError, IdxFormatError, EOFError) as err:
+                raise DataUnavailableError(f"cannot read {name} from {directory}: {err}") from err
+            _check_shapes(name, directory, arrays)
+            return (*arrays, str(directory))  # type: ignore[return-value]
+    raise DataUnavailableError(_missing_message(name, data_dir, searched))
+
+
+def _check_shapes(name: str, directory: Path, arrays: tuple[np.ndarray, ...]) -> None:
+    train_x, train_y, test_x, test_y = arrays
+    for x, y, split in ((train_x, train_y, "train"), (test_x, test_y, "t10k")):
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y):
+            raise DataUnavailableError(
+                f"{name} files in {directory} have unexpected shapes for {split}: "
+                f"images {x.shape}, labels {y.shape} (expected (N, 28, 28) and (N,))"
+            )
+
+
+def _load_digits() -> tuple[np.ndarray, ...]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:
+        raise DataUnavailableError(
+            "--dataset digits needs scikit-learn: pip install scikit-learn "
+            "(or pip install 'pau[experiments]')"
+        ) from err
+    digits = load_digits()
+    # 8x8 images with values 0..16: scale each pixel to a 3x3 block (24x24)
+    # and pad to 28x28, so that the MNIST networks take them unchanged.
+    images = np.kron(digits.images, np.ones((3, 3))) * (255.0 / 16.0)
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.uint8)
+    labels = digits.target.astype(np.uint8)
+    # A fixed split (independent of the run's seed): 20% test.
+    order = np.random.RandomState(0).permutation(len(images))
+    n_test = len(images) // 5
+    test, train = order[:n_test], order[n_test:]
+    return images[train], labels[train], images[test], labels[test], "scikit-learn load_digits"
+
+
+def load_dataset(
+    name: str, data_dir: Optional[Union[str, os.PathLike]] = None, subset: Optional[int] = None
+) -> Dataset:
+    """Load ``name`` ("fashion-mnist", "mnist" or "digits") into memory.
+
+    Args:
+        name: the dataset.
+        data_dir: directory with the IDX files; Fashion-MNIST falls back to
+            Debian's package directory when it is not given.
+        subset: keep only this many training images (a fixed random choice,
+            the same for every seed and activation); the test set is kept whole.
+
+    Raises:
+        DataUnavailableError: files missing or unreadable.
+    """
+    if name == "digits":
+        train_x, train_y, test_x, test_y, source = _load_digits()
+    elif name in ("fashion-mnist", "mnist"):
+        directory = Path(data_dir).expanduser() if data_dir is not None else None
+        train_x, train_y, test_x, test_y, source = _load_idx_dataset(name, directory)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
+    if subset is not None and subset < len(train_x):
+        keep = np.sort(np.random.RandomState(12345).permutation(len(train_x))[:subset])
+        train_x, train_y = train_x[keep], train_y[keep]
+    train = torch.from_numpy(train_x.astype(np.float32) / 255.0).unsqueeze(1)
+    test = torch.from_numpy(test_x.astype(np.float32) / 255.0).unsqueeze(1)
+    mean, std = train.mean(), train.std().clamp_min(1e-6)
+    return Dataset(
+        name=name,
+        train_x=(train - mean) / std,
+        train_y=torch.from_numpy(train_y.astype(np.int64)),
+        test_x=(test - mean) / std,
+        test_y=torch.from_numpy(test_y.astype(np.int64)),
+        source=str(source),
+    )

@@ -1,0 +1,160 @@
+"""Results tables in the form of the PAU paper's Table 2, with its numbers beside ours."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from . import paper
+from .activations import ALL_NAMES, LABELS
+
+MODEL_LABELS = {"lenet": "LeNet", "vgg8": "VGG-8"}
+DATASET_LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits (8x8)"}
+
+
+@dataclass
+class Summary:
+    """One activation's runs (one per seed) reduced to the paper's statistics."""
+
+    activation: str
+    seeds: list[int]
+    final_accuracies: list[float]
+    mean: float
+    std: float  # population std (ddof=0) over seeds
+    best: float
+    final_train_loss: float  # mean over seeds
+    train_images_per_s: float  # median over all epochs of all seeds
+    parameters: int
+    activation_parameters: int
+    epochs: int
+    diverged: int
+    best_run: dict[str, Any]
+
+
+def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Summary]:
+    """Group finished runs by activation (table order) and reduce each group."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("epochs"):
+            groups.setdefault(r["config"]["activation"], []).append(r)
+    out: dict[str, Summary] = {}
+    for act in sorted(groups, key=lambda a: ALL_NAMES.index(a) if a in ALL_NAMES else 99):
+        runs = sorted(groups[act], key=lambda r: r["config"]["seed"])
+        finals = [r["epochs"][-1]["test_accuracy"] for r in runs]
+        speeds = [e["train_images_per_s"] for r in runs for e in r["epochs"]]
+        best_run = max(runs, key=lambda r: r["epochs"][-1]["test_accuracy"])
+        out[act] = Summary(
+            activation=act,
+            seeds=[r["config"]["seed"] for r in runs],
+            final_accuracies=finals,
+            mean=statistics.fmean(finals),
+            std=statistics.pstdev(finals),
+            best=max(finals),
+            final_train_loss=statistics.fmean(r["epochs"][-1]["train_loss"] for r in runs),
+            train_images_per_s=statistics.median(speeds),
+            parameters=runs[0]["parameters"]["total"],
+            activation_parameters=runs[0]["parameters"]["activation"],
+            epochs=min(len(r["epochs"]) for r in runs),
+            diverged=sum(r.get("status") == "diverged" for r in runs),
+            best_run=best_run,
+        )
+    return out
+
+
+def _setting_line(results: Sequence[dict[str, Any]]) -> str:
+    cfg = results[0]["config"]
+    opt = f"Adam lr {cfg['lr']:g}" if cfg["optimizer"] == "adam" else (
+        f"SGD lr {cfg['lr']:g} momentum {cfg['momentum']:g}"
+    )
+    return (
+        f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
+        f"{DATASET_LABELS.get(cfg['dataset'], cfg['dataset'])} "
+        f"({results[0]['train_size']:,} training / {results[0]['test_size']:,} test images), "
+        f"{opt}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, PAU variant "
+        f"`{cfg['pau_variant']}`"
+    )
+
+
+def accuracy_table(results: Sequence[dict[str, Any]], summaries: dict[str, Summary]) -> str:
+    """Markdown: ours (mean ± std, best) beside the paper's Table 2 for the same setting."""
+    cfg = results[0]["config"]
+    model, dataset = cfg["model"], cfg["dataset"]
+    has_paper = any(paper.published(model, dataset, a) for a in summaries)
+    lines = [
+        f"Test accuracy (%) after the last epoch: {_setting_line(results)}.",
+        "",
+    ]
+    head = "| Activation | seeds | ours: mean ± std | ours: best | final train loss |"
+    rule = "|---|---:|---:|---:|---:|"
+    if has_paper:
+        head += " paper: mean ± std | paper: best | ours − paper (mean) |"
+        rule += "---:|---:|---:|"
+    lines += [head, rule]
+    for act, s in summaries.items():
+        note = f" ({s.diverged} diverged)" if s.diverged else ""
+        row = (
+            f"| {LABELS.get(act, act)}{note} | {len(s.seeds)} | {s.mean:.2f} ± {s.std:.2f} | "
+            f"{s.best:.2f} | {s.final_train_loss:.4f} |"
+        )
+        if has_paper:
+            p = paper.published(model, dataset, act)
+            row += (
+                f" {p.mean:.2f} ± {p.std:.2f} | {p.best:.2f} | {s.mean - p.mean:+.2f} |"
+                if p
+                else " — | — | — |"
+            )
+        lines.append(row)
+    lines.append("")
+    lines.append(
+        "std is the population standard deviation over seeds; best is the best seed's "
+        "final accuracy."
+    )
+    if has_paper:
+        lines.append(
+            f"Paper: Molina et al. 2020, Table 2 ({paper.PAPER_EPOCHS} epochs, "
+            f"{paper.PAPER_SEEDS} seeds, full training set)."
+        )
+    return "\n".join(lines)
+
+
+def speed_table(
+    summaries: dict[str, Summary], side_by_side: Optional[dict[str, float]] = None
+) -> str:
+    """Markdown: parameters and training throughput per activation, overhead relative to ReLU."""
+    lines = [
+        "| Activation | parameters (in activations) | train img/s (runs, median epoch) |"
+        + (" train img/s (side by side) | step time vs ReLU |" if side_by_side else ""),
+        "|---|---:|---:|" + ("---:|---:|" if side_by_side else ""),
+    ]
+    relu = (side_by_side or {}).get("relu")
+    for act, s in summaries.items():
+        row = (
+            f"| {LABELS.get(act, act)} | {s.parameters:,} ({s.activation_parameters}) | "
+            f"{s.train_images_per_s:,.0f} |"
+        )
+        if side_by_side:
+            ips = side_by_side.get(act)
+            if ips is None:
+                row += " — | — |"
+            else:
+                overhead = f"{relu / ips - 1:+.1%}" if relu else "—"
+                row += f" {ips:,.0f} | {overhead} |"
+        lines.append(row)
+    if side_by_side:
+        lines += [
+            "",
+            "Side by side: every activation's model trains a few batches in turn, several "
+            "rounds, fastest round kept; the last column is the extra time per training step "
+            "relative to ReLU.",
+        ]
+    return "\n".join(lines)
+
+
+def parameter_overhead(summaries: dict[str, Summary], side_by_side: dict[str, float]) -> dict:
+    """PAU-family step-time overhead over ReLU, as fractions (for JSON summaries)."""
+    relu = side_by_side.get("relu")
+    if not relu:
+        return {}
+    return {a: relu / ips - 1 for a, ips in side_by_side.items() if a != "relu"}
