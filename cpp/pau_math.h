@@ -71,11 +71,23 @@ PAU_HOST_DEVICE int effective_degree(const C* c, int count, int first, int strid
   return first - 1;
 }
 
+// Degrees known at run time. Every function below also accepts FixedDegrees,
+// whose compile-time constants let the compiler unroll the loops and keep the
+// term arrays in registers.
 struct Degrees {
   int m;      // numerator degree (a_0..a_m)
   int n;      // denominator degree (b_1..b_n)
   int m_eff;  // highest non-zero a_j (0 if all are zero)
   int n_eff;  // highest non-zero b_k (0 if all are zero): the scaling degree
+};
+
+// Degrees (M, N) with all leading coefficients non-zero.
+template <int M, int N>
+struct FixedDegrees {
+  static constexpr int m = M;
+  static constexpr int n = N;
+  static constexpr int m_eff = M;
+  static constexpr int n_eff = N;
 };
 
 // e[j] = E_j for j = 0..count-1 (see the header comment), scaling degree s.
@@ -115,11 +127,11 @@ struct Evaluation {
   V d;        // D = Q / M^s
 };
 
-template <Variant variant, class Ops>
+template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE Evaluation<typename Ops::value> evaluate(const typename Ops::value* e,
                                                           const typename Ops::value* a,
                                                           const typename Ops::value* b,
-                                                          const Degrees& deg) {
+                                                          const Deg& deg) {
   using V = typename Ops::value;
   Evaluation<V> r;
   r.sum_a = Ops::broadcast(0);
@@ -138,30 +150,30 @@ PAU_HOST_DEVICE Evaluation<typename Ops::value> evaluate(const typename Ops::val
 }
 
 // F(x) for one element or lane vector. a: m+1 values, b: n values.
-template <Variant variant, class Ops>
+template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typename Ops::value* a,
-                                            const typename Ops::value* b, const Degrees& deg) {
+                                            const typename Ops::value* b, const Deg& deg) {
   using V = typename Ops::value;
   V e[kMaxTerms];
   const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
   scaled_powers<Ops>(x, deg.n_eff, count, e);
-  const Evaluation<V> r = evaluate<variant, Ops>(e, a, b, deg);
+  const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   return r.sum_a / r.d;
 }
 
 // Gradients of F at x, scaled by the incoming gradient g. Returns dL/dx and
 // adds dL/da_j to grad_a[0..m] and dL/db_k to grad_b[0..n-1].
-template <Variant variant, class Ops>
+template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops::value g,
                                              const typename Ops::value* a,
-                                             const typename Ops::value* b, const Degrees& deg,
+                                             const typename Ops::value* b, const Deg& deg,
                                              typename Ops::value* grad_a,
                                              typename Ops::value* grad_b) {
   using V = typename Ops::value;
   V e[kMaxTerms];
   const int top = deg.m > deg.n ? deg.m : deg.n;
   scaled_powers<Ops>(x, deg.n_eff, top + 1, e);
-  const Evaluation<V> r = evaluate<variant, Ops>(e, a, b, deg);
+  const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   const V inv_d = Ops::broadcast(1) / r.d;
   const V f = r.sum_a * inv_d;
 

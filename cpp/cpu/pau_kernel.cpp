@@ -77,6 +77,16 @@ void store_block(const T* computed, int64_t count, scalar_t* dst) {
   if constexpr (!std::is_same_v<scalar_t, T>) at::vec::convert(computed, dst, count);
 }
 
+// Calls f with compile-time degrees for the paper's (5, 4), else run-time ones.
+template <class F>
+void with_degrees(const Degrees& d, F&& f) {
+  if (d.m == 5 && d.n == 4 && d.m_eff == 5 && d.n_eff == 4) {
+    f(math::FixedDegrees<5, 4>{});
+  } else {
+    f(d);
+  }
+}
+
 template <class T>
 Vec<T> load_lanes(const T* p, int64_t lanes) {
   return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
@@ -169,24 +179,27 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
 
-  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
-      const int64_t count = std::min(kBlock, tile.column_end - begin);
-      const int64_t offset = row * layout.row_length + begin;
-      const T* xs = load_block(x + offset, count, x_buffer);
-      T* ys = output_block(out + offset, y_buffer);
-      for (int64_t i = 0; i < count; i += V::size()) {
-        const int64_t lanes = std::min<int64_t>(V::size(), count - i);
-        const V* a;
-        const V* b;
-        coefficients.lanes(begin - tile.column_begin + i, a, b, a_lanes, b_lanes);
-        const V y = math::forward<variant, VecOps<T>>(load_lanes(xs + i, lanes), a, b,
-                                                      coefficients.degrees());
-        store_lanes(y, ys + i, lanes);
+  with_degrees(coefficients.degrees(), [&](const auto& degrees) {
+    using Deg = std::decay_t<decltype(degrees)>;
+    for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+      for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+        const int64_t count = std::min(kBlock, tile.column_end - begin);
+        const int64_t offset = row * layout.row_length + begin;
+        const T* xs = load_block(x + offset, count, x_buffer);
+        T* ys = output_block(out + offset, y_buffer);
+        for (int64_t i = 0; i < count; i += V::size()) {
+          const int64_t lanes = std::min<int64_t>(V::size(), count - i);
+          const V* a;
+          const V* b;
+          coefficients.lanes(begin - tile.column_begin + i, a, b, a_lanes, b_lanes);
+          const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), a, b,
+                                                             degrees);
+          store_lanes(y, ys + i, lanes);
+        }
+        store_block(ys, count, out + offset);
       }
-      store_block(ys, count, out + offset);
     }
-  }
+  });
 }
 
 template <class T>
@@ -234,32 +247,42 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   alignas(64) T gx_buffer[kBlock];
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
-  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
-      const int64_t count = std::min(kBlock, tile.column_end - begin);
-      const int64_t offset = row * layout.row_length + begin;
-      const T* xs = load_block(x + offset, count, x_buffer);
-      const T* gs = load_block(grad + offset, count, g_buffer);
-      T* gxs = output_block(grad_x + offset, gx_buffer);
-      for (int64_t i = 0; i < count; i += kLanes) {
-        const int64_t lanes = std::min<int64_t>(kLanes, count - i);
-        const int64_t column = begin - tile.column_begin + i;
-        const V* a;
-        const V* b;
-        coefficients.lanes(column, a, b, a_lanes, b_lanes);
-        // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
-        V* acc = &accumulators[(per_lane ? column / kLanes : 0) * count_coefficients];
-        const V gx = math::backward<variant, VecOps<T>>(load_lanes(xs + i, lanes),
-                                                        load_lanes(gs + i, lanes), a, b,
-                                                        coefficients.degrees(), acc,
-                                                        acc + p.m + 1);
-        store_lanes(gx, gxs + i, lanes);
+  with_degrees(coefficients.degrees(), [&](const auto& degrees) {
+    using Deg = std::decay_t<decltype(degrees)>;
+    // Accumulated in a local array so the fixed-degree case stays in registers.
+    V acc[2 * math::kMaxTerms];
+    for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+      for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+        const int64_t count = std::min(kBlock, tile.column_end - begin);
+        const int64_t offset = row * layout.row_length + begin;
+        const T* xs = load_block(x + offset, count, x_buffer);
+        const T* gs = load_block(grad + offset, count, g_buffer);
+        T* gxs = output_block(grad_x + offset, gx_buffer);
+        if (!per_lane) {
+          for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
+        }
+        for (int64_t i = 0; i < count; i += kLanes) {
+          const int64_t lanes = std::min<int64_t>(kLanes, count - i);
+          const int64_t column = begin - tile.column_begin + i;
+          const V* a;
+          const V* b;
+          coefficients.lanes(column, a, b, a_lanes, b_lanes);
+          // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
+          V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
+          const V gx = math::backward<variant, VecOps<T>, Deg>(
+              load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
+              target + p.m + 1);
+          store_lanes(gx, gxs + i, lanes);
+        }
+        store_block(gxs, count, grad_x + offset);
+        if (!per_lane) {
+          for (int k = 0; k < count_coefficients; ++k) accumulators[k] = acc[k];
+          flush();
+        }
       }
-      store_block(gxs, count, grad_x + offset);
-      if (!per_lane) flush();
+      if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
     }
-    if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
-  }
+  });
   if (per_lane) flush();
 
   double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
