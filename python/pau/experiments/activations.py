@@ -96,8 +96,11 @@ def available() -> list[str]:
     pau = _pau_module()
     names = list(_TORCH_FACTORIES)
     if pau is not None:
-        names += [n for n, attr in (("pau", "PAU"), ("rpau", "RPAU"), ("pwlu", "PWLU"))
-                  if hasattr(pau, attr)]
+        names += [
+            n
+            for n, attr in (("pau", "PAU"), ("rpau", "RPAU"), ("pwlu", "PWLU"))
+            if hasattr(pau, attr)
+        ]
     return [n for n in ALL_NAMES if n in names]
 
 

@@ -10,7 +10,6 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 import torch
@@ -47,7 +46,7 @@ class IdxFormatError(ValueError):
     """A file is not a valid IDX file."""
 
 
-def read_idx(path: Union[str, os.PathLike]) -> np.ndarray:
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (raw, or gzip-compressed whatever its name) into a numpy array.
 
     The result has the file's shape and a native-endian dtype.
@@ -76,7 +75,7 @@ def read_idx(path: Union[str, os.PathLike]) -> np.ndarray:
     return data.reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def write_idx(path: Union[str, os.PathLike], array: np.ndarray, compress: bool = False) -> None:
+def write_idx(path: str | os.PathLike, array: np.ndarray, compress: bool = False) -> None:
     """Write ``array`` as an IDX file (gzip-compressed if ``compress``); for tests and tools."""
     codes = {dt.newbyteorder("="): code for code, dt in _IDX_DTYPES.items()}
     arr = np.asarray(array)
@@ -89,7 +88,7 @@ def write_idx(path: Union[str, os.PathLike], array: np.ndarray, compress: bool =
         f.write(gzip.compress(payload) if compress else payload)
 
 
-def find_idx_file(directory: Path, split: str, kind: str) -> Optional[Path]:
+def find_idx_file(directory: Path, split: str, kind: str) -> Path | None:
     """The IDX file for (split, kind) in ``directory``, or None.
 
     Accepts the usual spellings: ``train-images-idx3-ubyte`` and the dotted
@@ -121,10 +120,12 @@ class Dataset:
         return int(max(self.train_y.max(), self.test_y.max())) + 1
 
 
-def _missing_message(name: str, directory: Optional[Path], searched: list[Path]) -> str:
+def _missing_message(name: str, directory: Path | None, searched: list[Path]) -> str:
     where = ", ".join(str(p) for p in searched) or "(no directory given)"
-    files = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, " \
+    files = (
+        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
         "t10k-labels-idx1-ubyte (each optionally .gz)"
+    )
     if name == "fashion-mnist":
         return (
             f"Fashion-MNIST IDX files not found (looked in {where}).\n"
@@ -140,7 +141,7 @@ def _missing_message(name: str, directory: Optional[Path], searched: list[Path])
     )
 
 
-def _load_idx_dataset(name: str, data_dir: Optional[Path]) -> tuple[np.ndarray, ...]:
+def _load_idx_dataset(name: str, data_dir: Path | None) -> tuple[np.ndarray, ...]:
     searched: list[Path] = []
     if data_dir is not None:
         searched.append(data_dir)
@@ -190,7 +191,7 @@ def _load_digits() -> tuple[np.ndarray, ...]:
 
 
 def load_dataset(
-    name: str, data_dir: Optional[Union[str, os.PathLike]] = None, subset: Optional[int] = None
+    name: str, data_dir: str | os.PathLike | None = None, subset: int | None = None
 ) -> Dataset:
     """Load ``name`` ("fashion-mnist", "mnist" or "digits") into memory.
 

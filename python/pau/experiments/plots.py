@@ -40,22 +40,23 @@ def require_matplotlib() -> Any:
 
 def _mean_band(runs: Sequence[dict[str, Any]], key: str) -> tuple[list[int], list, list, list]:
     length = min(len(r["epochs"]) for r in runs)
-    values = torch.tensor([[e[key] for e in r["epochs"][:length]] for r in runs], dtype=torch.float64)
+    rows = [[e[key] for e in r["epochs"][:length]] for r in runs]
+    values = torch.tensor(rows, dtype=torch.float64)
     mean = values.mean(0)
     std = values.std(0, correction=0)
     return list(range(1, length + 1)), mean.tolist(), (mean - std).tolist(), (mean + std).tolist()
 
 
-def plot_curves(
-    groups: dict[str, list[dict[str, Any]]], title: str, path: Path
-) -> Path:
+def plot_curves(groups: dict[str, list[dict[str, Any]]], title: str, path: Path) -> Path:
     """Mean test accuracy and train loss per epoch (band: ± std over seeds) per activation."""
     plt = require_matplotlib()
     fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2))
     for act, runs in groups.items():
         for ax, key in ((ax_acc, "test_accuracy"), (ax_loss, "train_loss")):
             x, mean, lo, hi = _mean_band(runs, key)
-            (line,) = ax.plot(x, mean, label=f"{LABELS.get(act, act)} ({len(runs)})", lw=1.6)
+            marker = "o" if len(x) <= 20 else None
+            label = f"{LABELS.get(act, act)} ({len(runs)})"
+            (line,) = ax.plot(x, mean, label=label, lw=1.6, marker=marker, ms=3)
             if len(runs) > 1:
                 ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.15, lw=0)
     ax_acc.set(xlabel="epoch", ylabel="test accuracy (%)", title="test accuracy (mean ± std)")
@@ -63,6 +64,7 @@ def plot_curves(
     ax_loss.set_yscale("log")
     for ax in (ax_acc, ax_loss):
         ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
     ax_acc.legend(title="activation (seeds)", fontsize="small")
     fig.suptitle(title)
     fig.tight_layout()
@@ -123,14 +125,26 @@ def plot_learned_activations(summaries: dict[str, Summary], title: str, path: Pa
         ):
             ax = axes[row][col]
             learned = _module_from_state(act, state, variant)
-            ax.plot(x, _evaluate(_module_from_state(act, init, variant)).numpy(), "k--", lw=1,
-                    label="initial")
+            ax.plot(
+                x,
+                _evaluate(_module_from_state(act, init, variant)).numpy(),
+                "k--",
+                lw=1,
+                label="initial",
+            )
             (line,) = ax.plot(x, _evaluate(learned).numpy(), lw=1.8, label="learned")
             if act == "rpau":
                 alpha = float(getattr(learned, "alpha", RPAU_ALPHA))
                 lo, hi = _noise_band(learned, alpha)
-                ax.fill_between(x, lo.numpy(), hi.numpy(), color=line.get_color(), alpha=0.25,
-                                lw=0, label=f"noise ±{alpha:.0%}")
+                ax.fill_between(
+                    x,
+                    lo.numpy(),
+                    hi.numpy(),
+                    color=line.get_color(),
+                    alpha=0.25,
+                    lw=0,
+                    label=f"noise ±{alpha:.0%}",
+                )
             ax.set_title(f"{LABELS.get(act, act)}, activation {col + 1}", fontsize="small")
             ax.grid(alpha=0.3)
             ax.axhline(0, color="0.6", lw=0.5)

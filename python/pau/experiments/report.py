@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 from . import paper
 from .activations import ALL_NAMES, LABELS
@@ -65,8 +65,10 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Summary]:
 
 def _setting_line(results: Sequence[dict[str, Any]]) -> str:
     cfg = results[0]["config"]
-    opt = f"Adam lr {cfg['lr']:g}" if cfg["optimizer"] == "adam" else (
-        f"SGD lr {cfg['lr']:g} momentum {cfg['momentum']:g}"
+    opt = (
+        f"Adam lr {cfg['lr']:g}"
+        if cfg["optimizer"] == "adam"
+        else (f"SGD lr {cfg['lr']:g} momentum {cfg['momentum']:g}")
     )
     return (
         f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
@@ -75,6 +77,19 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
         f"{opt}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, PAU variant "
         f"`{cfg['pau_variant']}`"
     )
+
+
+def _differences_from_paper(results: Sequence[dict[str, Any]]) -> list[str]:
+    cfg = results[0]["config"]
+    out = []
+    if cfg["epochs"] != paper.PAPER_EPOCHS:
+        out.append(f"{cfg['epochs']} epochs instead of {paper.PAPER_EPOCHS}")
+    seeds = len({r["config"]["seed"] for r in results})
+    if seeds != paper.PAPER_SEEDS:
+        out.append(f"{seeds} seed{'s' if seeds > 1 else ''} instead of {paper.PAPER_SEEDS}")
+    if cfg["subset"]:
+        out.append(f"{results[0]['train_size']:,} training images, not the full set")
+    return out
 
 
 def accuracy_table(results: Sequence[dict[str, Any]], summaries: dict[str, Summary]) -> str:
@@ -94,8 +109,9 @@ def accuracy_table(results: Sequence[dict[str, Any]], summaries: dict[str, Summa
     lines += [head, rule]
     for act, s in summaries.items():
         note = f" ({s.diverged} diverged)" if s.diverged else ""
+        spread = f" ± {s.std:.2f}" if len(s.seeds) > 1 else ""
         row = (
-            f"| {LABELS.get(act, act)}{note} | {len(s.seeds)} | {s.mean:.2f} ± {s.std:.2f} | "
+            f"| {LABELS.get(act, act)}{note} | {len(s.seeds)} | {s.mean:.2f}{spread} | "
             f"{s.best:.2f} | {s.final_train_loss:.4f} |"
         )
         if has_paper:
@@ -116,12 +132,16 @@ def accuracy_table(results: Sequence[dict[str, Any]], summaries: dict[str, Summa
             f"Paper: Molina et al. 2020, Table 2 ({paper.PAPER_EPOCHS} epochs, "
             f"{paper.PAPER_SEEDS} seeds, full training set)."
         )
+        differences = _differences_from_paper(results)
+        if differences:
+            lines.append(
+                f"This run differs from the paper's protocol ({'; '.join(differences)}): "
+                "the paper's columns are a reference point, not a like-for-like comparison."
+            )
     return "\n".join(lines)
 
 
-def speed_table(
-    summaries: dict[str, Summary], side_by_side: Optional[dict[str, float]] = None
-) -> str:
+def speed_table(summaries: dict[str, Summary], side_by_side: dict[str, float] | None = None) -> str:
     """Markdown: parameters and training throughput per activation, overhead relative to ReLU."""
     lines = [
         "| Activation | parameters (in activations) | train img/s (runs, median epoch) |"
@@ -152,8 +172,8 @@ def speed_table(
     return "\n".join(lines)
 
 
-def parameter_overhead(summaries: dict[str, Summary], side_by_side: dict[str, float]) -> dict:
-    """PAU-family step-time overhead over ReLU, as fractions (for JSON summaries)."""
+def step_overhead(side_by_side: dict[str, float]) -> dict[str, float]:
+    """Each activation's extra training-step time over ReLU, as a fraction (for JSON)."""
     relu = side_by_side.get("relu")
     if not relu:
         return {}

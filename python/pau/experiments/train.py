@@ -16,7 +16,7 @@ import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,7 @@ class RunConfig:
     lr: float = 0.002
     momentum: float = 0.0
     batch_size: int = 256
-    subset: Optional[int] = None
+    subset: int | None = None
     pau_variant: str = "safe"
 
     def name(self) -> str:
@@ -67,7 +67,7 @@ def _write_json(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def load_result(path: Path) -> Optional[dict[str, Any]]:
+def load_result(path: Path) -> dict[str, Any] | None:
     """A run's JSON, or None if it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
@@ -75,7 +75,7 @@ def load_result(path: Path) -> Optional[dict[str, Any]]:
         return None
 
 
-def is_finished(result: Optional[dict[str, Any]], config: RunConfig) -> bool:
+def is_finished(result: dict[str, Any] | None, config: RunConfig) -> bool:
     """Whether ``result`` is a completed (or diverged) run of exactly ``config``."""
     return (
         result is not None
@@ -326,9 +326,9 @@ def run(
         )
         _write_json(json_path, result)
 
-    result["status"] = "diverged" if history and not math.isfinite(
-        history[-1]["train_loss"]
-    ) else "finished"
+    result["status"] = (
+        "diverged" if history and not math.isfinite(history[-1]["train_loss"]) else "finished"
+    )
     result["activation_states"] = activation_states(model)
     _write_json(json_path, result)
     ckpt_path.unlink(missing_ok=True)

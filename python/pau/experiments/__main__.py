@@ -1,0 +1,5 @@
+"""``python -m pau.experiments``."""
+
+from .cli import main
+
+raise SystemExit(main())

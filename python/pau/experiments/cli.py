@@ -1,0 +1,326 @@
+"""``python -m pau.experiments``: reproduce the PAU paper's MNIST / Fashion-MNIST experiments.
+
+Exit codes: 0 done, 1 data (or an optional dependency it needs) missing,
+2 bad arguments, 130 interrupted (re-run the same command to resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import activations, paper
+from .data import DATASETS, DataUnavailableError, load_dataset
+from .models import MODELS, build_model, check_parameter_counts
+from .report import (
+    DATASET_LABELS,
+    MODEL_LABELS,
+    accuracy_table,
+    speed_table,
+    step_overhead,
+    summarize,
+)
+from .train import OPTIMIZER_DEFAULTS, RunConfig, run
+
+DEFAULT_OUT = Path("runs/experiments")
+
+# --quick: the README's first command. Small enough for a few minutes on 2 CPU cores.
+QUICK = {
+    "model": "lenet",
+    "dataset": "fashion-mnist",
+    "epochs": 3,
+    "seeds": 1,
+    "subset": 10_000,
+}
+# Without --quick: the paper's protocol (appendix A.3.2).
+FULL = {
+    "model": "lenet",
+    "dataset": "fashion-mnist",
+    "epochs": paper.PAPER_EPOCHS,
+    "seeds": paper.PAPER_SEEDS,
+    "subset": None,
+}
+
+
+def _quick_activations() -> list[str]:
+    avail = activations.available()
+    return [a for a in ("relu", "leaky_relu", "pau", "rpau", "pwlu") if a in avail]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    p = argparse.ArgumentParser(
+        prog="python -m pau.experiments",
+        description=(
+            "Train LeNet / VGG-8 with different activation functions on (Fashion-)MNIST\n"
+            "as in the PAU paper (Molina et al. 2020, Table 2) and compare with its numbers.\n"
+            "Finished runs are cached in --out and skipped; interrupted runs resume.\n"
+            "Nothing is downloaded: Fashion-MNIST comes from Debian's dataset-fashion-mnist\n"
+            "package, MNIST from --data-dir, digits from scikit-learn."
+        ),
+        epilog=(
+            "Examples:  python -m pau.experiments --quick\n"
+            "           python -m pau.experiments --activations relu,leaky_relu,pau "
+            "--seeds 3 --epochs 30"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"a few-minute CPU demo: LeNet, Fashion-MNIST, {QUICK['subset']:,} "
+        f"training images, {QUICK['epochs']} epochs, 1 seed, ReLU vs LReLU vs "
+        "PAU (+RPAU/PWLU when available); other options override it",
+    )
+    p.add_argument("--model", choices=MODELS, help="network (default: lenet)")
+    p.add_argument("--dataset", choices=DATASETS, help="default: fashion-mnist")
+    p.add_argument(
+        "--activations",
+        metavar="LIST",
+        help="comma-separated, from: "
+        + ",".join(activations.ALL_NAMES)
+        + " (default: all available; --quick: relu,leaky_relu,pau,...)",
+    )
+    p.add_argument("--epochs", type=_positive_int, help=f"default: {paper.PAPER_EPOCHS} (paper)")
+    p.add_argument(
+        "--seeds",
+        type=_positive_int,
+        help=f"number of seeds 0..N-1 (default: {paper.PAPER_SEEDS}, paper)",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd"),
+        default="adam",
+        help="adam (lr 0.002) or sgd (lr 0.01, momentum 0.5), as in the paper",
+    )
+    p.add_argument("--lr", type=_positive_float, help="override the optimizer's learning rate")
+    p.add_argument("--batch-size", type=_positive_int, default=256, help="default: 256 (paper)")
+    p.add_argument(
+        "--subset",
+        type=_positive_int,
+        help="train on this many training images (fixed choice); test set stays whole",
+    )
+    p.add_argument(
+        "--pau-variant",
+        choices=("safe", "abs_sum"),
+        default="safe",
+        help="PAU/RPAU denominator: safe = 1+|A(x)| (paper Eq. 2, default) or abs_sum",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help="directory with the IDX files (needed for mnist; fashion-mnist defaults "
+        "to /usr/share/datasets/fashion-mnist)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default: {DEFAULT_OUT})"
+    )
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
+    p.add_argument(
+        "--no-speed", action="store_true", help="skip the side-by-side training-speed measurement"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _resolve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Fill unset options from --quick or the paper's protocol; validate what argparse cannot."""
+    base = QUICK if args.quick else FULL
+    for key, value in base.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    avail = activations.available()
+    if args.activations is None:
+        args.activations = _quick_activations() if args.quick else avail
+    else:
+        names = [a.strip() for a in args.activations.split(",") if a.strip()]
+        unknown = [a for a in names if a not in activations.ALL_NAMES]
+        if unknown or not names:
+            parser.error(
+                f"unknown activation(s) {', '.join(unknown) or '(none given)'}; "
+                f"choose from {','.join(activations.ALL_NAMES)}"
+            )
+        missing = [a for a in names if a not in avail]
+        if missing:
+            parser.error(
+                f"activation(s) {', '.join(missing)} not available: this needs the pau "
+                f"extension built with them (available here: {','.join(avail)})"
+            )
+        args.activations = list(dict.fromkeys(names))
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch has no CUDA device available")
+    defaults = OPTIMIZER_DEFAULTS[args.optimizer]
+    args.momentum = defaults["momentum"]
+    if args.lr is None:
+        args.lr = defaults["lr"]
+    return args
+
+
+def _setting_name(args: argparse.Namespace) -> str:
+    size = f"_n{args.subset}" if args.subset else ""
+    return f"{args.model}_{args.dataset}{size}_{args.optimizer}_e{args.epochs}"
+
+
+def _print_parameter_counts(args: argparse.Namespace) -> None:
+    print(f"Parameter counts ({args.model}, 1x28x28 input), vs. the PAU paper's appendix A.3:")
+    for act in args.activations:
+        model = build_model(args.model, lambda a=act: activations.make(a, args.pau_variant))
+        _, line = check_parameter_counts(args.model, model, act)
+        print("  " + line)
+
+
+def _write_outputs(
+    args: argparse.Namespace, results: list[dict[str, Any]], speed: dict[str, float] | None
+) -> Path:
+    report_dir = args.out / _setting_name(args)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    summaries = summarize(results)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(r["config"]["activation"], []).append(r)
+    title = (
+        f"{MODEL_LABELS[args.model]} on {DATASET_LABELS[args.dataset]}, {args.epochs} epochs, "
+        f"{args.seeds} seed{'s' if args.seeds > 1 else ''}"
+    )
+    text = [
+        f"# {title}",
+        "",
+        accuracy_table(results, summaries),
+        "",
+        "## Speed",
+        "",
+        speed_table(summaries, speed),
+        "",
+    ]
+    env = results[0]["environment"]
+    text.append(
+        f"Measured with torch {env['torch']} on {env.get('gpu') or env['cpu']} "
+        f"({env['device']}, {env['threads']} threads)."
+    )
+    if not args.no_plots:
+        try:
+            from .plots import PlotsUnavailableError, plot_curves, plot_learned_activations
+
+            plot_curves(groups, title, report_dir / "curves.png")
+            text += ["", "![learning curves](curves.png)"]
+            if any(s.activation_parameters for s in summaries.values()):
+                plot_learned_activations(
+                    summaries,
+                    title + ": learned activations (best run)",
+                    report_dir / "activations.png",
+                )
+                text += ["", "![learned activations](activations.png)"]
+        except PlotsUnavailableError as err:
+            print(f"note: {err}; skipping plots", file=sys.stderr)
+    (report_dir / "results.md").write_text("\n".join(text) + "\n")
+    summary = {
+        "setting": vars(args) | {"out": str(args.out), "data_dir": str(args.data_dir)},
+        "runs": [r["name"] for r in results],
+        "activations": {
+            a: {k: v for k, v in vars(s).items() if k != "best_run"}
+            | {"best_run": s.best_run["name"]}
+            for a, s in summaries.items()
+        },
+        "side_by_side_train_images_per_s": speed,
+        "step_overhead_vs_relu": step_overhead(speed) if speed else None,
+    }
+    (report_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
+    print()
+    print(accuracy_table(results, summaries))
+    print()
+    print(speed_table(summaries, speed))
+    return report_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the experiments; returns the process exit code."""
+    parser = build_parser()
+    args = _resolve(parser.parse_args(argv), parser)
+    start = time.perf_counter()
+    try:
+        data = load_dataset(args.dataset, args.data_dir, args.subset)
+    except DataUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    device = torch.device(args.device)
+    print(
+        f"{args.dataset}: {len(data.train_x):,} training / {len(data.test_x):,} test images "
+        f"from {data.source}"
+    )
+    _print_parameter_counts(args)
+    configs = [
+        RunConfig(
+            model=args.model,
+            dataset=args.dataset,
+            activation=act,
+            seed=seed,
+            epochs=args.epochs,
+            optimizer=args.optimizer,
+            lr=args.lr,
+            momentum=args.momentum,
+            batch_size=args.batch_size,
+            subset=args.subset,
+            pau_variant=args.pau_variant,
+        )
+        for seed in range(args.seeds)  # seeds outermost: an early stop still compares all
+        for act in args.activations
+    ]
+    results = []
+    try:
+        for i, config in enumerate(configs, 1):
+            print(f"[{i}/{len(configs)}] {config.activation}, seed {config.seed}")
+            result = run(config, data, args.out, device, progress=not args.no_progress)
+            if result.get("cached"):
+                print(f"  cached: {args.out / 'runs' / (config.name() + '.json')}")
+            results.append(result)
+        speed = None
+        if not args.no_speed:
+            print("Measuring training speed side by side ...")
+            from .speed import measure_training_speed
+
+            speed = measure_training_speed(
+                args.model,
+                args.activations,
+                device,
+                batch_size=args.batch_size,
+                pau_variant=args.pau_variant,
+            )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: run the same command again to resume (results in {args.out})",
+            file=sys.stderr,
+        )
+        return 130
+    report_dir = _write_outputs(args, results, speed)
+    print(
+        f"\nResults, plots and per-run JSON in {report_dir} and {args.out / 'runs'} "
+        f"({time.perf_counter() - start:.0f} s)"
+    )
+    return 0
