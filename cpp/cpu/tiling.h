@@ -21,6 +21,7 @@ namespace pau {
 namespace cpu {
 
 constexpr int64_t kMinRun = 64;       // shorter runs use per-lane tiles
+constexpr int64_t kPerLaneColumns = 256;  // per-lane tiles span at least this many columns
 constexpr int64_t kMaxColumns = 8192; // columns of a broadcast tile
 constexpr int64_t kTileElements = 32768;
 
@@ -52,7 +53,7 @@ inline Layout make_layout(int64_t numel, int64_t groups, int64_t run) {
   if (numel == 0 || l.row_length == 0) return l;
   l.rows = numel / l.row_length;
   if (l.per_lane()) {
-    l.groups_per_tile = std::min(groups, ceil_div(kMinRun, run));
+    l.groups_per_tile = std::min(groups, ceil_div(kPerLaneColumns, run));
     l.columns = l.groups_per_tile * run;
     l.column_tiles = ceil_div(groups, l.groups_per_tile);
   } else {
