@@ -17,7 +17,7 @@ import torch
 
 from . import activations, paper
 from .data import DATASETS, DataUnavailableError, load_dataset
-from .models import MODELS, build_model, check_parameter_counts
+from .models import INPUT_SIZE, MODELS, build_model, check_parameter_counts
 from .report import (
     DATASET_LABELS,
     MODEL_LABELS,
@@ -132,6 +132,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="safe",
         help="PAU/RPAU denominator: safe = 1+|A(x)| (paper Eq. 2, default) or abs_sum",
     )
+    p.add_argument(
+        "--rotate",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="augment: rotate training images by up to DEG degrees (paper: not stated; "
+        "the authors' script uses 30; default 0)",
+    )
+    p.add_argument(
+        "--clip-grad-norm",
+        type=_positive_float,
+        metavar="MAX",
+        help="clip the gradient norm (paper: not stated; the authors' script uses 5)",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
         "--data-dir",
@@ -189,7 +203,10 @@ def _setting_name(args: argparse.Namespace) -> str:
 
 
 def _print_parameter_counts(args: argparse.Namespace) -> None:
-    print(f"Parameter counts ({args.model}, 1x28x28 input), vs. the PAU paper's appendix A.3:")
+    print(
+        f"Parameter counts ({args.model}, 1x{INPUT_SIZE}x{INPUT_SIZE} input), "
+        "vs. the PAU paper's appendix A.3:"
+    )
     for act in args.activations:
         model = build_model(args.model, lambda a=act: activations.make(a, args.pau_variant))
         _, line = check_parameter_counts(args.model, model, act)
@@ -288,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             subset=args.subset,
             pau_variant=args.pau_variant,
+            rotate=args.rotate,
+            clip_grad_norm=args.clip_grad_norm,
         )
         for seed in range(args.seeds)  # seeds outermost: an early stop still compares all
         for act in args.activations

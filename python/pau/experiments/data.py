@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 DATASETS = ("fashion-mnist", "mnist", "digits")
+INPUT_SIZE = 32  # what the models take (see models.py)
 
 # Where Debian's dataset-fashion-mnist package puts its files.
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -106,7 +107,10 @@ def find_idx_file(directory: Path, split: str, kind: str) -> Path | None:
 
 @dataclass
 class Dataset:
-    """Images as float tensors (N, 1, 28, 28), normalised with the training set's statistics."""
+    """Images as float tensors (N, 1, 32, 32), normalised with the training set's statistics.
+
+    ``background`` is the value a black (0) pixel has after normalisation.
+    """
 
     name: str
     train_x: Tensor
@@ -114,6 +118,7 @@ class Dataset:
     test_x: Tensor
     test_y: Tensor
     source: str
+    background: float = 0.0
 
     @property
     def num_classes(self) -> int:
@@ -178,10 +183,10 @@ def _load_digits() -> tuple[np.ndarray, ...]:
             "(or pip install 'pau[experiments]')"
         ) from err
     digits = load_digits()
-    # 8x8 images with values 0..16: scale each pixel to a 3x3 block (24x24)
-    # and pad to 28x28, so that the MNIST networks take them unchanged.
+    # 8x8 images with values 0..16: each pixel becomes a 3x3 block (24x24),
+    # padded to 28x28 like MNIST's 20x20 digits in their 28x28 frame.
     images = np.kron(digits.images, np.ones((3, 3))) * (255.0 / 16.0)
-    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).astype(np.uint8)
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2))).round().astype(np.uint8)
     labels = digits.target.astype(np.uint8)
     # A fixed split (independent of the run's seed): 20% test.
     order = np.random.RandomState(0).permutation(len(images))
@@ -215,9 +220,8 @@ def load_dataset(
     if subset is not None and subset < len(train_x):
         keep = np.sort(np.random.RandomState(12345).permutation(len(train_x))[:subset])
         train_x, train_y = train_x[keep], train_y[keep]
-    train = torch.from_numpy(train_x.astype(np.float32) / 255.0).unsqueeze(1)
-    test = torch.from_numpy(test_x.astype(np.float32) / 255.0).unsqueeze(1)
-    mean, std = train.mean(), train.std().clamp_min(1e-6)
+    train, test = _to_model_input(train_x), _to_model_input(test_x)
+    mean, std = float(train.mean()), float(train.std().clamp_min(1e-6))
     return Dataset(
         name=name,
         train_x=(train - mean) / std,
@@ -225,4 +229,27 @@ def load_dataset(
         test_x=(test - mean) / std,
         test_y=torch.from_numpy(test_y.astype(np.int64)),
         source=str(source),
+        background=-mean / std,
+    )
+
+
+def _to_model_input(images: np.ndarray, chunk: int = 10_000) -> Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 32, 32) in [0, 1], bilinear resize."""
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    # In chunks: resizing all 60,000 images at once would briefly need ~0.5 GB.
+    return (
+        torch.cat(
+            [
+                torch.nn.functional.interpolate(
+                    x[i : i + chunk],
+                    size=(INPUT_SIZE, INPUT_SIZE),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=False,
+                )
+                for i in range(0, len(x), chunk)
+            ]
+        )
+        if len(x)
+        else x.new_zeros((0, 1, INPUT_SIZE, INPUT_SIZE))
     )

@@ -1,10 +1,11 @@
 """LeNet and VGG-8 exactly as the PAU paper's appendix A.3 (Table 7) lists them.
 
-Inputs are 1x28x28 images. The layer list and the per-layer parameter counts
-fix the geometry: LeNet's first convolution pads by 2 (so the 5x5x120
-convolution sees a 5x5 map and yields 120 features: 48,120 parameters and a
-120 -> 84 linear layer), and VGG-8's 3x3 convolutions pad by 1 so that four
-2x2 poolings leave 1x1x512 features for its single linear layer.
+Inputs are 1x32x32 images: the 28x28 (Fashion-)MNIST images resized, as the
+paper authors' published training script does. The layer list and per-layer
+parameter counts then fix the geometry: LeNet's unpadded 5x5 convolutions
+leave a 5x5 map for the 5x5x120 convolution (48,120 parameters, 120 features
+into the 84-unit linear layer), and VGG-8's 3x3 convolutions pad by 1 so that
+its five 2x2 poolings leave 1x1x512 features for the single linear layer.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 ActivationFactory = Callable[[], nn.Module]
 
 MODELS = ("lenet", "vgg8")
+INPUT_SIZE = 32
 
 # Appendix A.3.1: (total trainable parameters, of which in the PAU layers).
 PAPER_PARAMETER_COUNTS = {"lenet": (61_746, 40), "vgg8": (9_224_508, 50)}
@@ -55,7 +57,7 @@ class LeNet(_Sequential):
 
     def __init__(self, activation: ActivationFactory, num_classes: int = 10) -> None:
         spec = [
-            nn.Conv2d(1, 6, 5, padding=2), "act", nn.MaxPool2d(2),
+            nn.Conv2d(1, 6, 5), "act", nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5), "act", nn.MaxPool2d(2),
             nn.Conv2d(16, 120, 5), "act", nn.Flatten(),
             nn.Linear(120, 84), "act",

@@ -70,12 +70,17 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
         if cfg["optimizer"] == "adam"
         else (f"SGD lr {cfg['lr']:g} momentum {cfg['momentum']:g}")
     )
+    extras = ""
+    if cfg.get("rotate"):
+        extras += f", random rotation ±{cfg['rotate']:g}°"
+    if cfg.get("clip_grad_norm"):
+        extras += f", gradient norm clipped at {cfg['clip_grad_norm']:g}"
     return (
         f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
         f"{DATASET_LABELS.get(cfg['dataset'], cfg['dataset'])} "
-        f"({results[0]['train_size']:,} training / {results[0]['test_size']:,} test images), "
-        f"{opt}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, PAU variant "
-        f"`{cfg['pau_variant']}`"
+        f"({results[0]['train_size']:,} training / {results[0]['test_size']:,} test images, "
+        f"resized to 32x32), {opt}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, "
+        f"PAU variant `{cfg['pau_variant']}`{extras}"
     )
 
 

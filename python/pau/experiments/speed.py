@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import activations
-from .models import build_model
+from .models import INPUT_SIZE, build_model
 
 
 def measure_training_speed(
@@ -29,7 +29,7 @@ def measure_training_speed(
 ) -> dict[str, float]:
     """Training images/second (forward, backward, Adam step) for each activation in ``names``."""
     torch.manual_seed(0)
-    x = torch.randn(batch_size, 1, 28, 28, device=device)
+    x = torch.randn(batch_size, 1, INPUT_SIZE, INPUT_SIZE, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     setups = {}
     for name in names:

@@ -1,0 +1,277 @@
+"""Tests for ``pau.experiments``: models, IDX data, end-to-end runs, caching, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("pau", reason="the pau extension is not built/installed")
+
+from pau.experiments import activations, cli, data, models, report, train  # noqa: E402
+
+HAS_PAU = "pau" in activations.available()
+needs_pau = pytest.mark.skipif(not HAS_PAU, reason="pau.PAU unavailable")
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("name", ["lenet", "vgg8"])
+def test_models_output_shape_and_weight_count(name: str) -> None:
+    model = models.build_model(name, torch.nn.ReLU)
+    assert model(torch.randn(3, 1, 32, 32)).shape == (3, 10)
+    total, act = models.count_parameters(model)
+    paper_total, paper_act = models.PAPER_PARAMETER_COUNTS[name]
+    assert (total, act) == (paper_total - paper_act, 0)
+    assert len(model.activation_modules()) == models.ACTIVATION_LAYERS[name]
+    assert models.check_parameter_counts(name, model, "relu")[0]
+
+
+def test_paper_parameter_counts_are_appendix_a3() -> None:
+    assert models.PAPER_PARAMETER_COUNTS == {"lenet": (61_746, 40), "vgg8": (9_224_508, 50)}
+
+
+@needs_pau
+@pytest.mark.parametrize("name", ["lenet", "vgg8"])
+def test_models_with_pau_match_paper_exactly(name: str) -> None:
+    model = models.build_model(name, lambda: activations.make("pau"))
+    assert models.count_parameters(model) == models.PAPER_PARAMETER_COUNTS[name]
+    ok, line = models.check_parameter_counts(name, model, "pau")
+    assert ok, line
+    # One independent PAU per activation layer.
+    acts = model.activation_modules()
+    assert len({id(m.numerator) for m in acts}) == len(acts)
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_lenet_layer_counts_match_table7() -> None:
+    model = models.build_model("lenet", torch.nn.ReLU)
+    per_layer = [
+        sum(p.numel() for p in m.parameters())
+        for m in model.layers
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+    ]
+    assert per_layer == [156, 2416, 48120, 10164, 850]
+
+
+def test_every_available_activation_builds_a_model() -> None:
+    for name in activations.available():
+        model = models.build_model("lenet", lambda n=name: activations.make(n))
+        assert model(torch.randn(2, 1, 32, 32)).shape == (2, 10), name
+
+
+def test_unknown_activation_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown activation"):
+        activations.make("tanhh")
+
+
+# ---------------------------------------------------------------- IDX data
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.float32, np.float64])
+def test_idx_roundtrip(tmp_path: Path, compress: bool, dtype: type) -> None:
+    array = (np.arange(2 * 3 * 5) % 251).astype(dtype).reshape(2, 3, 5)
+    path = tmp_path / "a-idx3-ubyte"
+    data.write_idx(path, array, compress=compress)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == compress
+    out = data.read_idx(path)
+    assert out.dtype == np.dtype(dtype) and out.shape == (2, 3, 5)
+    np.testing.assert_array_equal(out, array)
+
+
+def test_idx_header_is_the_standard_layout(tmp_path: Path) -> None:
+    path = tmp_path / "labels"
+    data.write_idx(path, np.array([7, 2, 1], dtype=np.uint8))
+    assert path.read_bytes() == bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1])
+
+
+def test_idx_rejects_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x01\x00")
+    with pytest.raises(data.IdxFormatError, match="magic"):
+        data.read_idx(bad)
+    short = tmp_path / "short"
+    short.write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 9, 1, 2]))
+    with pytest.raises(data.IdxFormatError, match="shorter"):
+        data.read_idx(short)
+
+
+def _write_tiny_mnist(directory: Path, n_train: int = 96, n_test: int = 48, dotted: bool = False):
+    """A small learnable IDX dataset: each class is a bright horizontal band."""
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = rng.randint(0, 60, size=(n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            images[i, 2 * c + 4 : 2 * c + 7] = 230
+        sep = "." if dotted else "-"
+        data.write_idx(directory / f"{split}-images{sep}idx3-ubyte.gz", images, compress=True)
+        data.write_idx(directory / f"{split}-labels{sep}idx1-ubyte", labels)
+    return directory
+
+
+@pytest.mark.parametrize("dotted", [False, True])
+def test_load_idx_dataset(tmp_path: Path, dotted: bool) -> None:
+    d = _write_tiny_mnist(tmp_path / "m", dotted=dotted)
+    ds = data.load_dataset("mnist", d)
+    assert ds.train_x.shape == (96, 1, 32, 32) and ds.test_x.shape == (48, 1, 32, 32)
+    assert ds.train_x.dtype == torch.float32 and ds.train_y.dtype == torch.int64
+    assert abs(float(ds.train_x.mean())) < 1e-4  # normalised with training statistics
+    assert ds.num_classes == 10
+    sub = data.load_dataset("mnist", d, subset=20)
+    assert len(sub.train_x) == 20 and len(sub.test_x) == 48
+
+
+@pytest.mark.skipif(not _has("sklearn"), reason="scikit-learn not installed")
+def test_digits_become_32x32_images() -> None:
+    ds = data.load_dataset("digits")
+    assert ds.train_x.shape[1:] == (1, 32, 32)
+    assert len(ds.train_x) + len(ds.test_x) == 1797
+    assert set(ds.test_y.tolist()) == set(range(10))
+
+
+def test_missing_data_is_a_documented_error(tmp_path: Path) -> None:
+    with pytest.raises(data.DataUnavailableError, match="--data-dir"):
+        data.load_dataset("mnist", tmp_path)
+    with pytest.raises(data.DataUnavailableError, match="apt-get install dataset-fashion-mnist"):
+        data.load_dataset("fashion-mnist", tmp_path)
+
+
+# ---------------------------------------------------------------- end to end
+
+
+def _args(d: Path, out: Path, *extra: str) -> list[str]:
+    acts = "relu,pau" if HAS_PAU else "relu,prelu"
+    return [
+        "--dataset", "mnist", "--data-dir", str(d), "--activations", acts, "--epochs", "1",
+        "--seeds", "1", "--batch-size", "32", "--out", str(out), "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_end_to_end_run_writes_table_json_and_plots(tmp_path: Path, capsys) -> None:
+    d = _write_tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "out"
+    assert cli.main(_args(d, out)) == 0
+    printed = capsys.readouterr().out
+    assert "| ReLU | 1 |" in printed and "step time vs ReLU" in printed
+    assert "matches appendix A.3" in printed
+    run_files = sorted((out / "runs").glob("*.json"))
+    assert len(run_files) == 2
+    result = json.loads(run_files[0].read_text())
+    assert result["status"] == "finished"
+    assert set(result["epochs"][0]) >= {"train_loss", "test_accuracy", "train_images_per_s"}
+    assert not list((out / "runs").glob("*.ckpt.pt"))  # checkpoints removed when finished
+    report_dir = out / "lenet_mnist_adam_e1"
+    table = (report_dir / "results.md").read_text()
+    assert "ours: mean ± std" in table and "paper: mean ± std" in table
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert "relu" in summary["activations"]
+    if _has("matplotlib"):
+        for png in ("curves.png", "activations.png"):
+            assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerun_skips_finished_runs(tmp_path: Path, capsys) -> None:
+    d = _write_tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "out"
+    args = _args(d, out, "--no-plots", "--no-speed")
+    assert cli.main(args) == 0
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    capsys.readouterr()
+    assert cli.main(args) == 0
+    assert capsys.readouterr().out.count("cached:") == 2
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")} == stamps
+
+
+def test_interrupted_run_resumes_to_identical_result(tmp_path: Path) -> None:
+    ds = data.load_dataset("mnist", _write_tiny_mnist(tmp_path / "mnist"))
+    config = train.RunConfig(
+        model="lenet", dataset="mnist", activation="rrelu", seed=3, epochs=2, batch_size=32
+    )
+    straight = train.run(config, ds, tmp_path / "a", torch.device("cpu"), False, lambda _: None)
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        if "epoch   2/2" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config, ds, tmp_path / "b", torch.device("cpu"), False, interrupt_in_epoch_2)
+    assert list((tmp_path / "b" / "runs").glob("*.ckpt.pt"))
+    resumed = train.run(config, ds, tmp_path / "b", torch.device("cpu"), False, lambda _: None)
+
+    def numbers(r: dict) -> list:
+        return [(e["train_loss"], e["test_accuracy"]) for e in r["epochs"]]
+
+    assert numbers(resumed) == numbers(straight)  # RReLU: the RNG state resumes too
+
+
+def test_summary_statistics() -> None:
+    runs = [
+        {"config": {"activation": "pau", "seed": s}, "name": f"r{s}", "status": "finished",
+         "parameters": {"total": 10, "activation": 2},
+         "epochs": [{"test_accuracy": acc, "train_loss": 0.5, "train_images_per_s": 100.0}]}
+        for s, acc in enumerate([90.0, 91.0, 92.0])
+    ]  # fmt: skip
+    s = report.summarize(runs)["pau"]
+    assert s.mean == pytest.approx(91.0) and s.best == 92.0
+    assert s.std == pytest.approx(np.std([90.0, 91.0, 92.0]))
+    assert s.best_run["name"] == "r2"
+
+
+# ---------------------------------------------------------------- CLI errors
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--epochs", "0"], "positive integer"),
+        (["--seeds", "x"], "positive integer"),
+        (["--activations", "relu,swishh"], "unknown activation"),
+        (["--model", "resnet"], "invalid choice"),
+        (["--optimizer", "rmsprop"], "invalid choice"),
+        (["--lr", "-1"], "positive number"),
+    ],
+)
+def test_cli_argument_errors_exit_2(argv: list[str], message: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif("rpau" in activations.available(), reason="RPAU is available here")
+def test_unavailable_activation_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--activations", "rpau"])
+    assert exc.value.code == 2
+    assert "not available" in capsys.readouterr().err
+
+
+def test_missing_data_exits_1_without_traceback(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pau.experiments", "--dataset", "mnist",
+         "--data-dir", str(tmp_path), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "MNIST IDX files not found" in proc.stderr and "--data-dir" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
