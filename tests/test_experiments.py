@@ -275,3 +275,11 @@ def test_missing_data_exits_1_without_traceback(tmp_path: Path) -> None:
     assert "MNIST IDX files not found" in proc.stderr and "--data-dir" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_rotation_keeps_background_and_zero_angle_is_identity() -> None:
+    x = torch.randn(4, 1, 32, 32)
+    gen = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(train.rotate_batch(x, 0.0, -0.5, gen), x, atol=1e-5, rtol=0)
+    blank = torch.full((2, 1, 32, 32), -0.5)
+    torch.testing.assert_close(train.rotate_batch(blank, 30.0, -0.5, gen), blank)

@@ -34,9 +34,9 @@ DEFAULT_OUT = Path("runs/experiments")
 QUICK = {
     "model": "lenet",
     "dataset": "fashion-mnist",
-    "epochs": 3,
+    "epochs": 5,
     "seeds": 1,
-    "subset": 10_000,
+    "subset": 20_000,
 }
 # Without --quick: the paper's protocol (appendix A.3.2).
 FULL = {
