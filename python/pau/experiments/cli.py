@@ -73,6 +73,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     p = argparse.ArgumentParser(
@@ -134,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rotate",
-        type=float,
+        type=_non_negative_float,
         default=0.0,
         metavar="DEG",
         help="augment: rotate training images by up to DEG degrees (paper: not stated; "

@@ -126,7 +126,7 @@ class Dataset:
 
 
 def _missing_message(name: str, directory: Path | None, searched: list[Path]) -> str:
-    where = ", ".join(str(p) for p in searched) or "(no directory given)"
+    where = ", ".join(str(p) for p in searched) or "nowhere: no --data-dir given"
     files = (
         "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
         "t10k-labels-idx1-ubyte (each optionally .gz)"
@@ -139,7 +139,7 @@ def _missing_message(name: str, directory: Path | None, searched: list[Path]) ->
             f"files {files}."
         )
     return (
-        f"MNIST IDX files not found (looked in {where}).\n"
+        f"MNIST IDX files not found (looked {'in ' if searched else ''}{where}).\n"
         f"Put the four files {files} in a directory and pass it with --data-dir DIR.\n"
         "Nothing is downloaded. Without MNIST, try --dataset fashion-mnist "
         "(sudo apt-get install dataset-fashion-mnist) or --dataset digits (needs scikit-learn)."
