@@ -283,3 +283,15 @@ def test_rotation_keeps_background_and_zero_angle_is_identity() -> None:
     torch.testing.assert_close(train.rotate_batch(x, 0.0, -0.5, gen), x, atol=1e-5, rtol=0)
     blank = torch.full((2, 1, 32, 32), -0.5)
     torch.testing.assert_close(train.rotate_batch(blank, 30.0, -0.5, gen), blank)
+
+
+@needs_pau
+def test_rpau_noise_band_encloses_the_function() -> None:
+    from pau.experiments import plots
+
+    module = activations.make("pau").double().eval()
+    y = plots._evaluate(module)
+    lo, hi = plots._noise_band(module, 0.05)
+    assert bool((lo <= y + 1e-12).all() and (y <= hi + 1e-12).all())
+    assert float((hi - lo).max()) > 0
+    torch.testing.assert_close(plots._evaluate(module), y)  # coefficients restored

@@ -103,6 +103,26 @@ def _noise_band(module: torch.nn.Module, alpha: float) -> tuple[torch.Tensor, to
     return lo, hi
 
 
+def _draw_layer(ax: Any, act: str, state: dict, init: dict, variant: str) -> None:
+    learned = _module_from_state(act, state, variant)
+    initial = _evaluate(_module_from_state(act, init, variant)).numpy()
+    x = GRID.numpy()
+    ax.plot(x, initial, "k--", lw=1, label="initial")
+    (line,) = ax.plot(x, _evaluate(learned).numpy(), lw=1.8, label="learned")
+    if act == "rpau":
+        alpha = float(getattr(learned, "alpha", RPAU_ALPHA))
+        lo, hi = _noise_band(learned, alpha)
+        ax.fill_between(
+            x,
+            lo.numpy(),
+            hi.numpy(),
+            color=line.get_color(),
+            alpha=0.25,
+            lw=0,
+            label=f"noise ±{alpha:.0%}",
+        )
+
+
 def plot_learned_activations(summaries: dict[str, Summary], title: str, path: Path) -> Path:
     """Each learnable activation's layers in its best run (solid) and at initialisation (dashed).
 
@@ -116,7 +136,6 @@ def plot_learned_activations(summaries: dict[str, Summary], title: str, path: Pa
     fig, axes = plt.subplots(
         len(learnable), n_layers, figsize=(2.6 * n_layers, 2.5 * len(learnable)), squeeze=False
     )
-    x = GRID.numpy()
     for row, (act, s) in enumerate(learnable.items()):
         run = s.best_run
         variant = run["config"]["pau_variant"]
@@ -124,26 +143,20 @@ def plot_learned_activations(summaries: dict[str, Summary], title: str, path: Pa
             zip(run["activation_states"], run["initial_activation_states"])
         ):
             ax = axes[row][col]
-            learned = _module_from_state(act, state, variant)
-            ax.plot(
-                x,
-                _evaluate(_module_from_state(act, init, variant)).numpy(),
-                "k--",
-                lw=1,
-                label="initial",
-            )
-            (line,) = ax.plot(x, _evaluate(learned).numpy(), lw=1.8, label="learned")
-            if act == "rpau":
-                alpha = float(getattr(learned, "alpha", RPAU_ALPHA))
-                lo, hi = _noise_band(learned, alpha)
-                ax.fill_between(
-                    x,
-                    lo.numpy(),
-                    hi.numpy(),
-                    color=line.get_color(),
-                    alpha=0.25,
-                    lw=0,
-                    label=f"noise ±{alpha:.0%}",
+            try:
+                _draw_layer(ax, act, state, init, variant)
+            except (RuntimeError, ValueError, TypeError) as err:
+                # An activation whose module cannot take an (N, 1) input (or
+                # whose state no longer loads) still gets the other panels.
+                ax.text(
+                    0.5,
+                    0.5,
+                    f"cannot evaluate:\n{err}"[:120],
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    wrap=True,
+                    transform=ax.transAxes,
                 )
             ax.set_title(f"{LABELS.get(act, act)}, activation {col + 1}", fontsize="small")
             ax.grid(alpha=0.3)
