@@ -22,6 +22,7 @@ from .report import (
     DATASET_LABELS,
     MODEL_LABELS,
     accuracy_table,
+    plural,
     speed_table,
     step_overhead,
     summarize,
@@ -233,8 +234,8 @@ def _write_outputs(
     for r in results:
         groups.setdefault(r["config"]["activation"], []).append(r)
     title = (
-        f"{MODEL_LABELS[args.model]} on {DATASET_LABELS[args.dataset]}, {args.epochs} epochs, "
-        f"{args.seeds} seed{'s' if args.seeds > 1 else ''}"
+        f"{MODEL_LABELS[args.model]} on {DATASET_LABELS[args.dataset]}, "
+        f"{plural(args.epochs, 'epoch')}, {plural(args.seeds, 'seed')}"
     )
     text = [
         f"# {title}",

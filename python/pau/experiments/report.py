@@ -63,6 +63,11 @@ def summarize(results: Sequence[dict[str, Any]]) -> dict[str, Summary]:
     return out
 
 
+def plural(count: int, word: str) -> str:
+    """``"1 epoch"``, ``"3 epochs"``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
 def _setting_line(results: Sequence[dict[str, Any]]) -> str:
     cfg = results[0]["config"]
     opt = (
@@ -79,7 +84,8 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
         f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
         f"{DATASET_LABELS.get(cfg['dataset'], cfg['dataset'])} "
         f"({results[0]['train_size']:,} training / {results[0]['test_size']:,} test images, "
-        f"resized to 32x32), {opt}, batch {cfg['batch_size']}, {cfg['epochs']} epochs, "
+        f"resized to 32x32), {opt}, batch {cfg['batch_size']}, "
+        f"{plural(cfg['epochs'], 'epoch')}, "
         f"PAU variant `{cfg['pau_variant']}`{extras}"
     )
 
@@ -88,10 +94,10 @@ def _differences_from_paper(results: Sequence[dict[str, Any]]) -> list[str]:
     cfg = results[0]["config"]
     out = []
     if cfg["epochs"] != paper.PAPER_EPOCHS:
-        out.append(f"{cfg['epochs']} epochs instead of {paper.PAPER_EPOCHS}")
+        out.append(f"{plural(cfg['epochs'], 'epoch')} instead of {paper.PAPER_EPOCHS}")
     seeds = len({r["config"]["seed"] for r in results})
     if seeds != paper.PAPER_SEEDS:
-        out.append(f"{seeds} seed{'s' if seeds > 1 else ''} instead of {paper.PAPER_SEEDS}")
+        out.append(f"{plural(seeds, 'seed')} instead of {paper.PAPER_SEEDS}")
     if cfg["subset"]:
         out.append(f"{results[0]['train_size']:,} training images, not the full set")
     return out
