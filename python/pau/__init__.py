@@ -2,11 +2,15 @@
 
 ``import pau`` registers the operators ``torch.ops.pau.*`` and exposes the
 modules (:class:`PAU`), the functional API (:mod:`pau.functional`), the
-plain-PyTorch references (:mod:`pau.reference`) and the fitting tools.
+plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
+(:func:`fit`) and the initialisation presets (:mod:`pau.presets`).
 """
 
-from . import _C, functional, reference
+import torch  # noqa: F401  (load torch's libraries before the extension)
+
+from . import _C, functional, presets, reference
+from .fit import FitResult, fit
 from .modules import PAU
 
 __version__ = "0.1.0"
-__all__ = ["PAU", "functional", "reference", "_C"]
+__all__ = ["PAU", "FitResult", "fit", "functional", "presets", "reference", "_C"]
