@@ -25,7 +25,7 @@ def main() -> None:
     commands = setup_commands(README.read_text())
     index = {"main": 0, "test": 1}.get(which)
     if index is None or len(commands) < 2:
-        sys.exit(f"usage: readme_command.py main|test (README needs two set-up lines, has {commands})")
+        sys.exit(f"usage: readme_command.py main|test (README needs two set-up lines: {commands})")
     print(commands[index])
 
 

@@ -100,9 +100,6 @@ def run(
     log: Callable[[str], None] = print,
 ) -> list[Case]:
     cases: list[Case] = []
-    compiled = torch.compile(
-        lambda t, a, b: pau_reference(t, a, b, "safe", 1), fullgraph=True, dynamic=False
-    )
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
         for numel in sizes:
@@ -116,6 +113,12 @@ def run(
                 )
                 numerator = numerator.float().repeat(g, 1).to(device).requires_grad_()
                 denominator = denominator.float().repeat(g, 1).to(device).requires_grad_()
+                # A fresh compilation per configuration: one shape and dtype each.
+                torch._dynamo.reset()
+                compiled = torch.compile(
+                    lambda t, a, b: pau_reference(t, a, b, "safe", 1), fullgraph=True,
+                    dynamic=False,
+                )
                 fns = pau_callables(x, numerator, denominator, compiled)
                 if not compile_reference:
                     del fns["reference_compiled"]
@@ -129,11 +132,11 @@ def run(
                                                        min_run_time)
                     xg = x.detach().requires_grad_()
 
-                    def step(fn=fn, xg=xg) -> None:
+                    def step(fn=fn, xg=xg, grad=grad, coefficients=(numerator, denominator)):
                         fn(xg).backward(grad)
                         xg.grad = None
-                        numerator.grad = None
-                        denominator.grad = None
+                        for c in coefficients:
+                            c.grad = None
 
                     times[(impl, "forward_backward")] = measure(step, device, min_run_time)
                 for (impl, direction), seconds in times.items():

@@ -265,7 +265,7 @@ class _Problem:
         return 1.0 + a_of_t, vb
 
     def residual(self, theta: Tensor, jacobian: bool = True) -> tuple[Tensor, Optional[Tensor]]:
-        """Weighted residuals sqrt(w) (F - y) (plus the plain-variant penalty) and their Jacobian."""
+        """Weighted residuals sqrt(w) (F - y), the plain-variant penalty, and their Jacobian."""
         alpha, beta = theta[: self.m + 1], theta[self.m + 1 :]
         p = self.va @ alpha
         q, dq = self._denominator(beta, self.vb)
@@ -333,10 +333,7 @@ class _Problem:
         sign = torch.ones_like(self.t)
         beta = torch.zeros(self.n, dtype=torch.float64)
         for _ in range(6):
-            if self.variant == "abs_sum":
-                basis = self.vb.abs()
-            else:
-                basis = self.vb * sign.unsqueeze(1)
+            basis = self.vb.abs() if self.variant == "abs_sum" else self.vb * sign.unsqueeze(1)
             theta = self._weighted_linear_solve(basis, row_w)
             if theta is None:
                 break
