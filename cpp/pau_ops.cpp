@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/launch.h"
 #include "library.h"
 #include "pau_ops.h"
 
@@ -26,13 +27,20 @@ math::Variant parse_variant(c10::string_view variant) {
                     "', expected 'safe', 'abs_sum' or 'plain'");
 }
 
-namespace {
-
 bool is_input_dtype(at::ScalarType t) {
   return t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16;
 }
 
-}  // namespace
+int64_t check_channel_dim(const Tensor& x, int64_t dim, int64_t groups, const char* op) {
+  const int64_t rank = x.dim();
+  TORCH_CHECK_INDEX(rank == 0 ? (dim == 0 || dim == -1) : (dim >= -rank && dim < rank), op,
+                    ": dim ", dim, " is out of range for x with ", rank, " dimensions");
+  const int64_t wrapped = rank == 0 ? 0 : (dim < 0 ? dim + rank : dim);
+  const c10::SymInt channels = rank == 0 ? c10::SymInt(1) : x.sym_size(wrapped);
+  TORCH_CHECK_VALUE(channels % groups == 0, op, ": the size of dimension ", wrapped, " of x (",
+                    channels, ") is not divisible by the number of groups (", groups, ")");
+  return wrapped;
+}
 
 PauArgs check_pau_args(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                        c10::string_view variant, int64_t dim) {
@@ -74,14 +82,7 @@ PauArgs check_pau_args(const Tensor& x, const Tensor& numerator, const Tensor& d
   args.n = static_cast<int>(denominator.sym_size(1).guard_int(__FILE__, __LINE__));
   args.groups = numerator.sym_size(0).guard_int(__FILE__, __LINE__);
 
-  const int64_t rank = x.dim();
-  TORCH_CHECK_INDEX(rank == 0 ? (dim == 0 || dim == -1) : (dim >= -rank && dim < rank),
-                    "pau: dim ", dim, " is out of range for x with ", rank, " dimensions");
-  args.dim = rank == 0 ? 0 : (dim < 0 ? dim + rank : dim);
-  const c10::SymInt channels = rank == 0 ? c10::SymInt(1) : x.sym_size(args.dim);
-  TORCH_CHECK_VALUE(channels % args.groups == 0, "pau: the size of dimension ", args.dim,
-                    " of x (", channels, ") is not divisible by the number of groups (",
-                    args.groups, ")");
+  args.dim = check_channel_dim(x, dim, args.groups, "pau");
   return args;
 }
 
@@ -103,9 +104,13 @@ Tensor dense(const Tensor& x) {
   return x.is_non_overlapping_and_dense() ? x : x.contiguous();
 }
 
+int64_t group_run(const Tensor& dense_x, int64_t dim, int64_t groups) {
+  if (groups == 1) return dense_x.numel();
+  return dense_x.size(dim) / groups * dense_x.stride(dim);
+}
+
 int64_t group_run(const Tensor& dense_x, const PauArgs& args) {
-  if (args.groups == 1) return dense_x.numel();
-  return dense_x.size(args.dim) / args.groups * dense_x.stride(args.dim);
+  return group_run(dense_x, args.dim, args.groups);
 }
 
 const char* cpu_capability() { return cpu::capability_name(); }
@@ -119,15 +124,6 @@ bool has_cuda_kernels() {
 }
 
 namespace {
-
-cpu::DType dtype_of(const Tensor& x) {
-  switch (x.scalar_type()) {
-    case at::kFloat: return cpu::DType::float32;
-    case at::kDouble: return cpu::DType::float64;
-    case at::kHalf: return cpu::DType::float16;
-    default: return cpu::DType::bfloat16;
-  }
-}
 
 // Coefficients as double on the host plus each group's effective degrees,
 // kept alive for the duration of a kernel launch.
@@ -165,13 +161,6 @@ struct HostCoefficients {
   }
 };
 
-template <class Args>
-void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
-  at::parallel_for(0, args.problem.layout.tiles(), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) kernel(args, t);
-  });
-}
-
 Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                    c10::string_view variant, int64_t dim) {
   const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
@@ -181,36 +170,8 @@ Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denom
   const HostCoefficients coefficients(numerator, denominator, args);
   const cpu::ForwardArgs launch{coefficients.problem(xd, args), xd.const_data_ptr(),
                                 out.mutable_data_ptr()};
-  run_tiles(cpu::kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
+  cpu::run_tiles(cpu::kernel_table().forward[static_cast<int>(cpu::dtype_of(x))], launch);
   return out;
-}
-
-// Sums the per-tile partial gradients of each group in a fixed order.
-Tensor reduce_partials(const cpu::Problem& p, const Tensor& partials) {
-  const cpu::Layout& l = p.layout;
-  const int count = p.coefficients();
-  Tensor sums = at::empty({l.groups, count}, partials.options());
-  const double* in = partials.const_data_ptr<double>();
-  double* out = sums.mutable_data_ptr<double>();
-  at::parallel_for(0, l.groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      for (int k = 0; k < count; ++k) {
-        double total = 0.0;
-        for (int64_t rt = 0; rt < l.row_tiles; ++rt) {
-          if (l.per_lane()) {
-            const int64_t tile = rt * l.column_tiles + g / l.groups_per_tile;
-            total += in[(tile * l.groups_per_tile + g % l.groups_per_tile) * count + k];
-          } else {
-            for (int64_t ct = g * l.tiles_per_group; ct < (g + 1) * l.tiles_per_group; ++ct) {
-              total += in[(rt * l.column_tiles + ct) * count + k];
-            }
-          }
-        }
-        out[g * count + k] = total;
-      }
-    }
-  });
-  return sums;
 }
 
 std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const Tensor& x,
@@ -235,8 +196,8 @@ std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const
                               x.options().dtype(at::kDouble));
   const cpu::BackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
                                  grad_x.mutable_data_ptr(), partials.mutable_data_ptr<double>()};
-  run_tiles(cpu::kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
-  const Tensor sums = reduce_partials(problem, partials);
+  cpu::run_tiles(cpu::kernel_table().backward[static_cast<int>(cpu::dtype_of(x))], launch);
+  const Tensor sums = cpu::reduce_partials(l, problem.coefficients(), partials);
   return {grad_x, sums.narrow(1, 0, args.m + 1).to(numerator.scalar_type()).contiguous(),
           sums.narrow(1, args.m + 1, args.n).to(denominator.scalar_type()).contiguous()};
 }

@@ -30,8 +30,16 @@ PauArgs check_pau_backward_args(const at::Tensor& grad_output, const at::Tensor&
 
 // Number of elements of x sharing one group's coefficients per row when x is
 // laid out densely in memory (see cpu/tiling.h): (C / G) * stride(dim), or
-// numel for a single group.
+// numel for a single group. dim is already wrapped.
+int64_t group_run(const at::Tensor& dense_x, int64_t dim, int64_t groups);
 int64_t group_run(const at::Tensor& dense_x, const PauArgs& args);
+
+// Helpers for the checks of every operator family; `op` prefixes the messages.
+// float32, float64, float16 or bfloat16: the dtypes the kernels accept for x.
+bool is_input_dtype(at::ScalarType t);
+// Checks dim against x's rank and that the channel count along it divides into
+// `groups`; returns dim wrapped into [0, x.dim()) (0 for a 0-d x).
+int64_t check_channel_dim(const at::Tensor& x, int64_t dim, int64_t groups, const char* op);
 
 // x itself when it is dense in memory (any permutation of a contiguous
 // layout, e.g. channels_last), else a contiguous copy.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/vec_ops.h"
 #include "pau_math.h"
 
 namespace pau {
@@ -21,62 +22,6 @@ namespace {
 
 using math::Degrees;
 using math::Variant;
-template <class T>
-using Vec = at::vec::Vectorized<T>;
-
-// pau_math.h's element operations on vector lanes.
-template <class T>
-struct VecOps {
-  using value = Vec<T>;
-  using mask = Vec<T>;  // all bits set in true lanes
-  static value broadcast(T v) { return value(v); }
-  static value abs(const value& v) { return v.abs(); }
-  static value sign(const value& v) {
-    const value zero(T(0));
-    return v.gt(zero) - v.lt(zero);
-  }
-  static mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
-  static value select(const mask& m, const value& if_true, const value& if_false) {
-    return value::blendv(if_false, if_true, m);
-  }
-  static value fma(const value& a, const value& b, const value& c) {
-    return at::vec::fmadd(a, b, c);
-  }
-};
-
-// Half and bfloat16 compute in float, double in double.
-template <class scalar_t>
-using opmath_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-
-// Elements per load/convert/compute/store step within a row segment.
-constexpr int64_t kBlock = 256;
-// Per-lane tiles flush their float accumulators to double after this many rows.
-constexpr int64_t kFlushRows = 16;
-
-template <class scalar_t, class T>
-const T* load_block(const scalar_t* src, int64_t count, T* buffer) {
-  if constexpr (std::is_same_v<scalar_t, T>) {
-    return src;
-  } else {
-    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
-    return buffer;
-  }
-}
-
-template <class scalar_t, class T>
-T* output_block(scalar_t* dst, T* buffer) {
-  if constexpr (std::is_same_v<scalar_t, T>) {
-    return dst;
-  } else {
-    return buffer;
-  }
-}
-
-template <class scalar_t, class T>
-void store_block(const T* computed, int64_t count, scalar_t* dst) {
-  if constexpr (!std::is_same_v<scalar_t, T>) at::vec::convert(computed, dst, count);
-}
-
 // Calls f with compile-time degrees for the paper's (5, 4), else run-time ones.
 template <class F>
 void with_degrees(const Degrees& d, F&& f) {
@@ -84,20 +29,6 @@ void with_degrees(const Degrees& d, F&& f) {
     f(math::FixedDegrees<5, 4>{});
   } else {
     f(d);
-  }
-}
-
-template <class T>
-Vec<T> load_lanes(const T* p, int64_t lanes) {
-  return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
-}
-
-template <class T>
-void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
-  if (lanes == Vec<T>::size()) {
-    v.store(p);
-  } else {
-    v.store(p, static_cast<int>(lanes));
   }
 }
 
@@ -200,13 +131,6 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
       }
     }
   });
-}
-
-template <class T>
-void add_lanes_to(const Vec<T>& v, double* sums) {
-  alignas(64) T lanes[Vec<T>::size()];
-  v.store(lanes);
-  for (int64_t l = 0; l < Vec<T>::size(); ++l) sums[l] += static_cast<double>(lanes[l]);
 }
 
 template <Variant variant, class scalar_t>

@@ -1,0 +1,105 @@
+// Building blocks shared by the per-ISA CPU kernels (pau_kernel.cpp,
+// pwlu_kernel.cpp): the element-operation interface of the math headers on
+// at::vec::Vectorized lanes, the compute type, and block/lane loads and stores
+// that convert half types to float once per block.
+//
+// Only included from kernel sources that CMake compiles once per instruction
+// set, so everything lives in the namespace CPU_CAPABILITY (DEFAULT, AVX2,
+// AVX512) and each copy is built with its ISA flags.
+#pragma once
+
+#include <ATen/cpu/vec/vec.h>
+
+#include <cstdint>
+#include <type_traits>
+
+namespace pau {
+namespace cpu {
+namespace CPU_CAPABILITY {
+
+template <class T>
+using Vec = at::vec::Vectorized<T>;
+
+// pau_math.h's element operations on vector lanes.
+template <class T>
+struct VecOps {
+  using value = Vec<T>;
+  using mask = Vec<T>;  // all bits set in true lanes
+  static value broadcast(T v) { return value(v); }
+  static value abs(const value& v) { return v.abs(); }
+  static value sign(const value& v) {
+    const value zero(T(0));
+    return v.gt(zero) - v.lt(zero);
+  }
+  static mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
+  static value select(const mask& m, const value& if_true, const value& if_false) {
+    return value::blendv(if_false, if_true, m);
+  }
+  static value fma(const value& a, const value& b, const value& c) {
+    return at::vec::fmadd(a, b, c);
+  }
+};
+
+// Half and bfloat16 compute in float, double in double.
+template <class scalar_t>
+using opmath_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// Elements per load/convert/compute/store step within a row segment.
+constexpr int64_t kBlock = 256;
+// Per-lane tiles flush their float accumulators to double after this many rows.
+constexpr int64_t kFlushRows = 16;
+
+// `count` elements of src in the compute type T: src itself, or converted into
+// buffer (kBlock elements) for half types.
+template <class scalar_t, class T>
+const T* load_block(const scalar_t* src, int64_t count, T* buffer) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    return src;
+  } else {
+    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
+    return buffer;
+  }
+}
+
+// Where to compute a block of output: dst itself, or buffer for half types
+// (store_block converts it afterwards).
+template <class scalar_t, class T>
+T* output_block(scalar_t* dst, T* buffer) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    return dst;
+  } else {
+    return buffer;
+  }
+}
+
+template <class scalar_t, class T>
+void store_block(const T* computed, int64_t count, scalar_t* dst) {
+  if constexpr (!std::is_same_v<scalar_t, T>) at::vec::convert(computed, dst, count);
+}
+
+// Lanes past `lanes` read as zero.
+template <class T>
+Vec<T> load_lanes(const T* p, int64_t lanes) {
+  return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
+}
+
+template <class T>
+void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
+  if (lanes == Vec<T>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, static_cast<int>(lanes));
+  }
+}
+
+// sums[l] += v[l] in double, lane by lane.
+template <class T>
+void add_lanes_to(const Vec<T>& v, double* sums) {
+  alignas(64) T lanes[Vec<T>::size()];
+  v.store(lanes);
+  for (int64_t l = 0; l < Vec<T>::size(); ++l) sums[l] += static_cast<double>(lanes[l]);
+}
+
+}  // namespace CPU_CAPABILITY
+}  // namespace cpu
+}  // namespace pau
