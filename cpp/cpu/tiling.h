@@ -45,7 +45,10 @@ struct Layout {
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // numel elements; `groups` groups, each a run of `run` elements per row.
-inline Layout make_layout(int64_t numel, int64_t groups, int64_t run) {
+// tile_elements: target tile size (operators with large per-tile gradient
+// state use larger tiles; it must depend only on shapes).
+inline Layout make_layout(int64_t numel, int64_t groups, int64_t run,
+                          int64_t tile_elements = kTileElements) {
   Layout l;
   l.groups = groups;
   l.run = run;
@@ -61,7 +64,7 @@ inline Layout make_layout(int64_t numel, int64_t groups, int64_t run) {
     l.tiles_per_group = ceil_div(run, l.columns);
     l.column_tiles = groups * l.tiles_per_group;
   }
-  l.rows_per_tile = std::max<int64_t>(1, kTileElements / l.columns);
+  l.rows_per_tile = std::max<int64_t>(1, tile_elements / l.columns);
   l.row_tiles = ceil_div(l.rows, l.rows_per_tile);
   return l;
 }

@@ -65,3 +65,50 @@ def pau_reference(
         q = a_of_x.abs() if variant == "safe" else a_of_x
     out = p / (1 + q)
     return out.reshape(x.shape).to(x.dtype)
+
+
+def pwlu_reference(
+    x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, dim: int = 1
+) -> Tensor:
+    """Piecewise Linear Unit (Zhou et al. 2021), written with plain PyTorch ops.
+
+    ``points`` is (G, N+1) holding Y_0..Y_N, ``bounds`` (G, 2) holding (B_L, B_R)
+    and ``slopes`` (G, 2) holding (K_L, K_R); channels along ``dim`` are split
+    into G equal groups. With u = (x - B_L) * N / (B_R - B_L):
+
+    * x < B_L:  Y_0 + (x - B_L) K_L
+    * x >= B_R: Y_N + (x - B_R) K_R
+    * else:     k = clamp(floor(u), 0, N-1), Y_k + (u - k) (Y_{k+1} - Y_k)
+
+    Computes in float32 (float64 for float64 input) and returns ``x.dtype``.
+    Autograd gives the gradients of all four tensors.
+    """
+    dim = dim % x.dim() if x.dim() else 0
+    ctype = compute_dtype(x.dtype)
+    xc = x.to(ctype) if x.dim() else x.to(ctype).reshape(1)
+    groups, count = points.shape
+    n = count - 1
+    channels = xc.shape[dim]
+    shape = [1] * xc.dim()
+    shape[dim] = channels
+
+    def per_channel(t: Tensor) -> Tensor:  # (G,) -> broadcastable against xc
+        return t.repeat_interleave(channels // groups).reshape(shape)
+
+    b = bounds.to(ctype)
+    k = slopes.to(ctype)
+    y = points.to(ctype)
+    left, right = per_channel(b[:, 0]), per_channel(b[:, 1])
+    u = (xc - left) * (n / (right - left))
+    interval = torch.floor(u).clamp(0, n - 1).nan_to_num(0).detach()
+    # Flat index of Y_k in points: group * (N+1) + k.
+    group = torch.arange(channels, device=x.device).div(channels // groups, rounding_mode="floor")
+    index = group.reshape(shape) * count + interval.long()
+    y_flat = y.reshape(-1)
+    lower = y_flat.take(index)
+    upper = y_flat.take(index + 1)
+    inside = lower + (u - interval) * (upper - lower)
+    outside_left = (xc - left) * per_channel(k[:, 0]) + per_channel(y[:, 0])
+    outside_right = (xc - right) * per_channel(k[:, 1]) + per_channel(y[:, n])
+    out = torch.where(xc < left, outside_left, torch.where(xc >= right, outside_right, inside))
+    return out.reshape(x.shape).to(x.dtype)

@@ -1,0 +1,188 @@
+// Per-element math of the Piecewise Linear Unit (PWLU, Zhou et al. 2021),
+// shared by the CPU kernels (scalars and at::vec::Vectorized lanes) and
+// future CUDA kernels. Torch-free so that nvcc can compile it.
+//
+// One group has N intervals between the bounds B_L < B_R, N+1 points
+// Y_0..Y_N and outer slopes K_L, K_R. With d = (B_R - B_L) / N and the
+// position u = (x - B_L) / d (computed as (x - B_L) * inv_width,
+// inv_width = N / (B_R - B_L) rounded once per group):
+//
+//   x <  B_L:  F = Y_0 + (x - B_L) K_L
+//   x >= B_R:  F = Y_N + (x - B_R) K_R
+//   else:      k = clamp(floor(u), 0, N-1), t = u - k,
+//              F = Y_k + t S_k,   S_k = Y_{k+1} - Y_k (precomputed per group)
+//
+// F is continuous; each breakpoint belongs to the piece on its right, which
+// fixes the one-sided derivative used there (B_L: first interval, B_R: right
+// outer piece).
+//
+// Gradients (g = dL/dF). Inside, with k fixed, du/dB_L = -inv_width (1 - u/N)
+// and du/dB_R = -inv_width u/N, so with dF/dx = S_k inv_width:
+//
+//   dF/dY_k = 1 - t,  dF/dY_{k+1} = t
+//   dF/dB_L = -dF/dx (1 - u/N),  dF/dB_R = -dF/dx u/N
+//
+// Outside: dF/dx = K, dF/dB = -K, dF/dK = x - B, dF/dY_end = 1 (for the side
+// that applies). Writing w = u/N inside, 0 left and 1 right, both cases read
+// dF/dB_L = -dF/dx (1 - w) and dF/dB_R = -dF/dx w, and the points get
+// g (1 - t) and g t at k and k+1 with (k, t) = (0, 0) left and (N-1, 1) right,
+// so every lane does the same scatter.
+//
+// Infinite x: the outer pieces give +-inf, or the end point when the slope is
+// 0 (where (x - B) K would be inf * 0 = NaN). NaN x falls in neither outer
+// piece and gives NaN through t.
+#pragma once
+
+#include <math.h>
+
+#include <cstdint>
+
+#include "pau_math.h"  // PAU_HOST_DEVICE, math::ScalarOps
+
+namespace pau {
+namespace pwlu {
+
+// N above this is rejected by the operator checks: it bounds the per-tile
+// gradient tables, not the math.
+constexpr int kMaxIntervals = 65536;
+
+// Columns of a group's row of derived parameters (make_params).
+enum Param : int {
+  kLeft = 0,       // B_L
+  kRight,          // B_R
+  kInvWidth,       // N / (B_R - B_L)
+  kInvCount,       // 1 / N
+  kSlopeLeft,      // K_L
+  kSlopeRight,     // K_R
+  kFirst,          // Y_0
+  kLast,           // Y_N
+  kParams
+};
+
+// Per-group gradient layout: Y_0..Y_N, then these four.
+enum Extra : int { kGradLeft = 0, kGradRight, kGradSlopeLeft, kGradSlopeRight, kExtras };
+
+// Derived parameters of one group, computed in double and rounded once to T.
+template <class T>
+PAU_HOST_DEVICE void make_params(double left, double right, double slope_left, double slope_right,
+                                 double first, double last, int intervals, T* out) {
+  out[kLeft] = static_cast<T>(left);
+  out[kRight] = static_cast<T>(right);
+  out[kInvWidth] = static_cast<T>(intervals / (right - left));
+  out[kInvCount] = static_cast<T>(1.0 / intervals);
+  out[kSlopeLeft] = static_cast<T>(slope_left);
+  out[kSlopeRight] = static_cast<T>(slope_right);
+  out[kFirst] = static_cast<T>(first);
+  out[kLast] = static_cast<T>(last);
+}
+
+// The parameters as element values (broadcast or one group per lane).
+template <class V>
+struct Params {
+  V left, right, inv_width, inv_count, slope_left, slope_right, first, last;
+  V top;  // N - 1, the last interval
+};
+
+// Element operations beyond pau_math.h's for a plain scalar.
+PAU_HOST_DEVICE float floor_of(float v) { return floorf(v); }
+PAU_HOST_DEVICE double floor_of(double v) { return floor(v); }
+
+template <class T>
+struct ScalarOps : math::ScalarOps<T> {
+  using scalar = T;
+  using index = int64_t;
+  using mask = bool;
+  static PAU_HOST_DEVICE T floor(T v) { return floor_of(v); }
+  static PAU_HOST_DEVICE mask less(T a, T b) { return a < b; }
+  static PAU_HOST_DEVICE mask greater_equal(T a, T b) { return a >= b; }
+  static PAU_HOST_DEVICE mask equal(T a, T b) { return a == b; }
+  static PAU_HOST_DEVICE mask either(mask a, mask b) { return a || b; }
+  static PAU_HOST_DEVICE index to_index(T v) { return static_cast<index>(v); }
+  static PAU_HOST_DEVICE index add_index(index a, index b) { return a + b; }
+  static PAU_HOST_DEVICE T gather(const T* table, index i) { return table[i]; }
+};
+
+// The interval k as a value: clamp(floor(u), 0, N-1), and 0 for NaN so that
+// the table index is always valid.
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value interval(const typename Ops::value& u,
+                                             const typename Ops::value& top) {
+  using V = typename Ops::value;
+  const V zero = Ops::broadcast(0);
+  V k = Ops::floor(u);
+  k = Ops::select(Ops::greater_equal(k, zero), k, zero);
+  return Ops::select(Ops::less(k, top), k, top);
+}
+
+// F(x). points and steps: the group table(s), N+1 entries per group (steps
+// has S_0..S_{N-1} and an unused last entry); base: each lane's offset of its
+// group's row in them.
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value forward(const typename Ops::value& x,
+                                            const Params<typename Ops::value>& p,
+                                            const typename Ops::scalar* points,
+                                            const typename Ops::scalar* steps,
+                                            const typename Ops::index& base) {
+  using V = typename Ops::value;
+  using M = typename Ops::mask;
+  const V zero = Ops::broadcast(0);
+  const V u = (x - p.left) * p.inv_width;
+  const V k = interval<Ops>(u, p.top);
+  const typename Ops::index i = Ops::add_index(base, Ops::to_index(k));
+  const V inside = Ops::fma(u - k, Ops::gather(steps, i), Ops::gather(points, i));
+  const M left = Ops::less(x, p.left);
+  const M right = Ops::greater_equal(x, p.right);
+  const V edge = Ops::select(left, p.left, p.right);
+  const V slope = Ops::select(left, p.slope_left, p.slope_right);
+  const V end = Ops::select(left, p.first, p.last);
+  const V dx = Ops::select(Ops::equal(slope, zero), zero, x - edge);
+  return Ops::select(Ops::either(left, right), Ops::fma(dx, slope, end), inside);
+}
+
+// What one element contributes to the gradients besides the four sums that
+// backward() accumulates itself.
+template <class V, class I>
+struct PointGradient {
+  I index;  // table index of Y_k (base + k)
+  V lower;  // dL/dY_k
+  V upper;  // dL/dY_{k+1}
+};
+
+// Gradients of F at x scaled by g. Returns dL/dx, adds dL/dB_L, dL/dB_R,
+// dL/dK_L, dL/dK_R to acc[kGradLeft..kGradSlopeRight] and leaves the two
+// point gradients in *points_grad for the kernel to scatter.
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value backward(
+    const typename Ops::value& x, const typename Ops::value& g,
+    const Params<typename Ops::value>& p, const typename Ops::scalar* steps,
+    const typename Ops::index& base, typename Ops::value* acc,
+    PointGradient<typename Ops::value, typename Ops::index>* points_grad) {
+  using V = typename Ops::value;
+  using M = typename Ops::mask;
+  const V zero = Ops::broadcast(0);
+  const V one = Ops::broadcast(1);
+  const V u = (x - p.left) * p.inv_width;
+  const V k = interval<Ops>(u, p.top);
+  const typename Ops::index i = Ops::add_index(base, Ops::to_index(k));
+  const M left = Ops::less(x, p.left);
+  const M right = Ops::greater_equal(x, p.right);
+
+  const V inside_slope = Ops::gather(steps, i) * p.inv_width;
+  const V grad_x =
+      g * Ops::select(left, p.slope_left, Ops::select(right, p.slope_right, inside_slope));
+  const V w = Ops::select(left, zero, Ops::select(right, one, u * p.inv_count));
+  acc[kGradLeft] = acc[kGradLeft] - grad_x * (one - w);
+  acc[kGradRight] = acc[kGradRight] - grad_x * w;
+  const V g_dx = g * (x - Ops::select(left, p.left, p.right));
+  acc[kGradSlopeLeft] = acc[kGradSlopeLeft] + Ops::select(left, g_dx, zero);
+  acc[kGradSlopeRight] = acc[kGradSlopeRight] + Ops::select(right, g_dx, zero);
+
+  const V t = Ops::select(left, zero, Ops::select(right, one, u - k));
+  points_grad->index = i;
+  points_grad->upper = g * t;
+  points_grad->lower = g - points_grad->upper;
+  return grad_x;
+}
+
+}  // namespace pwlu
+}  // namespace pau

@@ -1,0 +1,297 @@
+// pau::pwlu_forward and pau::pwlu_backward: schemas, argument checks, CPU
+// entry points, meta (fake) kernels and the autograd kernel. The CPU math
+// lives in cpu/pwlu_kernel.cpp and pwlu_math.h; this file is glue and follows
+// pau_ops.cpp.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <tuple>
+
+#include "cpu/launch.h"
+#include "cpu/pwlu_kernels.h"
+#include "pau_ops.h"
+#include "pwlu_math.h"
+#include "pwlu_ops.h"
+
+namespace pau {
+
+using at::Tensor;
+
+PwluArgs check_pwlu_args(const Tensor& x, const Tensor& points, const Tensor& bounds,
+                         const Tensor& slopes, int64_t dim) {
+  TORCH_CHECK(x.defined() && points.defined() && bounds.defined() && slopes.defined(),
+              "pwlu: x, points, bounds and slopes must be defined tensors");
+  TORCH_CHECK_TYPE(is_input_dtype(x.scalar_type()),
+                   "pwlu: x must be float32, float64, float16 or bfloat16, got ",
+                   x.scalar_type());
+  TORCH_CHECK_TYPE(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
+                   "pwlu: points must be float32 or float64, got ", points.scalar_type());
+  TORCH_CHECK_TYPE(bounds.scalar_type() == points.scalar_type() &&
+                       slopes.scalar_type() == points.scalar_type(),
+                   "pwlu: bounds (", bounds.scalar_type(), ") and slopes (",
+                   slopes.scalar_type(), ") must have the dtype of points (",
+                   points.scalar_type(), ")");
+  TORCH_CHECK(points.device() == x.device() && bounds.device() == x.device() &&
+                  slopes.device() == x.device(),
+              "pwlu: x, points, bounds and slopes must be on the same device, got x on ",
+              x.device(), ", points on ", points.device(), ", bounds on ", bounds.device(),
+              ", slopes on ", slopes.device());
+  TORCH_CHECK_VALUE(points.dim() == 2 && points.sym_size(0) >= 1,
+                    "pwlu: points must have shape (G, N+1) with G >= 1 groups, got shape ",
+                    points.sym_sizes());
+  TORCH_CHECK_VALUE(points.sym_size(1) >= 2 && points.sym_size(1) <= pwlu::kMaxIntervals + 1,
+                    "pwlu: the number of intervals N must be in [1, ", pwlu::kMaxIntervals,
+                    "], got points of shape ", points.sym_sizes(), " (N + 1 = ",
+                    points.sym_size(1), " points)");
+  const c10::SymInt groups = points.sym_size(0);
+  TORCH_CHECK_VALUE(bounds.dim() == 2 && bounds.sym_size(0) == groups && bounds.sym_size(1) == 2,
+                    "pwlu: bounds must have shape (G, 2) = (", groups,
+                    ", 2) holding (B_L, B_R) per group, got shape ", bounds.sym_sizes());
+  TORCH_CHECK_VALUE(slopes.dim() == 2 && slopes.sym_size(0) == groups && slopes.sym_size(1) == 2,
+                    "pwlu: slopes must have shape (G, 2) = (", groups,
+                    ", 2) holding (K_L, K_R) per group, got shape ", slopes.sym_sizes());
+  PwluArgs args{};
+  args.groups = groups.guard_int(__FILE__, __LINE__);
+  args.intervals = static_cast<int>(points.sym_size(1).guard_int(__FILE__, __LINE__)) - 1;
+  args.dim = check_channel_dim(x, dim, args.groups, "pwlu");
+  return args;
+}
+
+PwluArgs check_pwlu_backward_args(const Tensor& grad_output, const Tensor& x,
+                                  const Tensor& points, const Tensor& bounds,
+                                  const Tensor& slopes, int64_t dim) {
+  PwluArgs args = check_pwlu_args(x, points, bounds, slopes, dim);
+  TORCH_CHECK(grad_output.defined(), "pwlu: grad_output must be a defined tensor");
+  TORCH_CHECK_VALUE(grad_output.sym_sizes() == x.sym_sizes(), "pwlu: grad_output shape ",
+                    grad_output.sym_sizes(), " must match x shape ", x.sym_sizes());
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), "pwlu: grad_output dtype (",
+                   grad_output.scalar_type(), ") must match x dtype (", x.scalar_type(), ")");
+  TORCH_CHECK(grad_output.device() == x.device(), "pwlu: grad_output is on ",
+              grad_output.device(), " but x is on ", x.device());
+  return args;
+}
+
+Tensor check_pwlu_bounds(const Tensor& bounds) {
+  // Reading the values needs them on the host (a device sync on GPUs).
+  Tensor host = bounds.detach().to(at::kCPU, at::kDouble).contiguous();
+  const double* b = host.const_data_ptr<double>();
+  for (int64_t g = 0; g < host.size(0); ++g) {
+    const double left = b[2 * g];
+    const double right = b[2 * g + 1];
+    TORCH_CHECK_VALUE(std::isfinite(left) && std::isfinite(right) && left < right,
+                      "pwlu: bounds must be finite with B_L < B_R in every group; group ", g,
+                      " has (B_L, B_R) = (", left, ", ", right, ")");
+  }
+  return host;
+}
+
+namespace {
+
+// x of dtype float32/float16/bfloat16 computes in float32, float64 in float64.
+at::ScalarType compute_type(const Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// Per-group points, steps and derived parameters in the compute type on the
+// host, kept alive for the duration of a kernel launch.
+struct HostTables {
+  Tensor points;
+  Tensor steps;
+  Tensor params;
+
+  HostTables(const Tensor& points_in, const Tensor& host_bounds, const Tensor& slopes_in,
+             const PwluArgs& args, at::ScalarType ctype) {
+    const int n = args.intervals;
+    const Tensor y = points_in.detach().to(at::kCPU, at::kDouble).contiguous();
+    const Tensor k = slopes_in.detach().to(at::kCPU, at::kDouble).contiguous();
+    Tensor s = at::zeros_like(y);
+    Tensor p = at::empty({args.groups, pwlu::kParams}, y.options());
+    const double* yd = y.const_data_ptr<double>();
+    const double* bd = host_bounds.const_data_ptr<double>();
+    const double* kd = k.const_data_ptr<double>();
+    double* sd = s.mutable_data_ptr<double>();
+    double* pd = p.mutable_data_ptr<double>();
+    const double largest = ctype == at::kFloat ? std::numeric_limits<float>::max()
+                                               : std::numeric_limits<double>::max();
+    for (int64_t g = 0; g < args.groups; ++g) {
+      const double* row = yd + g * (n + 1);
+      for (int j = 0; j < n; ++j) sd[g * (n + 1) + j] = row[j + 1] - row[j];
+      pwlu::make_params(bd[2 * g], bd[2 * g + 1], kd[2 * g], kd[2 * g + 1], row[0], row[n], n,
+                        pd + g * pwlu::kParams);
+      TORCH_CHECK_VALUE(pd[g * pwlu::kParams + pwlu::kInvWidth] <= largest,
+                        "pwlu: the bounds of group ", g, " (", bd[2 * g], ", ", bd[2 * g + 1],
+                        ") are too close for ", n, " intervals in ", ctype);
+    }
+    points = y.to(ctype);
+    steps = s.to(ctype);
+    params = p.to(ctype);
+  }
+
+  cpu::PwluProblem problem(const Tensor& dense_x, const PwluArgs& args) const {
+    const int64_t run = group_run(dense_x, args.dim, args.groups);
+    const bool per_lane = run < cpu::kMinRun && args.groups > 1;
+    // Per-tile gradient state is N + 1 + 4 doubles per lane (broadcast tiles,
+    // at most 16 lanes) or per group of a per-lane tile: keep tiles at least
+    // 8 times that large so zeroing and reducing it stays cheap.
+    const int64_t tables =
+        per_lane ? std::min(args.groups, cpu::ceil_div(cpu::kPerLaneColumns, run)) : 16;
+    const int64_t tile_elements =
+        std::max(cpu::kTileElements, 8 * tables * (args.intervals + 1 + pwlu::kExtras));
+    cpu::PwluProblem p;
+    p.layout = cpu::make_layout(dense_x.numel(), args.groups, run, tile_elements);
+    p.intervals = args.intervals;
+    p.points = points.const_data_ptr();
+    p.steps = steps.const_data_ptr();
+    p.params = params.const_data_ptr();
+    return p;
+  }
+};
+
+Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bounds,
+                        const Tensor& slopes, int64_t dim) {
+  const PwluArgs args = check_pwlu_args(x, points, bounds, slopes, dim);
+  const Tensor host_bounds = check_pwlu_bounds(bounds);
+  const Tensor xd = dense(x);
+  Tensor out = at::empty_like(xd);
+  if (xd.numel() == 0) return out;
+  const HostTables tables(points, host_bounds, slopes, args, compute_type(x));
+  const cpu::PwluForwardArgs launch{tables.problem(xd, args), xd.const_data_ptr(),
+                                    out.mutable_data_ptr()};
+  cpu::run_tiles(cpu::pwlu_kernel_table().forward[static_cast<int>(cpu::dtype_of(x))], launch);
+  return out;
+}
+
+using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+
+Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor& points,
+                        const Tensor& bounds, const Tensor& slopes, int64_t dim) {
+  const PwluArgs args = check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
+  const Tensor host_bounds = check_pwlu_bounds(bounds);
+  const Tensor xd = dense(x);
+  // The kernel walks grad_output in x's memory order.
+  const Tensor grad = grad_output.strides() == xd.strides()
+                          ? grad_output
+                          : at::empty_like(xd).copy_(grad_output);
+  Tensor grad_x = at::empty_like(xd);
+  if (xd.numel() == 0) {
+    return {grad_x, at::zeros_like(points, at::MemoryFormat::Contiguous),
+            at::zeros_like(bounds, at::MemoryFormat::Contiguous),
+            at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
+  }
+  const HostTables tables(points, host_bounds, slopes, args, compute_type(x));
+  const cpu::PwluProblem problem = tables.problem(xd, args);
+  const cpu::Layout& l = problem.layout;
+  Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},
+                              x.options().dtype(at::kDouble));
+  const cpu::PwluBackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
+                                     grad_x.mutable_data_ptr(),
+                                     partials.mutable_data_ptr<double>()};
+  cpu::run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(cpu::dtype_of(x))], launch);
+  const Tensor sums = cpu::reduce_partials(l, problem.coefficients(), partials);
+  const int64_t n = args.intervals;
+  const at::ScalarType type = points.scalar_type();
+  return {grad_x, sums.narrow(1, 0, n + 1).to(type).contiguous(),
+          sums.narrow(1, n + 1 + pwlu::kGradLeft, 2).to(type).contiguous(),
+          sums.narrow(1, n + 1 + pwlu::kGradSlopeLeft, 2).to(type).contiguous()};
+}
+
+Tensor pwlu_forward_meta(const Tensor& x, const Tensor& points, const Tensor& bounds,
+                         const Tensor& slopes, int64_t dim) {
+  check_pwlu_args(x, points, bounds, slopes, dim);
+  return at::empty_like(x);
+}
+
+Grads pwlu_backward_meta(const Tensor& grad_output, const Tensor& x, const Tensor& points,
+                         const Tensor& bounds, const Tensor& slopes, int64_t dim) {
+  check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
+  return {at::empty_like(x), at::empty_like(points, at::MemoryFormat::Contiguous),
+          at::empty_like(bounds, at::MemoryFormat::Contiguous),
+          at::empty_like(slopes, at::MemoryFormat::Contiguous)};
+}
+
+using ForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                int64_t);
+using BackwardSignature = Grads(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, int64_t);
+
+// Autograd in C++ so that it also works in TorchScript and LibTorch programs.
+class PwluFunction : public torch::autograd::Function<PwluFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x,
+                        const Tensor& points, const Tensor& bounds, const Tensor& slopes,
+                        int64_t dim) {
+    ctx->save_for_backward({x, points, bounds, slopes});
+    ctx->saved_data["dim"] = dim;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::pwlu_forward", "")
+                               .typed<ForwardSignature>();
+    return op.call(x, points, bounds, slopes, dim);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::pwlu_backward", "")
+                               .typed<BackwardSignature>();
+    auto [grad_x, grad_points, grad_bounds, grad_slopes] =
+        op.call(grads[0], saved[0], saved[1], saved[2], saved[3], ctx->saved_data["dim"].toInt());
+    return {grad_x, grad_points, grad_bounds, grad_slopes, Tensor()};
+  }
+};
+
+Tensor pwlu_forward_autograd(const Tensor& x, const Tensor& points, const Tensor& bounds,
+                             const Tensor& slopes, int64_t dim) {
+  return PwluFunction::apply(x, points, bounds, slopes, dim);
+}
+
+Grads pwlu_backward_autograd(const Tensor& grad_output, const Tensor& x, const Tensor& points,
+                             const Tensor& bounds, const Tensor& slopes, int64_t dim) {
+  const bool needs_graph =
+      at::GradMode::is_enabled() &&
+      (grad_output.requires_grad() || x.requires_grad() || points.requires_grad() ||
+       bounds.requires_grad() || slopes.requires_grad());
+  TORCH_CHECK(!needs_graph,
+              "pwlu: the gradient of pau::pwlu_backward (double backward, create_graph=True) "
+              "is not implemented");
+  at::AutoDispatchBelowADInplaceOrView guard;
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pau::pwlu_backward", "")
+                             .typed<BackwardSignature>();
+  return op.call(grad_output, x, points, bounds, slopes, dim);
+}
+
+}  // namespace
+
+// The pau library itself is defined in pau_ops.cpp; these add to it.
+TORCH_LIBRARY_FRAGMENT(pau, m) {
+  m.def(
+      "pwlu_forward(Tensor x, Tensor points, Tensor bounds, Tensor slopes, int dim=1) "
+      "-> Tensor");
+  m.def(
+      "pwlu_backward(Tensor grad_output, Tensor x, Tensor points, Tensor bounds, "
+      "Tensor slopes, int dim=1) -> (Tensor grad_x, Tensor grad_points, Tensor grad_bounds, "
+      "Tensor grad_slopes)");
+}
+
+TORCH_LIBRARY_IMPL(pau, CPU, m) {
+  m.impl("pwlu_forward", &pwlu_forward_cpu);
+  m.impl("pwlu_backward", &pwlu_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(pau, Meta, m) {
+  m.impl("pwlu_forward", &pwlu_forward_meta);
+  m.impl("pwlu_backward", &pwlu_backward_meta);
+}
+
+TORCH_LIBRARY_IMPL(pau, Autograd, m) {
+  m.impl("pwlu_forward", &pwlu_forward_autograd);
+  m.impl("pwlu_backward", &pwlu_backward_autograd);
+}
+
+}  // namespace pau
