@@ -89,7 +89,6 @@ PAU_HOST_DEVICE double floor_of(double v) { return floor(v); }
 
 template <class T>
 struct ScalarOps : math::ScalarOps<T> {
-  using scalar = T;
   using index = int64_t;
   using mask = bool;
   static PAU_HOST_DEVICE T floor(T v) { return floor_of(v); }
@@ -98,8 +97,23 @@ struct ScalarOps : math::ScalarOps<T> {
   static PAU_HOST_DEVICE mask equal(T a, T b) { return a == b; }
   static PAU_HOST_DEVICE mask either(mask a, mask b) { return a || b; }
   static PAU_HOST_DEVICE index to_index(T v) { return static_cast<index>(v); }
-  static PAU_HOST_DEVICE index add_index(index a, index b) { return a + b; }
-  static PAU_HOST_DEVICE T gather(const T* table, index i) { return table[i]; }
+};
+
+// Table lookups take a `Tables` object so that kernels can choose how to
+// fetch (memory, registers):
+//   index     the type of a table index (per lane)
+//   index_of(k)  the table index of interval k (k: Ops::index) for the element
+//   point(i)  Y at table index i,  step(i)  S at table index i
+// Tables for scalars: rows of N+1 entries starting at `base`.
+template <class T>
+struct ScalarTables {
+  using index = int64_t;
+  const T* points;
+  const T* steps;
+  int64_t base;
+  PAU_HOST_DEVICE int64_t index_of(int64_t k) const { return base + k; }
+  PAU_HOST_DEVICE T point(int64_t i) const { return points[i]; }
+  PAU_HOST_DEVICE T step(int64_t i) const { return steps[i]; }
 };
 
 // The interval k as a value: clamp(floor(u), 0, N-1), and 0 for NaN so that
@@ -114,22 +128,18 @@ PAU_HOST_DEVICE typename Ops::value interval(const typename Ops::value& u,
   return Ops::select(Ops::less(k, top), k, top);
 }
 
-// F(x). points and steps: the group table(s), N+1 entries per group (steps
-// has S_0..S_{N-1} and an unused last entry); base: each lane's offset of its
-// group's row in them.
-template <class Ops>
+// F(x) for one element or lane vector.
+template <class Ops, class Tables>
 PAU_HOST_DEVICE typename Ops::value forward(const typename Ops::value& x,
                                             const Params<typename Ops::value>& p,
-                                            const typename Ops::scalar* points,
-                                            const typename Ops::scalar* steps,
-                                            const typename Ops::index& base) {
+                                            const Tables& tables) {
   using V = typename Ops::value;
   using M = typename Ops::mask;
   const V zero = Ops::broadcast(0);
   const V u = (x - p.left) * p.inv_width;
   const V k = interval<Ops>(u, p.top);
-  const typename Ops::index i = Ops::add_index(base, Ops::to_index(k));
-  const V inside = Ops::fma(u - k, Ops::gather(steps, i), Ops::gather(points, i));
+  const typename Tables::index i = tables.index_of(Ops::to_index(k));
+  const V inside = Ops::fma(u - k, tables.step(i), tables.point(i));
   const M left = Ops::less(x, p.left);
   const M right = Ops::greater_equal(x, p.right);
   const V edge = Ops::select(left, p.left, p.right);
@@ -143,7 +153,7 @@ PAU_HOST_DEVICE typename Ops::value forward(const typename Ops::value& x,
 // backward() accumulates itself.
 template <class V, class I>
 struct PointGradient {
-  I index;  // table index of Y_k (base + k)
+  I index;  // table index of Y_k: Tables::index_of(k)
   V lower;  // dL/dY_k
   V upper;  // dL/dY_{k+1}
 };
@@ -151,23 +161,22 @@ struct PointGradient {
 // Gradients of F at x scaled by g. Returns dL/dx, adds dL/dB_L, dL/dB_R,
 // dL/dK_L, dL/dK_R to acc[kGradLeft..kGradSlopeRight] and leaves the two
 // point gradients in *points_grad for the kernel to scatter.
-template <class Ops>
+template <class Ops, class Tables>
 PAU_HOST_DEVICE typename Ops::value backward(
     const typename Ops::value& x, const typename Ops::value& g,
-    const Params<typename Ops::value>& p, const typename Ops::scalar* steps,
-    const typename Ops::index& base, typename Ops::value* acc,
-    PointGradient<typename Ops::value, typename Ops::index>* points_grad) {
+    const Params<typename Ops::value>& p, const Tables& tables, typename Ops::value* acc,
+    PointGradient<typename Ops::value, typename Tables::index>* points_grad) {
   using V = typename Ops::value;
   using M = typename Ops::mask;
   const V zero = Ops::broadcast(0);
   const V one = Ops::broadcast(1);
   const V u = (x - p.left) * p.inv_width;
   const V k = interval<Ops>(u, p.top);
-  const typename Ops::index i = Ops::add_index(base, Ops::to_index(k));
+  const typename Tables::index i = tables.index_of(Ops::to_index(k));
   const M left = Ops::less(x, p.left);
   const M right = Ops::greater_equal(x, p.right);
 
-  const V inside_slope = Ops::gather(steps, i) * p.inv_width;
+  const V inside_slope = tables.step(i) * p.inv_width;
   const V grad_x =
       g * Ops::select(left, p.slope_left, Ops::select(right, p.slope_right, inside_slope));
   const V w = Ops::select(left, zero, Ops::select(right, one, u * p.inv_count));

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <tuple>
 
 #include "cpu/launch.h"
@@ -75,18 +74,29 @@ PwluArgs check_pwlu_backward_args(const Tensor& grad_output, const Tensor& x,
   return args;
 }
 
-Tensor check_pwlu_bounds(const Tensor& bounds) {
-  // Reading the values needs them on the host (a device sync on GPUs).
-  Tensor host = bounds.detach().to(at::kCPU, at::kDouble).contiguous();
-  const double* b = host.const_data_ptr<double>();
-  for (int64_t g = 0; g < host.size(0); ++g) {
-    const double left = b[2 * g];
-    const double right = b[2 * g + 1];
+namespace {
+
+template <class P>
+void check_bounds_values(const P* b, int64_t groups) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const double left = static_cast<double>(b[2 * g]);
+    const double right = static_cast<double>(b[2 * g + 1]);
     TORCH_CHECK_VALUE(std::isfinite(left) && std::isfinite(right) && left < right,
                       "pwlu: bounds must be finite with B_L < B_R in every group; group ", g,
                       " has (B_L, B_R) = (", left, ", ", right, ")");
   }
-  return host;
+}
+
+}  // namespace
+
+void check_pwlu_bounds(const Tensor& bounds) {
+  // Reading the values needs them on the host (a device sync on GPUs).
+  const Tensor host = bounds.detach().to(at::kCPU).contiguous();
+  if (host.scalar_type() == at::kDouble) {
+    check_bounds_values(host.const_data_ptr<double>(), host.size(0));
+  } else {
+    check_bounds_values(host.const_data_ptr<float>(), host.size(0));
+  }
 }
 
 namespace {
@@ -96,39 +106,55 @@ at::ScalarType compute_type(const Tensor& x) {
   return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// Per-group points, steps and derived parameters in the compute type on the
-// host, kept alive for the duration of a kernel launch.
-struct HostTables {
-  Tensor points;
-  Tensor steps;
-  Tensor params;
+// Fills the group tables of the kernels (see cpu::PwluProblem) from the
+// parameters (dtype P, contiguous, on the host): steps and derived values in
+// double, rounded once to the compute type T.
+template <class P, class T>
+void fill_tables(const P* y, const P* b, const P* k, int64_t groups, int n, T* points, T* steps,
+                 T* params) {
+  for (int64_t g = 0; g < groups; ++g) {
+    const P* row = y + g * (n + 1);
+    for (int j = 0; j <= n; ++j) points[g * (n + 1) + j] = static_cast<T>(row[j]);
+    for (int j = 0; j < n; ++j) {
+      steps[g * (n + 1) + j] =
+          static_cast<T>(static_cast<double>(row[j + 1]) - static_cast<double>(row[j]));
+    }
+    steps[g * (n + 1) + n] = T(0);
+    T* q = params + g * pwlu::kParams;
+    pwlu::make_params(b[2 * g], b[2 * g + 1], k[2 * g], k[2 * g + 1], row[0], row[n], n, q);
+    TORCH_CHECK_VALUE(std::isfinite(static_cast<double>(q[pwlu::kInvWidth])),
+                      "pwlu: the bounds of group ", g, " (", b[2 * g], ", ", b[2 * g + 1],
+                      ") are too close for ", n, " intervals in ",
+                      sizeof(T) == sizeof(float) ? "float32" : "float64");
+  }
+}
 
-  HostTables(const Tensor& points_in, const Tensor& host_bounds, const Tensor& slopes_in,
+// The group tables in the compute type on the host, in one allocation that
+// lives for the duration of a kernel launch.
+struct HostTables {
+  Tensor storage;
+
+  HostTables(const Tensor& points, const Tensor& bounds, const Tensor& slopes,
              const PwluArgs& args, at::ScalarType ctype) {
     const int n = args.intervals;
-    const Tensor y = points_in.detach().to(at::kCPU, at::kDouble).contiguous();
-    const Tensor k = slopes_in.detach().to(at::kCPU, at::kDouble).contiguous();
-    Tensor s = at::zeros_like(y);
-    Tensor p = at::empty({args.groups, pwlu::kParams}, y.options());
-    const double* yd = y.const_data_ptr<double>();
-    const double* bd = host_bounds.const_data_ptr<double>();
-    const double* kd = k.const_data_ptr<double>();
-    double* sd = s.mutable_data_ptr<double>();
-    double* pd = p.mutable_data_ptr<double>();
-    const double largest = ctype == at::kFloat ? std::numeric_limits<float>::max()
-                                               : std::numeric_limits<double>::max();
-    for (int64_t g = 0; g < args.groups; ++g) {
-      const double* row = yd + g * (n + 1);
-      for (int j = 0; j < n; ++j) sd[g * (n + 1) + j] = row[j + 1] - row[j];
-      pwlu::make_params(bd[2 * g], bd[2 * g + 1], kd[2 * g], kd[2 * g + 1], row[0], row[n], n,
-                        pd + g * pwlu::kParams);
-      TORCH_CHECK_VALUE(pd[g * pwlu::kParams + pwlu::kInvWidth] <= largest,
-                        "pwlu: the bounds of group ", g, " (", bd[2 * g], ", ", bd[2 * g + 1],
-                        ") are too close for ", n, " intervals in ", ctype);
+    const int64_t g = args.groups;
+    const Tensor y = points.detach().to(at::kCPU).contiguous();
+    const Tensor b = bounds.detach().to(at::kCPU).contiguous();
+    const Tensor k = slopes.detach().to(at::kCPU).contiguous();
+    storage = at::empty({g * (2 * (n + 1) + pwlu::kParams)}, y.options().dtype(ctype));
+    auto fill = [&](auto p_tag, auto t_tag) {
+      using P = decltype(p_tag);
+      using T = decltype(t_tag);
+      T* out = storage.mutable_data_ptr<T>();
+      fill_tables(y.const_data_ptr<P>(), b.const_data_ptr<P>(), k.const_data_ptr<P>(), g, n, out,
+                  out + g * (n + 1), out + 2 * g * (n + 1));
+    };
+    const bool params_double = points.scalar_type() == at::kDouble;
+    if (ctype == at::kDouble) {
+      params_double ? fill(double(), double()) : fill(float(), double());
+    } else {
+      params_double ? fill(double(), float()) : fill(float(), float());
     }
-    points = y.to(ctype);
-    steps = s.to(ctype);
-    params = p.to(ctype);
   }
 
   cpu::PwluProblem problem(const Tensor& dense_x, const PwluArgs& args) const {
@@ -141,12 +167,15 @@ struct HostTables {
         per_lane ? std::min(args.groups, cpu::ceil_div(cpu::kPerLaneColumns, run)) : 16;
     const int64_t tile_elements =
         std::max(cpu::kTileElements, 8 * tables * (args.intervals + 1 + pwlu::kExtras));
+    const int64_t row = args.intervals + 1;
+    const char* base = static_cast<const char*>(storage.const_data_ptr());
+    const int64_t item = storage.element_size();
     cpu::PwluProblem p;
     p.layout = cpu::make_layout(dense_x.numel(), args.groups, run, tile_elements);
     p.intervals = args.intervals;
-    p.points = points.const_data_ptr();
-    p.steps = steps.const_data_ptr();
-    p.params = params.const_data_ptr();
+    p.points = base;
+    p.steps = base + item * args.groups * row;
+    p.params = base + item * 2 * args.groups * row;
     return p;
   }
 };
@@ -154,11 +183,11 @@ struct HostTables {
 Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bounds,
                         const Tensor& slopes, int64_t dim) {
   const PwluArgs args = check_pwlu_args(x, points, bounds, slopes, dim);
-  const Tensor host_bounds = check_pwlu_bounds(bounds);
+  check_pwlu_bounds(bounds);
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
   if (xd.numel() == 0) return out;
-  const HostTables tables(points, host_bounds, slopes, args, compute_type(x));
+  const HostTables tables(points, bounds, slopes, args, compute_type(x));
   const cpu::PwluForwardArgs launch{tables.problem(xd, args), xd.const_data_ptr(),
                                     out.mutable_data_ptr()};
   cpu::run_tiles(cpu::pwlu_kernel_table().forward[static_cast<int>(cpu::dtype_of(x))], launch);
@@ -170,7 +199,7 @@ using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor& points,
                         const Tensor& bounds, const Tensor& slopes, int64_t dim) {
   const PwluArgs args = check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
-  const Tensor host_bounds = check_pwlu_bounds(bounds);
+  check_pwlu_bounds(bounds);
   const Tensor xd = dense(x);
   // The kernel walks grad_output in x's memory order.
   const Tensor grad = grad_output.strides() == xd.strides()
@@ -182,7 +211,7 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
             at::zeros_like(bounds, at::MemoryFormat::Contiguous),
             at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
   }
-  const HostTables tables(points, host_bounds, slopes, args, compute_type(x));
+  const HostTables tables(points, bounds, slopes, args, compute_type(x));
   const cpu::PwluProblem problem = tables.problem(xd, args);
   const cpu::Layout& l = problem.layout;
   Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},

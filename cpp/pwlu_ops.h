@@ -23,7 +23,7 @@ PwluArgs check_pwlu_backward_args(const at::Tensor& grad_output, const at::Tenso
                                   const at::Tensor& points, const at::Tensor& bounds,
                                   const at::Tensor& slopes, int64_t dim);
 
-// bounds as float64 on the host, checked to be finite with B_L < B_R per group.
-at::Tensor check_pwlu_bounds(const at::Tensor& bounds);
+// Checks the values of bounds (G, 2): finite with B_L < B_R in every group.
+void check_pwlu_bounds(const at::Tensor& bounds);
 
 }  // namespace pau

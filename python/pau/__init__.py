@@ -1,8 +1,9 @@
 """pau: learnable activation functions as fast PyTorch custom operators.
 
 ``import pau`` registers the operators ``torch.ops.pau.*`` and exposes the
-modules (:class:`PAU`), the functional API (:mod:`pau.functional`), the
-plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
+modules (:class:`PAU`, :class:`PWLU` with its realignment
+:func:`pwlu_collect_statistics` / :func:`pwlu_realign`), the functional API
+(:mod:`pau.functional`), the plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
 (:func:`fit`) and the initialisation presets (:mod:`pau.presets`).
 """
 
@@ -11,6 +12,18 @@ import torch  # noqa: F401  (load torch's libraries before the extension)
 from . import _C, functional, presets, reference
 from .fit import FitResult, fit
 from .modules import PAU
+from .pwlu import PWLU, pwlu_collect_statistics, pwlu_realign
 
 __version__ = "0.1.0"
-__all__ = ["PAU", "FitResult", "fit", "functional", "presets", "reference", "_C"]
+__all__ = [
+    "PAU",
+    "PWLU",
+    "FitResult",
+    "fit",
+    "functional",
+    "presets",
+    "pwlu_collect_statistics",
+    "pwlu_realign",
+    "reference",
+    "_C",
+]

@@ -24,3 +24,20 @@ def pau(
     Differentiable with respect to all three tensors.
     """
     return torch.ops.pau.forward(x, numerator, denominator, variant, dim)
+
+
+def pwlu(x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, dim: int = 1) -> Tensor:
+    """Piecewise Linear Unit (Zhou et al. 2021), applied element-wise.
+
+    Args:
+        x: input of any shape, dtype float32/float64/float16/bfloat16.
+        points: (G, N+1) values Y_0..Y_N at the N+1 equally spaced breakpoints.
+        bounds: (G, 2) holding (B_L, B_R), finite with B_L < B_R.
+        slopes: (G, 2) holding (K_L, K_R), the slopes left of B_L and right of B_R.
+        dim: the channel dimension; its size must be divisible by G.
+
+    Left of B_L: Y_0 + (x - B_L) K_L; right of B_R: Y_N + (x - B_R) K_R; in
+    between: linear interpolation of the neighbouring points. Differentiable
+    with respect to all four tensors.
+    """
+    return torch.ops.pau.pwlu_forward(x, points, bounds, slopes, dim)

@@ -1,0 +1,237 @@
+"""Piecewise Linear Unit (PWLU, Zhou et al. 2021) and its statistic-based realignment.
+
+A PWLU has N intervals between learnable bounds B_L < B_R, N+1 learnable points
+Y_0..Y_N and learnable outer slopes K_L, K_R (per group of channels). Left of
+B_L it is Y_0 + (x - B_L) K_L, right of B_R it is Y_N + (x - B_R) K_R, and in
+between it interpolates the two neighbouring points linearly.
+
+Training follows the paper's two phases:
+
+* Phase I (the first epoch or first few): the PWLU parameters stay frozen at
+  their initialisation and every PWLU keeps a running mean and variance of its
+  input per group (momentum 0.9, like batch norm's statistics).
+* Phase II (the rest of training): each PWLU is realigned to its input
+  distribution, B_L, B_R = mean -/+ 3 std, K_L = 0, K_R = 1,
+  Y_i = relu(B_L + i (B_R - B_L) / N), and then all parameters train.
+
+Usage::
+
+    model = build_model()  # contains pau.PWLU modules
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # frozen ones are skipped
+    with pau.pwlu_collect_statistics(model):  # phase I
+        train(model, optimizer, epochs=5)
+    # leaving the block without an exception realigns every PWLU (phase II)
+    train(model, optimizer, epochs=95)
+
+or call ``pau.pwlu_collect_statistics(model)`` and later ``pau.pwlu_realign(model)``
+explicitly. Statistics are only updated in training mode, so validation passes
+during phase I do not change them.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from . import _C  # noqa: F401  (registers torch.ops.pau)
+
+INITS = ("relu", "leaky_relu", "identity")
+LEAKY_RELU_SLOPE = 0.01
+MOMENTUM = 0.9
+MAX_INTERVALS = 65536
+
+
+def _positions(left: Tensor, right: Tensor, num_points: int) -> Tensor:
+    """(G, N+1) breakpoints B_L + i (B_R - B_L) / N of (G,) bounds."""
+    steps = torch.arange(num_points + 1, dtype=left.dtype, device=left.device)
+    return left[:, None] + steps * ((right - left) / num_points)[:, None]
+
+
+def initial_parameters(init: str, num_points: int, bound: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Points (N+1,), bounds (2,) and slopes (2,) in float64 for a preset ``init``."""
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}, expected one of {INITS}")
+    bounds = torch.tensor([-bound, bound], dtype=torch.float64)
+    x = _positions(bounds[:1], bounds[1:], num_points)[0]
+    if init == "relu":
+        return x.clamp_min(0), bounds, torch.tensor([0.0, 1.0], dtype=torch.float64)
+    if init == "leaky_relu":
+        points = torch.where(x >= 0, x, LEAKY_RELU_SLOPE * x)
+        return points, bounds, torch.tensor([LEAKY_RELU_SLOPE, 1.0], dtype=torch.float64)
+    return x, bounds, torch.tensor([1.0, 1.0], dtype=torch.float64)
+
+
+class PWLU(nn.Module):
+    """Piecewise Linear Unit with learnable bounds, points and outer slopes.
+
+    Args:
+        num_points: N, the number of intervals between the bounds (N+1 points).
+        groups: G; channels along ``dim`` are split into G groups with their own
+            parameters (1: one PWLU per layer, C: one per channel).
+        dim: the channel dimension (1 for NCHW, -1 for (batch, tokens, C)).
+        init: ``"relu"`` (the paper's), ``"leaky_relu"`` or ``"identity"``.
+        bound: initial bounds (-bound, bound).
+
+    Parameters ``points`` (G, N+1), ``bounds`` (G, 2) = (B_L, B_R) and ``slopes``
+    (G, 2) = (K_L, K_R). Buffers ``running_mean``, ``running_var`` (G,) and
+    ``num_batches_tracked`` hold the phase I statistics; they are part of the
+    state dict. See the module docstring for the realignment schedule.
+    """
+
+    def __init__(
+        self,
+        num_points: int = 16,
+        groups: int = 1,
+        dim: int = 1,
+        init: str = "relu",
+        bound: float = 3.0,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_points, int) or isinstance(num_points, bool) or not (
+            1 <= num_points <= MAX_INTERVALS
+        ):
+            raise ValueError(
+                f"num_points (the number of intervals N) must be an int in [1, {MAX_INTERVALS}],"
+                f" got {num_points!r}"
+            )
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+            raise ValueError(f"bound must be a finite positive number, got {bound!r}")
+        self.num_points = num_points
+        self.groups = groups
+        self.dim = dim
+        self.init = init
+        self.bound = float(bound)
+        self.collecting = False  # phase I: update the statistics in training forwards
+        points, bounds, slopes = initial_parameters(init, num_points, self.bound)
+        factory = {"device": device, "dtype": dtype or torch.get_default_dtype()}
+        self.points = nn.Parameter(points.to(**factory).repeat(groups, 1))
+        self.bounds = nn.Parameter(bounds.to(**factory).repeat(groups, 1))
+        self.slopes = nn.Parameter(slopes.to(**factory).repeat(groups, 1))
+        self.register_buffer("running_mean", torch.zeros(groups, **factory))
+        self.register_buffer("running_var", torch.ones(groups, **factory))
+        self.register_buffer(
+            "num_batches_tracked", torch.tensor(0, dtype=torch.long, device=device)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.collecting and self.training:
+            self._update_statistics(x)
+        return torch.ops.pau.pwlu_forward(x, self.points, self.bounds, self.slopes, self.dim)
+
+    @torch.jit.unused
+    def _update_statistics(self, x: Tensor) -> None:
+        with torch.no_grad():
+            xs = x.detach()
+            xs = xs.reshape(1) if xs.dim() == 0 else xs
+            if xs.dtype != torch.float64:
+                xs = xs.float()
+            dim = self.dim % xs.dim()
+            grouped = xs.unflatten(dim, (self.groups, xs.shape[dim] // self.groups))
+            others = [d for d in range(grouped.dim()) if d != dim]
+            var, mean = torch.var_mean(grouped, dim=others, correction=0)
+            # The first batch initialises the statistics instead of being
+            # averaged with the arbitrary starting values.
+            keep = torch.where(self.num_batches_tracked > 0, MOMENTUM, 0.0).to(mean.dtype)
+            dtype = self.running_mean.dtype
+            self.running_mean.copy_((keep * self.running_mean + (1 - keep) * mean).to(dtype))
+            self.running_var.copy_((keep * self.running_var + (1 - keep) * var).to(dtype))
+            self.num_batches_tracked.add_(1)
+
+    def reset_statistics(self) -> None:
+        self.running_mean.zero_()
+        self.running_var.fill_(1)
+        self.num_batches_tracked.zero_()
+
+    def collect_statistics(self) -> None:
+        """Phase I: freeze the parameters and start fresh running statistics."""
+        self.reset_statistics()
+        self.collecting = True
+        for p in (self.points, self.bounds, self.slopes):
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def realign(self) -> bool:
+        """Phase II: reset the parameters from the statistics and unfreeze them.
+
+        B_L, B_R = mean -/+ 3 std (std at least 1e-3 max(1, |mean|), so a
+        constant input still gives an interval), K_L = 0, K_R = 1 and
+        Y_i = relu(B_L + i (B_R - B_L) / N). Returns False (with a warning and
+        the parameters unchanged, but unfrozen) when no statistics were
+        collected, e.g. for a PWLU that never saw a training batch.
+        """
+        self.collecting = False
+        for p in (self.points, self.bounds, self.slopes):
+            p.requires_grad_(True)
+        if int(self.num_batches_tracked) == 0:
+            warnings.warn(
+                "pau.PWLU.realign: no statistics were collected (no training forward since "
+                "pwlu_collect_statistics); parameters left unchanged",
+                stacklevel=2,
+            )
+            return False
+        mean = self.running_mean.double()
+        std = self.running_var.double().clamp_min(0).sqrt()
+        std = torch.maximum(std, 1e-3 * mean.abs().clamp_min(1.0))
+        left, right = mean - 3 * std, mean + 3 * std
+        self.points.copy_(_positions(left, right, self.num_points).clamp_min(0))
+        self.bounds.copy_(torch.stack([left, right], dim=1))
+        self.slopes.copy_(torch.tensor([0.0, 1.0], dtype=torch.float64).expand(self.groups, 2))
+        return True
+
+    def extra_repr(self) -> str:
+        text = (
+            f"num_points={self.num_points}, groups={self.groups}, dim={self.dim}, "
+            f"init={self.init!r}, bound={self.bound}"
+        )
+        return text + (", collecting statistics" if self.collecting else "")
+
+
+def pwlu_modules(model: nn.Module) -> list[PWLU]:
+    """Every :class:`PWLU` in ``model`` (including ``model`` itself)."""
+    return [m for m in model.modules() if isinstance(m, PWLU)]
+
+
+class StatisticsCollection:
+    """Phase I in progress for ``model``; returned by :func:`pwlu_collect_statistics`.
+
+    As a context manager, leaving the block without an exception runs
+    :func:`pwlu_realign` (phase II).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> StatisticsCollection:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> bool:
+        if exc_type is None:
+            pwlu_realign(self.model)
+        return False
+
+
+def pwlu_collect_statistics(model: nn.Module) -> StatisticsCollection:
+    """Phase I for every PWLU in ``model``: freeze its parameters and collect statistics.
+
+    Works on a model or, through ``model.apply(pau.pwlu_collect_statistics)``,
+    module by module. Returns a context manager that realigns on exit.
+    """
+    for module in pwlu_modules(model):
+        module.collect_statistics()
+    return StatisticsCollection(model)
+
+
+def pwlu_realign(model: nn.Module) -> int:
+    """Phase II for every PWLU in ``model`` (see :meth:`PWLU.realign`).
+
+    Returns how many PWLUs were realigned from statistics.
+    """
+    return sum(module.realign() for module in pwlu_modules(model))
