@@ -126,8 +126,10 @@ class PWLU(nn.Module):
             self._update_statistics(x)
         return torch.ops.pau.pwlu_forward(x, self.points, self.bounds, self.slopes, self.dim)
 
+    # Left unannotated: TorchScript cannot resolve the postponed (string)
+    # annotations of an unused method, and scripted models never collect.
     @torch.jit.unused
-    def _update_statistics(self, x: Tensor) -> None:
+    def _update_statistics(self, x):
         with torch.no_grad():
             xs = x.detach()
             xs = xs.reshape(1) if xs.dim() == 0 else xs

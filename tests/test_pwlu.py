@@ -1,0 +1,487 @@
+"""pau::pwlu_forward / pau::pwlu_backward and pau.PWLU on the CPU.
+
+Reference agreement per dtype, gradcheck, opcheck, breakpoints and bounds,
+outer pieces, N = 1 and 256, groups and layouts, determinism, NaN/inf, the
+statistic-based realignment, state dicts, compilers and bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pau
+import pytest
+import torch
+from pau.reference import pwlu_reference
+
+LAYOUTS = [
+    # (shape, dim, groups, channels_last)
+    ((4, 6, 5, 7), 1, 1, False),
+    ((4, 6, 5, 7), 1, 6, False),
+    ((4, 6, 5, 7), 1, 3, False),
+    ((4, 6, 5, 7), 1, 6, True),
+    ((2, 9, 48), -1, 48, False),
+    ((2, 9, 48), -1, 4, False),
+    ((129,), 0, 1, False),
+]
+
+
+def parameters(groups: int, intervals: int = 16, dtype=torch.float64, seed: int = 0):
+    """Random bounds around [-3, 3], points near relu plus noise, random outer slopes."""
+    gen = torch.Generator().manual_seed(seed)
+    left = -3 + 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
+    right = 3 - 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
+    bounds = torch.stack([left, right], dim=1)
+    steps = torch.arange(intervals + 1, dtype=torch.float64)
+    x = left[:, None] + steps * ((right - left) / intervals)[:, None]
+    points = x.clamp_min(0) + 0.3 * torch.randn(groups, intervals + 1, generator=gen,
+                                                dtype=torch.float64)
+    slopes = torch.randn(groups, 2, generator=gen, dtype=torch.float64)
+    return points.to(dtype), bounds.to(dtype), slopes.to(dtype)
+
+
+def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2.5
+    x = x.to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def op_and_reference_grads(x, points, bounds, slopes, dim, grad=None):
+    """(y, grads) of the operator and of the reference, both w.r.t. all four inputs."""
+    inputs = [t.detach().clone().requires_grad_() for t in (x, points, bounds, slopes)]
+    y = torch.ops.pau.pwlu_forward(*inputs, dim)
+    grad = torch.randn_like(y) if grad is None else grad
+    grads = torch.autograd.grad(y, inputs, grad)
+    ref_inputs = [t.detach().clone().requires_grad_() for t in (x, points, bounds, slopes)]
+    y_ref = pwlu_reference(*ref_inputs, dim)
+    grads_ref = torch.autograd.grad(y_ref, ref_inputs, grad)
+    return (y, grads), (y_ref, grads_ref)
+
+
+@pytest.mark.parametrize("intervals", [1, 5, 16, 256])
+@pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
+def test_forward_backward_match_reference_float64(intervals, shape, dim, groups, channels_last):
+    x = make_x(shape, channels_last=channels_last)
+    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(
+        x, *parameters(groups, intervals), dim)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+# Output tolerances relative to the output scale.
+TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
+
+
+@pytest.mark.parametrize("dtype", list(TOLERANCES))
+@pytest.mark.parametrize("intervals,groups,channels_last",
+                         [(16, 1, False), (16, 8, True), (40, 8, False), (40, 1, False)])
+def test_low_precision_match_reference(dtype, intervals, groups, channels_last):
+    x = make_x((3, 8, 33, 5), dtype=dtype, channels_last=channels_last)
+    points, bounds, slopes = parameters(groups, intervals, dtype=torch.float32)
+    grad = torch.randn(x.shape, dtype=torch.float64).to(dtype)
+    inputs = [t.clone().requires_grad_() for t in (x, points, bounds, slopes)]
+    y = torch.ops.pau.pwlu_forward(*inputs, 1)
+    assert y.dtype == dtype
+    got = torch.autograd.grad(y, inputs, grad)
+    # The reference in float64 on the same (rounded) inputs.
+    ref = [t.detach().double().requires_grad_() for t in (x, points, bounds, slopes)]
+    y64 = pwlu_reference(*ref, 1)
+    want = torch.autograd.grad(y64, ref, grad.double())
+    tol = TOLERANCES[dtype]
+    torch.testing.assert_close(y.double(), y64, rtol=tol, atol=tol * y64.abs().max().item())
+    gx, rx = got[0].double(), want[0]
+    torch.testing.assert_close(gx, rx, rtol=tol, atol=tol * rx.abs().max().item())
+    # Parameter gradients are sums over elements, accumulated in double.
+    for g, r in zip(got[1:], want[1:]):
+        torch.testing.assert_close(g.double(), r, rtol=1e-4, atol=1e-4 * r.abs().max().item())
+
+
+def away_from_breakpoints(shape, bounds, intervals, seed=2):
+    """x for gradcheck: inside intervals at 10-90% of their width, or outside the bounds."""
+    gen = torch.Generator().manual_seed(seed)
+    left, right = bounds[0, 0].item(), bounds[0, 1].item()
+    width = (right - left) / intervals
+    k = torch.randint(-2, intervals + 2, shape, generator=gen).double()
+    fraction = 0.1 + 0.8 * torch.rand(shape, generator=gen, dtype=torch.float64)
+    return left + (k + fraction) * width
+
+
+@pytest.mark.parametrize("groups,intervals", [(1, 4), (3, 5), (3, 1)])
+def test_gradcheck(groups, intervals):
+    points, bounds, slopes = parameters(1, intervals)
+    points, bounds, slopes = (t.repeat(groups, 1) for t in (points, bounds, slopes))
+    points = points + 0.1 * torch.arange(groups, dtype=torch.float64)[:, None]
+    x = away_from_breakpoints((2, 3 * groups, 4), bounds, intervals)
+    inputs = tuple(t.requires_grad_() for t in (x, points, bounds, slopes))
+    assert torch.autograd.gradcheck(
+        lambda *a: torch.ops.pau.pwlu_forward(*a, 1), inputs)
+
+
+def test_opcheck():
+    x = make_x((2, 6, 5), dtype=torch.float32)
+    points, bounds, slopes = parameters(3, 8, dtype=torch.float32)
+    torch.library.opcheck(torch.ops.pau.pwlu_forward,
+                          (x, points.requires_grad_(), bounds.requires_grad_(),
+                           slopes.requires_grad_(), 1))
+    grad = torch.randn_like(x)
+    torch.library.opcheck(torch.ops.pau.pwlu_backward,
+                          (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1))
+
+
+def test_breakpoints_and_bounds_exactly():
+    # d = 0.5 and 1/d = 2 are exact, so every breakpoint is hit exactly.
+    intervals = 8
+    bounds = torch.tensor([[-2.0, 2.0]], dtype=torch.float64)
+    points = torch.randn(1, intervals + 1, dtype=torch.float64, generator=torch.Generator()
+                         .manual_seed(3))
+    slopes = torch.tensor([[0.25, -0.5]], dtype=torch.float64)
+    x = torch.linspace(-2, 2, intervals + 1, dtype=torch.float64)
+    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(
+        x, points, bounds, slopes, 0, grad=torch.ones_like(x))
+    assert torch.equal(y, points[0])
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # Each breakpoint belongs to the piece on its right: B_R to the right outer piece.
+    steps = torch.diff(points[0]) * 2  # slope of each interval, 1/d = 2
+    torch.testing.assert_close(grads[0], torch.cat([steps, slopes[0, 1:]]))
+    # Point i gets exactly the element at breakpoint i.
+    torch.testing.assert_close(grads[1], torch.ones(1, intervals + 1, dtype=torch.float64))
+
+
+def test_outside_both_bounds():
+    points, bounds, slopes = parameters(1, 16)
+    x = torch.tensor([-1e3, -10.0, -3.5, 3.5, 10.0, 1e3], dtype=torch.float64)
+    y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
+    left, right = bounds[0]
+    expect = torch.where(x < 0, points[0, 0] + (x - left) * slopes[0, 0],
+                         points[0, -1] + (x - right) * slopes[0, 1])
+    torch.testing.assert_close(y, expect, rtol=1e-14, atol=1e-12)
+    (_, grads), (_, grads_ref) = op_and_reference_grads(x, points, bounds, slopes, 0)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # Outside the bounds only Y_0, Y_N, the slopes and the nearer bound get gradients.
+    assert torch.all(grads[1][0, 1:-1] == 0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16, torch.bfloat16])
+def test_nan_and_inf_inputs(dtype):
+    points, bounds, slopes = parameters(2, 16, dtype=torch.float32)
+    slopes[0] = torch.tensor([0.0, 0.0])  # zero slopes: the limits are Y_0 and Y_N
+    slopes[1] = torch.tensor([-0.5, 2.0])
+    inf, nan = float("inf"), float("nan")
+    x = torch.tensor([[nan, inf, -inf], [nan, inf, -inf]], dtype=dtype)
+    y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0).float()
+    assert torch.isnan(y[:, 0]).all()
+    torch.testing.assert_close(y[0, 1:], torch.stack([points[0, -1], points[0, 0]]).to(dtype)
+                               .float())
+    assert torch.equal(y[1, 1:], torch.tensor([inf, inf]))
+    g = torch.ops.pau.pwlu_backward(torch.ones_like(x), x, points, bounds, slopes, 0)[0].float()
+    assert torch.isfinite(g[:, 1:]).all()
+
+
+def test_large_finite_inputs_stay_finite():
+    module = pau.PWLU(init="identity", dim=0)
+    for dtype, value in [(torch.float32, 3e38), (torch.bfloat16, 3e38), (torch.float16, 6e4),
+                         (torch.float64, 1e308)]:
+        x = torch.tensor([value, -value], dtype=dtype)
+        with torch.no_grad():
+            y = module(x)
+        assert torch.isfinite(y).all(), (dtype, y)
+        torch.testing.assert_close(y, x)
+
+
+@pytest.mark.parametrize("numel", [0, 1, 7, 129, 4097])
+def test_odd_sizes(numel):
+    x = make_x((numel,), dtype=torch.float32)
+    points, bounds, slopes = parameters(1, 16, dtype=torch.float32)
+    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(x, points, bounds, slopes, 0)
+    torch.testing.assert_close(y, y_ref)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_non_contiguous_input_and_grad():
+    x = make_x((4, 10, 6, 8))[:, ::2, 1:, ::3]  # strided view, not dense
+    grad = torch.randn(3, 5, 5, 4, dtype=torch.float64).permute(3, 2, 1, 0).transpose(1, 2)
+    assert grad.shape == x.shape and not grad.is_contiguous()
+    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(x, *parameters(5, 7), 1, grad=grad)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_zero_dim_input():
+    x = torch.tensor(0.7, dtype=torch.float64)
+    points, bounds, slopes = parameters(1, 16)
+    y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
+    assert y.dim() == 0
+    torch.testing.assert_close(y, pwlu_reference(x, points, bounds, slopes, 0))
+
+
+def parameter_grads(x, points, bounds, slopes, dim):
+    params = [t.detach().clone().requires_grad_() for t in (points, bounds, slopes)]
+    y = torch.ops.pau.pwlu_forward(x, *params, dim)
+    return torch.autograd.grad(y, params, torch.ones_like(y))
+
+
+@pytest.mark.parametrize("shape,dim,groups,intervals,channels_last", [
+    ((8, 16, 64, 64), 1, 1, 16, False),
+    ((8, 16, 64, 64), 1, 16, 40, False),
+    ((8, 16, 32, 32), 1, 16, 16, True),
+    ((64, 100, 48), -1, 48, 256, False),
+])
+def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, channels_last):
+    x = make_x(shape, dtype=torch.float32, channels_last=channels_last)
+    params = parameters(groups, intervals, dtype=torch.float32)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        first = parameter_grads(x, *params, dim)
+        for n in (2, max(threads, 2)):
+            torch.set_num_threads(n)
+            again = parameter_grads(x, *params, dim)
+            assert all(torch.equal(a, b) for a, b in zip(first, again))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_each_isa_matches_reference():
+    script = textwrap.dedent("""
+        import torch, pau
+        from pau.reference import pwlu_reference
+        x = torch.randn(3, 8, 17, 9) * 2.5
+        for n in (16, 40):
+            points = torch.randn(8, n + 1)
+            bounds = torch.tensor([[-2.0, 2.5]]).repeat(8, 1)
+            slopes = torch.randn(8, 2)
+            for xx in (x, x.contiguous(memory_format=torch.channels_last)):
+                args = [t.clone().requires_grad_() for t in (xx, points, bounds, slopes)]
+                y = torch.ops.pau.pwlu_forward(*args, 1)
+                got = torch.autograd.grad(y.sum(), args)
+                ref = [t.clone().requires_grad_() for t in (xx, points, bounds, slopes)]
+                y_ref = pwlu_reference(*ref, 1)
+                want = torch.autograd.grad(y_ref.sum(), ref)
+                torch.testing.assert_close(y, y_ref)
+                for a, b in zip(got, want):
+                    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
+        print(pau._C.cpu_capability())
+    """)
+    cpuinfo = Path("/proc/cpuinfo")
+    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
+    isas = ["default"] + (["avx2"] if " avx2" in flags else []) + (
+        ["avx512"] if " avx512bw" in flags else [])
+    # The rest of this file already runs the ISA this process uses.
+    isas = [isa for isa in isas if isa.upper() != pau._C.cpu_capability()]
+    for isa in isas:
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        assert out == isa.upper()
+
+
+def test_functional_and_module_presets():
+    x = torch.linspace(-5, 5, 101)
+    torch.testing.assert_close(pau.PWLU(dim=0)(x), torch.relu(x))
+    torch.testing.assert_close(pau.PWLU(dim=0, init="identity")(x), x)
+    torch.testing.assert_close(pau.PWLU(dim=0, init="leaky_relu")(x),
+                               torch.nn.functional.leaky_relu(x, 0.01))
+    act = pau.PWLU(num_points=8, groups=4)
+    assert act.points.shape == (4, 9) and act.bounds.shape == (4, 2)
+    assert act.slopes.shape == (4, 2)
+    assert "num_points=8, groups=4, dim=1, init='relu', bound=3.0" in repr(act)
+    x = torch.randn(2, 4, 3, 3)
+    torch.testing.assert_close(pau.functional.pwlu(x, act.points, act.bounds, act.slopes), act(x))
+
+
+def test_module_training_step_and_state_dict_round_trip():
+    act = pau.PWLU(num_points=8, groups=4)
+    x = torch.randn(8, 4, 5, 5) * 2
+    optimizer = torch.optim.SGD(act.parameters(), lr=0.1)
+    with pau.pwlu_collect_statistics(act):
+        act(x)
+    act(x).square().mean().backward()
+    optimizer.step()
+    other = pau.PWLU(num_points=8, groups=4)
+    missing = other.load_state_dict(act.state_dict())
+    assert not missing.missing_keys and not missing.unexpected_keys
+    assert set(act.state_dict()) == {"points", "bounds", "slopes", "running_mean",
+                                     "running_var", "num_batches_tracked"}
+    for key, value in act.state_dict().items():
+        assert torch.equal(other.state_dict()[key], value), key
+    assert int(other.num_batches_tracked) == 1
+    torch.testing.assert_close(other(x), act(x))
+
+
+def test_realignment_on_shifted_gaussian():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(pau.PWLU(num_points=16))
+    act = model[0]
+    before = [p.detach().clone() for p in act.parameters()]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    with pau.pwlu_collect_statistics(model):
+        assert act.collecting and not any(p.requires_grad for p in act.parameters())
+        for _ in range(20):
+            x = (2 + 0.5 * torch.randn(64, 8, 6, 6)).requires_grad_()
+            model(x).sum().backward()  # PWLU parameters are frozen: no gradient, no update
+            optimizer.step()
+        model.eval()
+        model(torch.full((2, 8), 100.0))  # eval forwards do not count
+        model.train()
+        for p, q in zip(before, act.parameters()):
+            assert torch.equal(p, q)
+    assert not act.collecting and all(p.requires_grad for p in act.parameters())
+    left, right = act.bounds[0].tolist()
+    assert abs(left - 0.5) < 0.05 and abs(right - 3.5) < 0.05
+    assert act.slopes[0].tolist() == [0.0, 1.0]
+    x = torch.linspace(left, right, 1001)
+    with torch.no_grad():
+        torch.testing.assert_close(act(x.reshape(1, -1)).flatten(), torch.relu(x))
+    model(2 + 0.5 * torch.randn(4, 8)).sum().backward()
+    assert all(p.grad is not None for p in act.parameters())
+
+
+def test_statistics_per_group_and_momentum():
+    act = pau.PWLU(num_points=4, groups=2)
+    pau.pwlu_collect_statistics(act)
+    a = torch.tensor([[1.0, 2.0], [3.0, 6.0]])  # channel 0: mean 2, var 1; channel 1: 4, 4
+    b = torch.tensor([[5.0, 0.0], [5.0, 0.0]])  # channel 0: mean 5, var 0; channel 1: 0, 0
+    act(a)
+    torch.testing.assert_close(act.running_mean, torch.tensor([2.0, 4.0]))
+    torch.testing.assert_close(act.running_var, torch.tensor([1.0, 4.0]))
+    act(b)
+    torch.testing.assert_close(act.running_mean, torch.tensor([0.9 * 2 + 0.5, 0.9 * 4]))
+    torch.testing.assert_close(act.running_var, torch.tensor([0.9, 0.9 * 4]))
+    assert pau.pwlu_realign(act) == 1
+    std = act.running_var.sqrt()
+    torch.testing.assert_close(act.bounds, torch.stack([act.running_mean - 3 * std,
+                                                        act.running_mean + 3 * std], 1))
+    # The relu kink lies inside the second group's interval: relu at the
+    # breakpoints, linear in between, constant left and x - B_R + Y_N right.
+    left, right = act.bounds[1].tolist()
+    breakpoints = torch.linspace(left, right, 5)
+    x = torch.cat([torch.tensor([left - 5.0]), breakpoints, torch.tensor([right + 5.0])])
+    with torch.no_grad():
+        y = act(torch.stack([x, x], 1))[:, 1]
+    torch.testing.assert_close(y, torch.relu(x))
+
+
+def test_realign_without_statistics_warns_and_keeps_parameters():
+    act = pau.PWLU()
+    before = act.bounds.detach().clone()
+    pau.pwlu_collect_statistics(act)
+    with pytest.warns(UserWarning, match="no statistics"):
+        assert pau.pwlu_realign(act) == 0
+    assert torch.equal(act.bounds, before) and act.bounds.requires_grad
+    # model.apply style: every module, PWLU or not.
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), pau.PWLU(dim=-1))
+    model.apply(pau.pwlu_collect_statistics)
+    assert model[1].collecting
+
+
+def test_torch_compile_fullgraph():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pau.PWLU(groups=4), torch.nn.Flatten())
+    x = torch.randn(2, 3, 8, 8)
+    compiled = torch.compile(model, fullgraph=True)
+    torch.testing.assert_close(compiled(x), model(x))
+    compiled(x).sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model(x).sum().backward()
+    for got, p in zip(grads, model.parameters()):
+        torch.testing.assert_close(got, p.grad)
+
+
+def test_export_save_load_in_fresh_process(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Linear(5, 6), pau.PWLU(groups=6, dim=-1, num_points=7))
+    x = torch.randn(3, 5)
+    program = torch.export.export(model, (x,))
+    path = tmp_path / "model.pt2"
+    torch.export.save(program, path)
+    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import torch, pau
+        io = torch.load({str(tmp_path / 'io.pt')!r})
+        program = torch.export.load({str(path)!r})
+        torch.testing.assert_close(program.module()(io["x"]), io["y"])
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_torchscript_save_load_in_fresh_process(tmp_path):
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 1), pau.PWLU(groups=4, num_points=5),
+                                pau.PWLU(init="leaky_relu"))
+    x = torch.randn(2, 2, 5, 5)
+    scripted = torch.jit.script(model)
+    path = tmp_path / "model.pt"
+    scripted.save(str(path))
+    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
+    script = textwrap.dedent(f"""
+        import torch, pau
+        io = torch.load({str(tmp_path / 'io.pt')!r})
+        model = torch.jit.load({str(path)!r})
+        torch.testing.assert_close(model(io["x"]), io["y"])
+        model(io["x"]).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_errors_name_the_problem():
+    x = torch.randn(2, 6, 3)
+    points, bounds, slopes = parameters(3, 4, dtype=torch.float32)
+    op = torch.ops.pau.pwlu_forward
+    swapped = bounds.flip(1)
+    nan_bounds = bounds.clone()
+    nan_bounds[1, 0] = float("nan")
+    cases = [
+        (lambda: op(x.long(), points, bounds, slopes, 1), TypeError, "x must be float32"),
+        (lambda: op(x, points.half(), bounds, slopes, 1), TypeError, "points must be float32"),
+        (lambda: op(x, points, bounds.double(), slopes, 1), TypeError, "dtype of points"),
+        (lambda: op(x, points, bounds.to("meta"), slopes, 1), RuntimeError, "same device"),
+        (lambda: op(x, points[0], bounds, slopes, 1), ValueError,
+         r"points must have shape \(G, N\+1\)"),
+        (lambda: op(x, points[:, :1], bounds, slopes, 1), ValueError,
+         r"number of intervals N must be in \[1, "),
+        (lambda: op(x, points, bounds[:2], slopes, 1), ValueError,
+         r"bounds must have shape \(G, 2\)"),
+        (lambda: op(x, points, bounds, slopes[:, :1], 1), ValueError,
+         r"slopes must have shape \(G, 2\)"),
+        (lambda: op(x, points[:2], bounds[:2], slopes[:2], 2), ValueError,
+         "not divisible by the number of groups"),
+        (lambda: op(x, points, bounds, slopes, 3), IndexError, "dim 3 is out of range"),
+        (lambda: op(x, points, swapped, slopes, 1), ValueError,
+         r"B_L < B_R in every group; group 0 has \(B_L, B_R\)"),
+        (lambda: op(x, points, nan_bounds, slopes, 1), ValueError, "group 1"),
+        (lambda: op(x, points, torch.tensor([[0.0, 1e-44]] * 3), slopes, 1), ValueError,
+         "too close"),
+        (lambda: torch.ops.pau.pwlu_backward(x[:1], x, points, bounds, slopes, 1), ValueError,
+         "grad_output shape"),
+        (lambda: torch.ops.pau.pwlu_backward(x.double(), x, points, bounds, slopes, 1),
+         TypeError, "grad_output dtype"),
+        (lambda: pau.PWLU(num_points=0), ValueError, "num_points"),
+        (lambda: pau.PWLU(groups=0), ValueError, "groups"),
+        (lambda: pau.PWLU(init="tanh"), ValueError, "unknown init"),
+        (lambda: pau.PWLU(bound=-1.0), ValueError, "bound"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+    # A user edit that crosses the bounds is caught at the next call.
+    act = pau.PWLU(groups=2)
+    with torch.no_grad():
+        act.bounds[1] = torch.tensor([1.0, 1.0])
+    with pytest.raises(ValueError, match=r"group 1 has \(B_L, B_R\) = \(1, 1\)"):
+        act(torch.randn(2, 2))
+
+
+def test_double_backward_is_a_clear_error():
+    x = torch.randn(4, 3, requires_grad=True)
+    points, bounds, slopes = parameters(1, 4, dtype=torch.float32)
+    y = torch.ops.pau.pwlu_forward(x, points.requires_grad_(), bounds, slopes, 1)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
