@@ -42,9 +42,10 @@
 namespace pau {
 namespace pwlu {
 
-// N above this is rejected by the operator checks: it bounds the per-tile
-// gradient tables, not the math.
-constexpr int kMaxIntervals = 65536;
+// N above this is rejected by the operator checks. Not a limit of the math:
+// it bounds the CPU backward's per-tile scratch (2 (N+1) doubles per group of a
+// per-lane tile, up to 256 groups: 16 MiB at N = 4096).
+constexpr int kMaxIntervals = 4096;
 
 // Columns of a group's row of derived parameters (make_params).
 enum Param : int {

@@ -447,6 +447,8 @@ def test_errors_name_the_problem():
          r"points must have shape \(G, N\+1\)"),
         (lambda: op(x, points[:, :1], bounds, slopes, 1), ValueError,
          r"number of intervals N must be in \[1, "),
+        (lambda: op(x, torch.zeros(3, 4098), bounds, slopes, 1), ValueError,
+         r"number of intervals N must be in \[1, 4096\]"),
         (lambda: op(x, points, bounds[:2], slopes, 1), ValueError,
          r"bounds must have shape \(G, 2\)"),
         (lambda: op(x, points, bounds, slopes[:, :1], 1), ValueError,

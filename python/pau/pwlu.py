@@ -42,7 +42,7 @@ from . import _C  # noqa: F401  (registers torch.ops.pau)
 INITS = ("relu", "leaky_relu", "identity")
 LEAKY_RELU_SLOPE = 0.01
 MOMENTUM = 0.9
-MAX_INTERVALS = 65536
+MAX_INTERVALS = 4096  # as the operators (pwlu_math.h)
 
 
 def _positions(left: Tensor, right: Tensor, num_points: int) -> Tensor:
