@@ -3,6 +3,7 @@
 // DEFAULT, AVX2 or AVX512 and the matching -m flags; dispatch.cpp picks the
 // table of the running CPU. The math is pau_math.h, evaluated on
 // at::vec::Vectorized lanes; this file only loads, loops and accumulates.
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
@@ -58,7 +59,16 @@ const T* load_block(const scalar_t* src, int64_t count, T* buffer) {
   if constexpr (std::is_same_v<scalar_t, T>) {
     return src;
   } else {
-    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
+    // Whole vectors through at::vec's widening loads, then the scalar tail.
+    constexpr int64_t kStep = 2 * Vec<float>::size();
+    int64_t i = 0;
+    for (; i + kStep <= count; i += kStep) {
+      Vec<float> low, high;
+      at::vec::load_to_float<scalar_t>(src + i, low, high);
+      low.store(buffer + i);
+      high.store(buffer + i + Vec<float>::size());
+    }
+    for (; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
     return buffer;
   }
 }
