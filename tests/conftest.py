@@ -260,7 +260,8 @@ def coefficient_grad_magnitudes(
 
     def per_group(values: Tensor) -> Tensor:
         moved = values.movedim(d, -1)
-        return moved.reshape(-1, groups, moved.shape[-1] // groups).sum(dim=(0, 2))
+        rows = moved.numel() // moved.shape[-1] if moved.shape[-1] else 0
+        return moved.reshape(rows, groups, moved.shape[-1] // groups).sum(dim=(0, 2))
 
     mag_n = torch.stack([per_group(g * xd.abs() ** j / q) for j in range(num.shape[1])], dim=1)
     if den.shape[1] == 0:
