@@ -65,6 +65,22 @@ def test_onnxruntime_matches_pytorch(variant, degrees, groups):
     torch.testing.assert_close(run_onnxruntime(model, x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "dtype,tolerance", [(torch.float64, 1e-12), (torch.float16, 2e-3)], ids=["float64", "float16"]
+)
+def test_other_input_dtypes(dtype, tolerance):
+    # float64 computes in float64, float16 in float32 and rounds once, as the operator does.
+    torch.manual_seed(2)
+    net = Net("abs_sum", (5, 4), groups=6).eval()
+    x = (2 * torch.randn(2, 6, 3, 6)).to(dtype)
+    model = export(net, x)
+    with torch.no_grad():
+        expected = net(x)
+    y = run_onnxruntime(model, x)
+    assert y.dtype == dtype
+    torch.testing.assert_close(y, expected, rtol=tolerance, atol=tolerance)
+
+
 def test_dynamic_shapes_and_groups_between_1_and_c():
     torch.manual_seed(1)
     net = Net("safe", (5, 4), groups=3).eval()

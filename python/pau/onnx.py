@@ -113,9 +113,10 @@ def _pau_forward(
     rank = len(x.shape)
     dim = dim % rank if rank else 0
     ctype = _compute_type(x.dtype)
+    # Shapes come from x itself: a Cast's output carries no shape while tracing.
+    a = _per_element_terms(op, numerator, x, dim, ctype)
+    b = _per_element_terms(op, denominator, x, dim, ctype)
     xc = op.Cast(x, to=ctype) if x.dtype != ctype else x
-    a = _per_element_terms(op, numerator, xc, dim, ctype)
-    b = _per_element_terms(op, denominator, xc, dim, ctype)
 
     p = _horner(op, a, xc)
     if b:
@@ -131,7 +132,7 @@ def _pau_forward(
         p = op.Div(p, op.Add(one, q))
     elif len(a) == 1:
         # A constant P (m = n = 0): the operator still returns x's shape.
-        p = op.Expand(p, op.Shape(xc))
+        p = op.Expand(p, op.Shape(x))
     return op.Cast(p, to=x.dtype) if x.dtype != ctype else p
 
 
