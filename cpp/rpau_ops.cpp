@@ -129,28 +129,38 @@ Tensor like_x(const Tensor& x, const Tensor& computed) {
   return out.is_contiguous() ? computed : out.copy_(computed);
 }
 
+using PauForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, c10::string_view,
+                                   int64_t);
+using PauBackwardSignature = std::tuple<Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, c10::string_view, int64_t);
+
+// alpha == 0 everywhere: RPAU is PAU, computed by PAU's own CPU kernel on x's
+// own layout, so results and coefficient-gradient sums are PAU's bit for bit.
+const c10::DispatchKeySet kCpuKeys(c10::DispatchKey::CPU);
+
 Tensor rpau_forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                         const Tensor& alpha, const Tensor& seed_offset, c10::string_view variant,
                         int64_t dim) {
   const PauArgs args = check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant,
                                        dim);
+  const HostNoise host_noise(alpha, seed_offset, args);
+  if (host_noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::forward", "")
+                               .typed<PauForwardSignature>();
+    return op.redispatch(kCpuKeys, x, numerator, denominator, variant, dim);
+  }
   // Element index = memory offset requires a contiguous x.
   const Tensor xc = x.contiguous();
   Tensor out = at::empty_like(xc);
-  const HostNoise host_noise(alpha, seed_offset, args);
   if (xc.numel() == 0) return like_x(x, out);
   const HostCoefficients coefficients(numerator, denominator, args);
   cpu::Problem problem = coefficients.problem(xc, args);
   const auto& table = cpu::kernel_table();
   const int dtype = static_cast<int>(dtype_of(x));
+  problem.noise = &host_noise.noise;
   const cpu::ForwardArgs launch{problem, xc.const_data_ptr(), out.mutable_data_ptr()};
-  if (host_noise.zero) {
-    run_tiles(table.forward[dtype], launch);  // exactly PAU
-  } else {
-    cpu::ForwardArgs noisy = launch;
-    noisy.problem.noise = &host_noise.noise;
-    run_tiles(table.rpau_forward[dtype], noisy);
-  }
+  run_tiles(table.rpau_forward[dtype], launch);
   return like_x(x, out);
 }
 
@@ -162,16 +172,22 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cpu(const Tensor& grad_output, 
                                                      c10::string_view variant, int64_t dim) {
   const PauArgs args = check_rpau_backward_args(grad_output, x, numerator, denominator, alpha,
                                                 seed_offset, variant, dim);
+  const HostNoise host_noise(alpha, seed_offset, args);
+  if (host_noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::backward", "")
+                               .typed<PauBackwardSignature>();
+    return op.redispatch(kCpuKeys, grad_output, x, numerator, denominator, variant, dim);
+  }
   const Tensor xc = x.contiguous();
   const Tensor grad = grad_output.contiguous();
   Tensor grad_x = at::empty_like(xc);
-  const HostNoise host_noise(alpha, seed_offset, args);
   if (xc.numel() == 0) {
     return {like_x(x, grad_x), at::zeros_like(numerator), at::zeros_like(denominator)};
   }
   const HostCoefficients coefficients(numerator, denominator, args);
   cpu::Problem problem = coefficients.problem(xc, args);
-  if (!host_noise.zero) problem.noise = &host_noise.noise;
+  problem.noise = &host_noise.noise;
   const cpu::Layout& l = problem.layout;
   Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},
                               x.options().dtype(at::kDouble));
@@ -179,7 +195,7 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cpu(const Tensor& grad_output, 
                                  grad_x.mutable_data_ptr(), partials.mutable_data_ptr<double>()};
   const auto& table = cpu::kernel_table();
   const int dtype = static_cast<int>(dtype_of(x));
-  run_tiles(host_noise.zero ? table.backward[dtype] : table.rpau_backward[dtype], launch);
+  run_tiles(table.rpau_backward[dtype], launch);
   const Tensor sums = reduce_partials(problem, partials);
   return {like_x(x, grad_x),
           sums.narrow(1, 0, args.m + 1).to(numerator.scalar_type()).contiguous(),
