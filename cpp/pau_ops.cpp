@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/launch.h"
 #include "library.h"
 #include "pau_ops.h"
 
@@ -118,8 +119,6 @@ bool has_cuda_kernels() {
 #endif
 }
 
-namespace {
-
 cpu::DType dtype_of(const Tensor& x) {
   switch (x.scalar_type()) {
     case at::kFloat: return cpu::DType::float32;
@@ -129,63 +128,6 @@ cpu::DType dtype_of(const Tensor& x) {
   }
 }
 
-// Coefficients as double on the host plus each group's effective degrees,
-// kept alive for the duration of a kernel launch.
-struct HostCoefficients {
-  Tensor numerator;
-  Tensor denominator;
-  std::vector<math::Degrees> degrees;
-
-  HostCoefficients(const Tensor& num, const Tensor& den, const PauArgs& args)
-      : numerator(num.to(at::kDouble).contiguous()),
-        denominator(den.to(at::kDouble).contiguous()),
-        degrees(static_cast<size_t>(args.groups)) {
-    const double* a = numerator.const_data_ptr<double>();
-    const double* b = denominator.const_data_ptr<double>();
-    for (int64_t g = 0; g < args.groups; ++g) {
-      math::Degrees& d = degrees[g];
-      d.m = args.m;
-      d.n = args.n;
-      d.m_eff = std::max(0, math::effective_degree(a + g * (args.m + 1), args.m + 1, 0));
-      // b[k-1] holds b_k: an effective index i means degree i + 1.
-      d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
-    }
-  }
-
-  cpu::Problem problem(const Tensor& dense_x, const PauArgs& args) const {
-    cpu::Problem p;
-    p.layout = cpu::make_layout(dense_x.numel(), args.groups, group_run(dense_x, args));
-    p.variant = args.variant;
-    p.m = args.m;
-    p.n = args.n;
-    p.numerator = numerator.const_data_ptr<double>();
-    p.denominator = denominator.const_data_ptr<double>();
-    p.degrees = degrees.data();
-    return p;
-  }
-};
-
-template <class Args>
-void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
-  at::parallel_for(0, args.problem.layout.tiles(), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; ++t) kernel(args, t);
-  });
-}
-
-Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
-                   c10::string_view variant, int64_t dim) {
-  const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
-  const Tensor xd = dense(x);
-  Tensor out = at::empty_like(xd);
-  if (xd.numel() == 0) return out;
-  const HostCoefficients coefficients(numerator, denominator, args);
-  const cpu::ForwardArgs launch{coefficients.problem(xd, args), xd.const_data_ptr(),
-                                out.mutable_data_ptr()};
-  run_tiles(cpu::kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
-  return out;
-}
-
-// Sums the per-tile partial gradients of each group in a fixed order.
 Tensor reduce_partials(const cpu::Problem& p, const Tensor& partials) {
   const cpu::Layout& l = p.layout;
   const int count = p.coefficients();
@@ -211,6 +153,21 @@ Tensor reduce_partials(const cpu::Problem& p, const Tensor& partials) {
     }
   });
   return sums;
+}
+
+namespace {
+
+Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                   c10::string_view variant, int64_t dim) {
+  const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
+  const Tensor xd = dense(x);
+  Tensor out = at::empty_like(xd);
+  if (xd.numel() == 0) return out;
+  const HostCoefficients coefficients(numerator, denominator, args);
+  const cpu::ForwardArgs launch{coefficients.problem(xd, args), xd.const_data_ptr(),
+                                out.mutable_data_ptr()};
+  run_tiles(cpu::kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
+  return out;
 }
 
 std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const Tensor& x,

@@ -1,16 +1,17 @@
 """pau: learnable activation functions as fast PyTorch custom operators.
 
 ``import pau`` registers the operators ``torch.ops.pau.*`` and exposes the
-modules (:class:`PAU`), the functional API (:mod:`pau.functional`), the
+modules (:class:`PAU`, :class:`RPAU`), the functional API (:mod:`pau.functional`), the
 plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
 (:func:`fit`) and the initialisation presets (:mod:`pau.presets`).
 """
 
 import torch  # noqa: F401  (load torch's libraries before the extension)
 
-from . import _C, functional, presets, reference
+from . import _C, functional, presets, reference, rpau
 from .fit import FitResult, fit
 from .modules import PAU
+from .rpau import RPAU
 
 __version__ = "0.1.0"
-__all__ = ["PAU", "FitResult", "fit", "functional", "presets", "reference", "_C"]
+__all__ = ["PAU", "RPAU", "rpau", "FitResult", "fit", "functional", "presets", "reference", "_C"]

@@ -1,0 +1,66 @@
+// Host-side launch helpers shared by the CPU entry points of the operator
+// families (pau_ops.cpp, rpau_ops.cpp): coefficients as double, tile loop,
+// deterministic reduction of per-tile partial gradients.
+#pragma once
+
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "pau_ops.h"
+
+namespace pau {
+
+cpu::DType dtype_of(const at::Tensor& x);
+
+// Sums the per-tile partial gradients of each group in a fixed order:
+// (G, m + 1 + n) doubles.
+at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
+
+// Coefficients as double on the host plus each group's effective degrees,
+// kept alive for the duration of a kernel launch.
+struct HostCoefficients {
+  at::Tensor numerator;
+  at::Tensor denominator;
+  std::vector<math::Degrees> degrees;
+
+  HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args)
+      : numerator(num.to(at::kDouble).contiguous()),
+        denominator(den.to(at::kDouble).contiguous()),
+        degrees(static_cast<size_t>(args.groups)) {
+    const double* a = numerator.const_data_ptr<double>();
+    const double* b = denominator.const_data_ptr<double>();
+    for (int64_t g = 0; g < args.groups; ++g) {
+      math::Degrees& d = degrees[g];
+      d.m = args.m;
+      d.n = args.n;
+      d.m_eff = std::max(0, math::effective_degree(a + g * (args.m + 1), args.m + 1, 0));
+      // b[k-1] holds b_k: an effective index i means degree i + 1.
+      d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
+    }
+  }
+
+  cpu::Problem problem(const at::Tensor& dense_x, const PauArgs& args) const {
+    cpu::Problem p;
+    p.layout = cpu::make_layout(dense_x.numel(), args.groups, group_run(dense_x, args));
+    p.variant = args.variant;
+    p.m = args.m;
+    p.n = args.n;
+    p.numerator = numerator.const_data_ptr<double>();
+    p.denominator = denominator.const_data_ptr<double>();
+    p.degrees = degrees.data();
+    return p;
+  }
+};
+
+template <class Args>
+void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
+  at::parallel_for(0, args.problem.layout.tiles(), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) kernel(args, t);
+  });
+}
+
+}  // namespace pau
