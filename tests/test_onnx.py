@@ -93,6 +93,18 @@ def test_dynamic_shapes_and_groups_between_1_and_c():
     torch.testing.assert_close(run_onnxruntime(model, other), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_rpau_in_eval_mode_exports_as_pau():
+    # RPAU is PAU in eval mode (pau::forward); its training-mode noise has no
+    # ONNX translation on purpose.
+    torch.manual_seed(3)
+    net = nn.Sequential(pau.RPAU(variant="safe", groups=6, dim=1)).eval()
+    x = 2 * torch.randn(2, 6, 3, 3)
+    with torch.no_grad():
+        expected = net(x)
+    torch.testing.assert_close(run_onnxruntime(export(net, x), x), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_translation_table_names_every_pau_operator_overload():
     table = pau.onnx.translation_table()
     assert torch.ops.pau.forward.default in table
