@@ -23,8 +23,9 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
-from fractions import Fraction
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from decimal import MAX_EMAX, MIN_EMIN, Decimal, localcontext
 from functools import cache
 from pathlib import Path
 from typing import Optional
@@ -54,6 +55,23 @@ REPO = Path(__file__).resolve().parents[1]
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Dtype the operator computes in for inputs of ``dtype`` (halves compute in float32)."""
     return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Runs the plain-PyTorch reference on one thread.
+
+    The references are chains of small elementwise ops; on a loaded machine
+    every OpenMP region of a 2-thread pool can stall for milliseconds, which
+    made some reference checks 100x slower. The operators under test keep the
+    default thread count.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def tolerance(dtype: torch.dtype) -> tuple[float, float]:
@@ -143,9 +161,10 @@ def reference_forward(
     """
     ctype = compute_dtype(x.dtype)
     num, den = numerator.to(ctype), denominator.to(ctype)
-    if x.dtype in HALF_DTYPES:
-        return pau_reference(x.to(torch.float32), num, den, variant, dim)
-    return pau_reference(x.double(), num.double(), den.double(), variant, dim)
+    with single_threaded():
+        if x.dtype in HALF_DTYPES:
+            return pau_reference(x.to(torch.float32), num, den, variant, dim)
+        return pau_reference(x.double(), num.double(), den.double(), variant, dim)
 
 
 def reference_grads(
@@ -160,8 +179,9 @@ def reference_grads(
     xr = x.detach().double().requires_grad_()
     nr = numerator.detach().to(ctype).double().requires_grad_()
     dr = denominator.detach().to(ctype).double().requires_grad_()
-    y = pau_reference(xr, nr, dr, variant, dim)
-    gx, gn, gd = torch.autograd.grad(y, (xr, nr, dr), grad.double(), allow_unused=True)
+    with single_threaded():
+        y = pau_reference(xr, nr, dr, variant, dim)
+        gx, gn, gd = torch.autograd.grad(y, (xr, nr, dr), grad.double(), allow_unused=True)
     gd = torch.zeros_like(dr) if gd is None else gd
     return y.detach(), gx, gn, gd
 
@@ -193,23 +213,27 @@ def check_against_reference(
     division than the output). Coefficient gradients are sums over many
     elements: see :func:`assert_coefficient_grad_close`.
     """
+    # The operator runs with the default thread count; the checking around it
+    # on one thread (see single_threaded).
     y = torch.ops.pau.forward(x, numerator, denominator, variant, dim)
-    assert y.shape == x.shape and y.dtype == x.dtype
-    expected = reference_forward(x, numerator, denominator, variant, dim)
-    assert_close_scaled(y, expected, x.dtype, msg="forward")
-    if grad_seed is None:
-        return
-    grad = random_x(x.shape, x.dtype, seed=grad_seed, high=1.0)
+    with single_threaded():
+        assert y.shape == x.shape and y.dtype == x.dtype
+        expected = reference_forward(x, numerator, denominator, variant, dim)
+        assert_close_scaled(y, expected, x.dtype, msg="forward")
+        if grad_seed is None:
+            return
+        grad = random_x(x.shape, x.dtype, seed=grad_seed, high=1.0)
     _, gx, gn, gd = op_grads(grad, x, numerator, denominator, variant, dim)
-    _, rx, rn, rd = reference_grads(grad, x, numerator, denominator, variant, dim)
-    assert gx.dtype == x.dtype and gx.shape == x.shape
-    assert gn.dtype == numerator.dtype and gn.shape == numerator.shape
-    assert gd.dtype == denominator.dtype and gd.shape == denominator.shape
-    assert_close_scaled(gx, rx, x.dtype, factor=2.0, msg="grad_x")
-    mag_n, mag_d = coefficient_grad_magnitudes(grad, x, numerator, denominator, variant, dim)
-    cdtype = compute_dtype(x.dtype)
-    assert_coefficient_grad_close(gn, rn, mag_n, cdtype, "grad_numerator")
-    assert_coefficient_grad_close(gd, rd, mag_d, cdtype, "grad_denominator")
+    with single_threaded():
+        _, rx, rn, rd = reference_grads(grad, x, numerator, denominator, variant, dim)
+        assert gx.dtype == x.dtype and gx.shape == x.shape
+        assert gn.dtype == numerator.dtype and gn.shape == numerator.shape
+        assert gd.dtype == denominator.dtype and gd.shape == denominator.shape
+        assert_close_scaled(gx, rx, x.dtype, factor=2.0, msg="grad_x")
+        mag_n, mag_d = coefficient_grad_magnitudes(grad, x, numerator, denominator, variant, dim)
+        cdtype = compute_dtype(x.dtype)
+        assert_coefficient_grad_close(gn, rn, mag_n, cdtype, "grad_numerator")
+        assert_coefficient_grad_close(gd, rd, mag_d, cdtype, "grad_denominator")
 
 
 def _per_channel(coefficients: Tensor, x: Tensor, dim: int) -> list[Tensor]:
@@ -327,49 +351,58 @@ def smooth_inputs(
 
 
 # ---------------------------------------------------------------------------
-# Exact evaluation with rationals (no overflow, no rounding).
+# High-precision evaluation (200 significant decimal digits, no overflow).
+
+HIGH_PRECISION = 200
 
 
 def exact_pau(
     x: float, numerator: Sequence[float], denominator: Sequence[float], variant: str
-) -> tuple[Fraction, Fraction, list[Fraction], list[Fraction]]:
-    """F(x), dF/dx, dF/da_j, dF/db_k evaluated exactly in rational arithmetic."""
-    xf = Fraction(x)
-    a = [Fraction(c) for c in numerator]
-    b = [Fraction(c) for c in denominator]
-    p = sum((aj * xf**j for j, aj in enumerate(a)), Fraction(0))
-    dp = sum((j * aj * xf ** (j - 1) for j, aj in enumerate(a) if j), Fraction(0))
-    big_a = sum((bk * xf ** (k + 1) for k, bk in enumerate(b)), Fraction(0))
-    dbig_a = sum(((k + 1) * bk * xf**k for k, bk in enumerate(b)), Fraction(0))
+) -> tuple[Decimal, Decimal, list[Decimal], list[Decimal]]:
+    """F(x), dF/dx, dF/da_j, dF/db_k in 200-digit decimal arithmetic.
 
-    def sign(v: Fraction) -> int:
-        return (v > 0) - (v < 0)
+    The float inputs convert exactly; every operation rounds to 200 digits and
+    the exponent range is practically unbounded, so for these tests the results
+    are exact (sign(0) = 0, as torch.abs's gradient).
+    """
+    with localcontext() as ctx:
+        ctx.prec = HIGH_PRECISION
+        ctx.Emax = MAX_EMAX
+        ctx.Emin = MIN_EMIN
+        xd = Decimal(x)
+        a = [Decimal(c) for c in numerator]
+        b = [Decimal(c) for c in denominator]
+        zero = Decimal(0)
+        p = sum((aj * xd**j for j, aj in enumerate(a)), zero)
+        dp = sum((j * aj * xd ** (j - 1) for j, aj in enumerate(a) if j), zero)
+        big_a = sum((bk * xd ** (k + 1) for k, bk in enumerate(b)), zero)
+        dbig_a = sum(((k + 1) * bk * xd**k for k, bk in enumerate(b)), zero)
 
-    if variant == "safe":
-        q = 1 + abs(big_a)
-        dq = sign(big_a) * dbig_a
-        dq_db = [sign(big_a) * xf ** (k + 1) for k in range(len(b))]
-    elif variant == "abs_sum":
-        q = 1 + sum((abs(bk * xf ** (k + 1)) for k, bk in enumerate(b)), Fraction(0))
-        dq = sum((sign(xf) * (k + 1) * abs(bk) * abs(xf**k) for k, bk in enumerate(b)), Fraction(0))
-        dq_db = [sign(bk) * abs(xf ** (k + 1)) for k, bk in enumerate(b)]
-    else:
-        q = 1 + big_a
-        dq = dbig_a
-        dq_db = [xf ** (k + 1) for k in range(len(b))]
-    f = p / q
-    df_dx = (dp - f * dq) / q
-    df_da = [xf**j / q for j in range(len(a))]
-    df_db = [-f / q * c for c in dq_db]
-    return f, df_dx, df_da, df_db
+        def sign(v: Decimal) -> int:
+            return (v > 0) - (v < 0)
+
+        if variant == "safe":
+            q = 1 + abs(big_a)
+            dq = sign(big_a) * dbig_a
+            dq_db = [sign(big_a) * xd ** (k + 1) for k in range(len(b))]
+        elif variant == "abs_sum":
+            q = 1 + sum((abs(bk * xd ** (k + 1)) for k, bk in enumerate(b)), zero)
+            dq = sum((sign(xd) * (k + 1) * abs(bk) * abs(xd**k) for k, bk in enumerate(b)), zero)
+            dq_db = [sign(bk) * abs(xd ** (k + 1)) for k, bk in enumerate(b)]
+        else:
+            q = 1 + big_a
+            dq = dbig_a
+            dq_db = [xd ** (k + 1) for k in range(len(b))]
+        f = p / q
+        df_dx = (dp - f * dq) / q
+        df_da = [xd**j / q for j in range(len(a))]
+        df_db = [-f / q * c for c in dq_db]
+        return +f, +df_dx, df_da, df_db
 
 
-def fraction_to_float(v: Fraction, dtype: torch.dtype) -> float:
-    """The value rounded to ``dtype`` (as a Python float), inf when it overflows ``dtype``."""
-    try:
-        as_float = float(v)
-    except OverflowError:
-        return float("inf") if v > 0 else float("-inf")
+def to_dtype_float(v: Decimal, dtype: torch.dtype) -> float:
+    """The value rounded to ``dtype`` (as a Python float); +-inf where it overflows ``dtype``."""
+    as_float = float(v)  # correctly rounded; +-inf beyond float64's range
     return torch.tensor(as_float, dtype=torch.float64).to(dtype).item()
 
 
