@@ -9,9 +9,22 @@ plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
 import torch  # noqa: F401  (load torch's libraries before the extension)
 
 from . import _C, functional, presets, reference, rpau
+from .deploy import cmake_prefix_path, library_path
 from .fit import FitResult, fit
 from .modules import PAU
 from .rpau import RPAU
 
 __version__ = "0.1.0"
-__all__ = ["PAU", "RPAU", "rpau", "FitResult", "fit", "functional", "presets", "reference", "_C"]
+__all__ = [
+    "PAU",
+    "RPAU",
+    "FitResult",
+    "cmake_prefix_path",
+    "fit",
+    "functional",
+    "library_path",
+    "presets",
+    "reference",
+    "rpau",
+    "_C",
+]
