@@ -49,8 +49,6 @@ X_MAX = 3.0
 PAPER_LRELU_NUMERATOR = (0.02979246, 0.61837738, 2.32335207, 3.05202660, 1.48548002, 0.25103717)
 PAPER_LRELU_DENOMINATOR = (1.14201226, 4.39322834, 0.87154450, 0.34720652)
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """Dtype the operator computes in for inputs of ``dtype`` (halves compute in float32)."""
