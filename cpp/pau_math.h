@@ -163,12 +163,17 @@ PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typenam
 
 // Gradients of F at x, scaled by the incoming gradient g. Returns dL/dx and
 // adds dL/da_j to grad_a[0..m] and dL/db_k to grad_b[0..n-1].
+// RPAU evaluates F with perturbed coefficients c' = c * factor and passes
+// factor (m+1 values for a, then n for b) so that the coefficient gradients are
+// those of the unperturbed c: dL/dc = dL/dc' * factor. PAU passes nullptr,
+// which the compiler folds away.
 template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops::value g,
                                              const typename Ops::value* a,
                                              const typename Ops::value* b, const Deg& deg,
                                              typename Ops::value* grad_a,
-                                             typename Ops::value* grad_b) {
+                                             typename Ops::value* grad_b,
+                                             const typename Ops::value* factor = nullptr) {
   using V = typename Ops::value;
   V e[kMaxTerms];
   const int top = deg.m > deg.n ? deg.m : deg.n;
@@ -178,7 +183,10 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   const V f = r.sum_a * inv_d;
 
   const V g_over_d = g * inv_d;
-  for (int j = 0; j <= deg.m; ++j) grad_a[j] = Ops::fma(g_over_d, e[j], grad_a[j]);
+  for (int j = 0; j <= deg.m; ++j) {
+    const V scale = factor ? g_over_d * factor[j] : g_over_d;
+    grad_a[j] = Ops::fma(scale, e[j], grad_a[j]);
+  }
 
   // sign(A) = sign(A / M^s) since M^s > 0.
   const V sign_a = Ops::sign(r.sum_b);
@@ -192,7 +200,8 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
     } else {
       c = e[k];
     }
-    grad_b[k - 1] = Ops::fma(minus_g_f_over_d, c, grad_b[k - 1]);
+    const V scale = factor ? minus_g_f_over_d * factor[deg.m + k] : minus_g_f_over_d;
+    grad_b[k - 1] = Ops::fma(scale, c, grad_b[k - 1]);
   }
 
   V dp = Ops::broadcast(0);  // P'(x) / M^s

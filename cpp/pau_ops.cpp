@@ -123,43 +123,45 @@ bool has_cuda_kernels() {
 #endif
 }
 
-namespace {
+cpu::DType dtype_of(const Tensor& x) {
+  switch (x.scalar_type()) {
+    case at::kFloat: return cpu::DType::float32;
+    case at::kDouble: return cpu::DType::float64;
+    case at::kHalf: return cpu::DType::float16;
+    default: return cpu::DType::bfloat16;
+  }
+}
 
-// Coefficients as double on the host plus each group's effective degrees,
-// kept alive for the duration of a kernel launch.
-struct HostCoefficients {
-  Tensor numerator;
-  Tensor denominator;
-  std::vector<math::Degrees> degrees;
+Tensor reduce_partials(const cpu::Problem& p, const Tensor& partials) {
+  return reduce_partials(p.layout, p.coefficients(), partials);
+}
 
-  HostCoefficients(const Tensor& num, const Tensor& den, const PauArgs& args)
-      : numerator(num.to(at::kDouble).contiguous()),
-        denominator(den.to(at::kDouble).contiguous()),
-        degrees(static_cast<size_t>(args.groups)) {
-    const double* a = numerator.const_data_ptr<double>();
-    const double* b = denominator.const_data_ptr<double>();
-    for (int64_t g = 0; g < args.groups; ++g) {
-      math::Degrees& d = degrees[g];
-      d.m = args.m;
-      d.n = args.n;
-      d.m_eff = std::max(0, math::effective_degree(a + g * (args.m + 1), args.m + 1, 0));
-      // b[k-1] holds b_k: an effective index i means degree i + 1.
-      d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
+Tensor reduce_partials(const cpu::Layout& l, int64_t count, const Tensor& partials) {
+  Tensor sums = at::empty({l.groups, count}, partials.options());
+  const double* in = partials.const_data_ptr<double>();
+  double* out = sums.mutable_data_ptr<double>();
+  at::parallel_for(0, l.groups, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t g = begin; g < end; ++g) {
+      for (int64_t k = 0; k < count; ++k) {
+        double total = 0.0;
+        for (int64_t rt = 0; rt < l.row_tiles; ++rt) {
+          if (l.per_lane()) {
+            const int64_t tile = rt * l.column_tiles + g / l.groups_per_tile;
+            total += in[(tile * l.groups_per_tile + g % l.groups_per_tile) * count + k];
+          } else {
+            for (int64_t ct = g * l.tiles_per_group; ct < (g + 1) * l.tiles_per_group; ++ct) {
+              total += in[(rt * l.column_tiles + ct) * count + k];
+            }
+          }
+        }
+        out[g * count + k] = total;
+      }
     }
-  }
+  });
+  return sums;
+}
 
-  cpu::Problem problem(const Tensor& dense_x, const PauArgs& args) const {
-    cpu::Problem p;
-    p.layout = cpu::make_layout(dense_x.numel(), args.groups, group_run(dense_x, args));
-    p.variant = args.variant;
-    p.m = args.m;
-    p.n = args.n;
-    p.numerator = numerator.const_data_ptr<double>();
-    p.denominator = denominator.const_data_ptr<double>();
-    p.degrees = degrees.data();
-    return p;
-  }
-};
+namespace {
 
 Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                    c10::string_view variant, int64_t dim) {
@@ -170,7 +172,7 @@ Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denom
   const HostCoefficients coefficients(numerator, denominator, args);
   const cpu::ForwardArgs launch{coefficients.problem(xd, args), xd.const_data_ptr(),
                                 out.mutable_data_ptr()};
-  cpu::run_tiles(cpu::kernel_table().forward[static_cast<int>(cpu::dtype_of(x))], launch);
+  run_tiles(cpu::kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
   return out;
 }
 
@@ -196,8 +198,8 @@ std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const
                               x.options().dtype(at::kDouble));
   const cpu::BackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
                                  grad_x.mutable_data_ptr(), partials.mutable_data_ptr<double>()};
-  cpu::run_tiles(cpu::kernel_table().backward[static_cast<int>(cpu::dtype_of(x))], launch);
-  const Tensor sums = cpu::reduce_partials(l, problem.coefficients(), partials);
+  run_tiles(cpu::kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
+  const Tensor sums = reduce_partials(problem, partials);
   return {grad_x, sums.narrow(1, 0, args.m + 1).to(numerator.scalar_type()).contiguous(),
           sums.narrow(1, args.m + 1, args.n).to(denominator.scalar_type()).contiguous()};
 }

@@ -190,7 +190,7 @@ Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bou
   const HostTables tables(points, bounds, slopes, args, compute_type(x));
   const cpu::PwluForwardArgs launch{tables.problem(xd, args), xd.const_data_ptr(),
                                     out.mutable_data_ptr()};
-  cpu::run_tiles(cpu::pwlu_kernel_table().forward[static_cast<int>(cpu::dtype_of(x))], launch);
+  run_tiles(cpu::pwlu_kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
   return out;
 }
 
@@ -219,8 +219,8 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
   const cpu::PwluBackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
                                      grad_x.mutable_data_ptr(),
                                      partials.mutable_data_ptr<double>()};
-  cpu::run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(cpu::dtype_of(x))], launch);
-  const Tensor sums = cpu::reduce_partials(l, problem.coefficients(), partials);
+  run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
+  const Tensor sums = reduce_partials(l, problem.coefficients(), partials);
   const int64_t n = args.intervals;
   const at::ScalarType type = points.scalar_type();
   return {grad_x, sums.narrow(1, 0, n + 1).to(type).contiguous(),

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "counter_rng.h"
 #include "cpu/tiling.h"
 #include "pau_math.h"
 
@@ -13,6 +14,18 @@ namespace cpu {
 enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
 constexpr int kDTypes = 4;
 
+// RPAU's perturbation (see counter_rng.h): the coefficient c_j of the element
+// with logical index i is multiplied by base_j + scale_j * (w_ij >> 8). The
+// tables have the coefficients' shapes, (G, m + 1) and (G, n). The kernels
+// take the element index from the memory offset, so x must be contiguous.
+struct Noise {
+  const double* base_numerator = nullptr;
+  const double* base_denominator = nullptr;
+  const double* scale_numerator = nullptr;
+  const double* scale_denominator = nullptr;
+  rng::Stream stream{};
+};
+
 struct Problem {
   Layout layout;
   math::Variant variant;
@@ -21,6 +34,7 @@ struct Problem {
   const double* numerator = nullptr;  // (G, m + 1)
   const double* denominator = nullptr;// (G, n)
   const math::Degrees* degrees = nullptr;  // (G): with effective degrees
+  const Noise* noise = nullptr;       // RPAU kernels only
   int coefficients() const { return m + 1 + n; }
 };
 
@@ -43,6 +57,9 @@ struct BackwardArgs {
 struct KernelTable {
   void (*forward[kDTypes])(const ForwardArgs&, int64_t tile);
   void (*backward[kDTypes])(const BackwardArgs&, int64_t tile);
+  // RPAU: the same kernels with per-element perturbed coefficients.
+  void (*rpau_forward[kDTypes])(const ForwardArgs&, int64_t tile);
+  void (*rpau_backward[kDTypes])(const BackwardArgs&, int64_t tile);
 };
 
 // One table per instruction set; kernel_table() in dispatch.cpp picks one.

@@ -1,30 +1,65 @@
-// Host side of the tiled CPU kernels, shared by every operator family: the
-// dtype tag that indexes a kernel table, the parallel loop over tiles and the
-// fixed-order reduction of per-tile partial gradients (see tiling.h).
+// Host-side launch helpers shared by the CPU entry points of the operator
+// families (pau_ops.cpp, rpau_ops.cpp, pwlu_ops.cpp): coefficients as double,
+// tile loop, deterministic reduction of per-tile partial gradients.
 #pragma once
 
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 
-#include <cstdint>
+#include <algorithm>
+#include <vector>
 
 #include "cpu/kernels.h"
-#include "cpu/tiling.h"
+#include "pau_ops.h"
 
 namespace pau {
-namespace cpu {
 
-inline DType dtype_of(const at::Tensor& x) {
-  switch (x.scalar_type()) {
-    case at::kFloat: return DType::float32;
-    case at::kDouble: return DType::float64;
-    case at::kHalf: return DType::float16;
-    default: return DType::bfloat16;
+cpu::DType dtype_of(const at::Tensor& x);
+
+// Sums the per-tile partial gradients of each group in tile order, so the
+// result does not depend on the thread count. partials: (tiles,
+// l.groups_per_tile, count) doubles as the backward kernels write them;
+// returns (G, count) doubles.
+at::Tensor reduce_partials(const cpu::Layout& l, int64_t count, const at::Tensor& partials);
+// PAU/RPAU: count = m + 1 + n.
+at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
+
+// Coefficients as double on the host plus each group's effective degrees,
+// kept alive for the duration of a kernel launch.
+struct HostCoefficients {
+  at::Tensor numerator;
+  at::Tensor denominator;
+  std::vector<math::Degrees> degrees;
+
+  HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args)
+      : numerator(num.to(at::kDouble).contiguous()),
+        denominator(den.to(at::kDouble).contiguous()),
+        degrees(static_cast<size_t>(args.groups)) {
+    const double* a = numerator.const_data_ptr<double>();
+    const double* b = denominator.const_data_ptr<double>();
+    for (int64_t g = 0; g < args.groups; ++g) {
+      math::Degrees& d = degrees[g];
+      d.m = args.m;
+      d.n = args.n;
+      d.m_eff = std::max(0, math::effective_degree(a + g * (args.m + 1), args.m + 1, 0));
+      // b[k-1] holds b_k: an effective index i means degree i + 1.
+      d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
+    }
   }
-}
 
-// Runs kernel(args, tile) for every tile of args.problem.layout. Tiles write
-// disjoint outputs, so the split across threads does not affect the result.
+  cpu::Problem problem(const at::Tensor& dense_x, const PauArgs& args) const {
+    cpu::Problem p;
+    p.layout = cpu::make_layout(dense_x.numel(), args.groups, group_run(dense_x, args));
+    p.variant = args.variant;
+    p.m = args.m;
+    p.n = args.n;
+    p.numerator = numerator.const_data_ptr<double>();
+    p.denominator = denominator.const_data_ptr<double>();
+    p.degrees = degrees.data();
+    return p;
+  }
+};
+
 template <class Args>
 void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
   at::parallel_for(0, args.problem.layout.tiles(), 1, [&](int64_t begin, int64_t end) {
@@ -32,33 +67,4 @@ void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
   });
 }
 
-// partials: (tiles, layout.groups_per_tile, count) doubles, as the backward
-// kernels write them. Returns (G, count) doubles: each group's partials summed
-// in tile order, so the result does not depend on the thread count.
-inline at::Tensor reduce_partials(const Layout& l, int64_t count, const at::Tensor& partials) {
-  at::Tensor sums = at::empty({l.groups, count}, partials.options());
-  const double* in = partials.const_data_ptr<double>();
-  double* out = sums.mutable_data_ptr<double>();
-  at::parallel_for(0, l.groups, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t g = begin; g < end; ++g) {
-      for (int64_t k = 0; k < count; ++k) {
-        double total = 0.0;
-        for (int64_t rt = 0; rt < l.row_tiles; ++rt) {
-          if (l.per_lane()) {
-            const int64_t tile = rt * l.column_tiles + g / l.groups_per_tile;
-            total += in[(tile * l.groups_per_tile + g % l.groups_per_tile) * count + k];
-          } else {
-            for (int64_t ct = g * l.tiles_per_group; ct < (g + 1) * l.tiles_per_group; ++ct) {
-              total += in[(rt * l.column_tiles + ct) * count + k];
-            }
-          }
-        }
-        out[g * count + k] = total;
-      }
-    }
-  });
-  return sums;
-}
-
-}  // namespace cpu
 }  // namespace pau

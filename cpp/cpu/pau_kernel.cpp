@@ -1,16 +1,21 @@
-// CPU kernels of pau::forward and pau::backward for one tile (see tiling.h).
+// CPU kernels of pau::forward and pau::backward for one tile (see tiling.h),
+// and of pau::rpau_forward / pau::rpau_backward: the same loops with a noise
+// policy (kNoisy) that perturbs the coefficients per element.
 // CMake compiles this file once per instruction set with CPU_CAPABILITY set to
 // DEFAULT, AVX2 or AVX512 and the matching -m flags; dispatch.cpp picks the
 // table of the running CPU. The math is pau_math.h, evaluated on
 // at::vec::Vectorized lanes; this file only loads, loops and accumulates.
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
+#include "counter_rng.h"
 #include "cpu/kernels.h"
 #include "cpu/vec_ops.h"
 #include "pau_math.h"
@@ -95,7 +100,125 @@ class TileCoefficients {
   int64_t stride_ = 0;
 };
 
-template <Variant variant, class scalar_t>
+// counter_rng.h's lane operations on at::vec int32 lanes. Two's complement
+// wraps like uint32; the logical shift is the arithmetic one masked.
+struct VecU32Ops {
+  using value = Vec<int32_t>;
+  static value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
+  static value shift_right(const value& v, int s) {
+    return (v >> value(s)) & value(static_cast<int32_t>((1u << (32 - s)) - 1u));
+  }
+  static value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
+  static value bit_xor(const value& a, const value& b) { return a ^ b; }
+  static value add(const value& a, const value& b) { return a + b; }
+};
+
+// k_ij = w_ij >> 8 (see counter_rng.h) for the elements with logical indices
+// [first, first + count) and every coefficient j, as T: out[j * kBlock + e].
+template <class T>
+void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) {
+  int64_t e = 0;
+#if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
+  // The generic at::vec int32 multiply of the DEFAULT build is signed C++
+  // arithmetic (overflow is undefined): that build takes the scalar loop.
+  using I = Vec<int32_t>;
+  constexpr int64_t L = I::size();
+  static_assert(Vec<float>::size() == L, "one float lane per int32 lane");
+  alignas(64) float lanes[L];
+  for (; e + L <= count; e += L) {
+    const uint64_t index = static_cast<uint64_t>(first + e);
+    const uint32_t lo = static_cast<uint32_t>(index);
+    if (static_cast<uint64_t>(lo) + L > (uint64_t(1) << 32)) break;  // lanes straddle i_hi
+    const I state = rng::element_state<VecU32Ops>(
+        s, I(static_cast<int32_t>(lo)) + I::arange(0, 1), static_cast<uint32_t>(index >> 32));
+    for (int j = 0; j < s.words; ++j) {
+      const Vec<float> k =
+          at::vec::convert_to_fp_of_same_size<float>(rng::word24<VecU32Ops>(s, state, j));
+      if constexpr (std::is_same_v<T, float>) {
+        k.store(out + j * kBlock + e);
+      } else {
+        k.store(lanes);
+        for (int64_t l = 0; l < L; ++l) out[j * kBlock + e + l] = static_cast<T>(lanes[l]);
+      }
+    }
+  }
+#endif
+  for (; e < count; ++e) {
+    const uint64_t index = static_cast<uint64_t>(first + e);
+    const uint32_t state = rng::element_state<rng::ScalarOps>(
+        s, static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32));
+    for (int j = 0; j < s.words; ++j) {
+      out[j * kBlock + e] = static_cast<T>(rng::word24<rng::ScalarOps>(s, state, j));
+    }
+  }
+}
+
+Problem with_tables(const Problem& p, const double* numerator, const double* denominator) {
+  Problem q = p;
+  q.numerator = numerator;
+  q.denominator = denominator;
+  return q;
+}
+
+// RPAU's noise policy for one tile: the per-element factors 1 + e of every
+// coefficient (base + scale * k, with base and scale laid out like the
+// coefficients) and the perturbed coefficients c * (1 + e).
+template <class T>
+class TileNoise {
+ public:
+  TileNoise(const Problem& p, const Tile& tile)
+      : stream_(p.noise->stream),
+        base_(with_tables(p, p.noise->base_numerator, p.noise->base_denominator), tile),
+        scale_(with_tables(p, p.noise->scale_numerator, p.noise->scale_denominator), tile),
+        k_(static_cast<size_t>(p.coefficients() * kBlock)) {}
+
+  // Regenerates k for the block of elements [first, first + count).
+  void generate(int64_t first, int64_t count) {
+    generate_noise(stream_, first, count, k_.data());
+  }
+
+  // For the lanes at block position i (tile column `column`): factor[0..m+n]
+  // and the perturbed coefficients a' = a * factor, b' = b * factor.
+  template <class Deg>
+  void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
+               Vec<T>* a_out, Vec<T>* b_out, Vec<T>* factor) {
+    const Vec<T>* base_a;
+    const Vec<T>* base_b;
+    const Vec<T>* scale_a;
+    const Vec<T>* scale_b;
+    base_.lanes(column, base_a, base_b, lane_buffers_[0], lane_buffers_[1]);
+    scale_.lanes(column, scale_a, scale_b, lane_buffers_[2], lane_buffers_[3]);
+    const T* k = k_.data() + i;
+    for (int j = 0; j <= deg.m; ++j) {
+      factor[j] = at::vec::fmadd(scale_a[j], Vec<T>::loadu(k + j * kBlock), base_a[j]);
+      a_out[j] = a[j] * factor[j];
+    }
+    for (int q = 0; q < deg.n; ++q) {
+      const int j = deg.m + 1 + q;
+      factor[j] = at::vec::fmadd(scale_b[q], Vec<T>::loadu(k + j * kBlock), base_b[q]);
+      b_out[q] = b[q] * factor[j];
+    }
+  }
+
+ private:
+  rng::Stream stream_;
+  TileCoefficients<T> base_;
+  TileCoefficients<T> scale_;
+  std::vector<T> k_;
+  Vec<T> lane_buffers_[4][math::kMaxTerms];
+};
+
+// The noise policy of a kernel: none for PAU, TileNoise for RPAU.
+template <class T, bool kNoisy>
+std::unique_ptr<TileNoise<T>> make_noise(const Problem& p, const Tile& tile) {
+  if constexpr (kNoisy) {
+    return std::make_unique<TileNoise<T>>(p, tile);
+  } else {
+    return nullptr;
+  }
+}
+
+template <Variant variant, class scalar_t, bool kNoisy = false>
 void forward_tile(const ForwardArgs& args, int64_t index) {
   using T = opmath_t<scalar_t>;
   using V = Vec<T>;
@@ -109,6 +232,10 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
   alignas(64) T y_buffer[kBlock];
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
+  const auto noise = make_noise<T, kNoisy>(p, tile);
+  V a_noisy[math::kMaxTerms];
+  V b_noisy[math::kMaxTerms];
+  V factor[2 * math::kMaxTerms];
 
   with_degrees(coefficients.degrees(), [&](const auto& degrees) {
     using Deg = std::decay_t<decltype(degrees)>;
@@ -118,11 +245,18 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
         const int64_t offset = row * layout.row_length + begin;
         const T* xs = load_block(x + offset, count, x_buffer);
         T* ys = output_block(out + offset, y_buffer);
+        if constexpr (kNoisy) noise->generate(offset, count);
         for (int64_t i = 0; i < count; i += V::size()) {
           const int64_t lanes = std::min<int64_t>(V::size(), count - i);
           const V* a;
           const V* b;
-          coefficients.lanes(begin - tile.column_begin + i, a, b, a_lanes, b_lanes);
+          const int64_t column = begin - tile.column_begin + i;
+          coefficients.lanes(column, a, b, a_lanes, b_lanes);
+          if constexpr (kNoisy) {
+            noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
+            a = a_noisy;
+            b = b_noisy;
+          }
           const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), a, b,
                                                              degrees);
           store_lanes(y, ys + i, lanes);
@@ -133,7 +267,7 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
   });
 }
 
-template <Variant variant, class scalar_t>
+template <Variant variant, class scalar_t, bool kNoisy = false>
 void backward_tile(const BackwardArgs& args, int64_t index) {
   using T = opmath_t<scalar_t>;
   using V = Vec<T>;
@@ -171,6 +305,10 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   alignas(64) T gx_buffer[kBlock];
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
+  const auto noise = make_noise<T, kNoisy>(p, tile);
+  V a_noisy[math::kMaxTerms];
+  V b_noisy[math::kMaxTerms];
+  V factor[2 * math::kMaxTerms];
   with_degrees(coefficients.degrees(), [&](const auto& degrees) {
     using Deg = std::decay_t<decltype(degrees)>;
     // Accumulated in a local array so the fixed-degree case stays in registers.
@@ -185,17 +323,23 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
         if (!per_lane) {
           for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
         }
+        if constexpr (kNoisy) noise->generate(offset, count);
         for (int64_t i = 0; i < count; i += kLanes) {
           const int64_t lanes = std::min<int64_t>(kLanes, count - i);
           const int64_t column = begin - tile.column_begin + i;
           const V* a;
           const V* b;
           coefficients.lanes(column, a, b, a_lanes, b_lanes);
+          if constexpr (kNoisy) {
+            noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
+            a = a_noisy;
+            b = b_noisy;
+          }
           // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
           V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
           const V gx = math::backward<variant, VecOps<T>, Deg>(
               load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
-              target + p.m + 1);
+              target + p.m + 1, kNoisy ? factor : nullptr);
           store_lanes(gx, gxs + i, lanes);
         }
         store_block(gxs, count, grad_x + offset);
@@ -223,21 +367,21 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   }
 }
 
-template <class scalar_t>
+template <class scalar_t, bool kNoisy = false>
 void forward_entry(const ForwardArgs& args, int64_t tile) {
   switch (args.problem.variant) {
-    case Variant::safe: return forward_tile<Variant::safe, scalar_t>(args, tile);
-    case Variant::abs_sum: return forward_tile<Variant::abs_sum, scalar_t>(args, tile);
-    case Variant::plain: return forward_tile<Variant::plain, scalar_t>(args, tile);
+    case Variant::safe: return forward_tile<Variant::safe, scalar_t, kNoisy>(args, tile);
+    case Variant::abs_sum: return forward_tile<Variant::abs_sum, scalar_t, kNoisy>(args, tile);
+    case Variant::plain: return forward_tile<Variant::plain, scalar_t, kNoisy>(args, tile);
   }
 }
 
-template <class scalar_t>
+template <class scalar_t, bool kNoisy = false>
 void backward_entry(const BackwardArgs& args, int64_t tile) {
   switch (args.problem.variant) {
-    case Variant::safe: return backward_tile<Variant::safe, scalar_t>(args, tile);
-    case Variant::abs_sum: return backward_tile<Variant::abs_sum, scalar_t>(args, tile);
-    case Variant::plain: return backward_tile<Variant::plain, scalar_t>(args, tile);
+    case Variant::safe: return backward_tile<Variant::safe, scalar_t, kNoisy>(args, tile);
+    case Variant::abs_sum: return backward_tile<Variant::abs_sum, scalar_t, kNoisy>(args, tile);
+    case Variant::plain: return backward_tile<Variant::plain, scalar_t, kNoisy>(args, tile);
   }
 }
 
@@ -250,6 +394,10 @@ const KernelTable& kernels() {
        forward_entry<c10::BFloat16>},
       {backward_entry<float>, backward_entry<double>, backward_entry<c10::Half>,
        backward_entry<c10::BFloat16>},
+      {forward_entry<float, true>, forward_entry<double, true>,
+       forward_entry<c10::Half, true>, forward_entry<c10::BFloat16, true>},
+      {backward_entry<float, true>, backward_entry<double, true>,
+       backward_entry<c10::Half, true>, backward_entry<c10::BFloat16, true>},
   };
   return table;
 }

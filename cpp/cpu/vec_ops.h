@@ -8,6 +8,7 @@
 // AVX512) and each copy is built with its ISA flags.
 #pragma once
 
+#include <ATen/cpu/vec/functional.h>  // at::vec::load_to_float
 #include <ATen/cpu/vec/vec.h>
 
 #include <cstdint>
@@ -56,7 +57,16 @@ const T* load_block(const scalar_t* src, int64_t count, T* buffer) {
   if constexpr (std::is_same_v<scalar_t, T>) {
     return src;
   } else {
-    for (int64_t i = 0; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
+    // Whole vectors through at::vec's widening loads, then the scalar tail.
+    constexpr int64_t kStep = 2 * Vec<float>::size();
+    int64_t i = 0;
+    for (; i + kStep <= count; i += kStep) {
+      Vec<float> low, high;
+      at::vec::load_to_float<scalar_t>(src + i, low, high);
+      low.store(buffer + i);
+      high.store(buffer + i + Vec<float>::size());
+    }
+    for (; i < count; ++i) buffer[i] = static_cast<T>(src[i]);
     return buffer;
   }
 }

@@ -4,16 +4,24 @@
 function F(x) = P(x) / Q(x) of a given variant (see :mod:`pau.reference`)
 approximates a target on an interval in the least-squares sense:
 
-1. a linear start from the Padé linearisation P(x) - y A(x) ≈ y, re-weighted
+1. linear starts from the Padé linearisation P(x) - y A(x) ≈ y, re-weighted
    by 1 / Q(x) of the previous solution (Sanathanan-Koerner iteration) so
-   that it tracks the true residual rather than the linearised one;
+   that they track the true residual rather than the linearised one; for
+   "safe" each iteration also takes the sign pattern of A(x) from the last;
+   one more with an even A (the same function in every variant);
 2. Levenberg-Marquardt refinement of the true objective sum_i w_i (F(x_i) - y_i)^2
-   for the variant, from several starts (the linear one, a polynomial one and
-   a few seeded perturbations of the best), keeping the best result;
+   for the variant from these starts, from the polynomial least-squares fit,
+   from any user-given starts and, for "safe", from a fit of the smooth
+   subproblem A(x) >= 0 (where "safe" and "plain" agree); then a few seeded
+   perturbations of the best. The winner is the candidate with the smallest
+   error on a grid 8 times denser than the fitting points, so that a bump
+   hidden between two fitting points (a "safe" A(x) can change sign there)
+   does not win;
 3. for ``"plain"``, whose denominator 1 + A(x) may vanish, a penalty keeps
-   Q(x) away from zero during refinement and every candidate is checked for
-   poles (dense grid plus the real roots of 1 + A) before it may win; the
-   polynomial start is always pole-free, so a valid answer always exists.
+   Q(x) >= 0.05 during refinement, and a candidate with 1 + A(x) <= 0.025
+   anywhere in the range (checked on a dense grid, and through the real roots
+   of 1 + A for a sign change between grid points) is never chosen; the
+   polynomial start has Q = 1, so a valid answer always exists.
 
 Everything runs in float64 on the CPU with plain PyTorch and is
 deterministic: the restarts use a fixed seed.
@@ -21,8 +29,11 @@ deterministic: the restarts use a fixed seed.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Callable, Optional, Union
 
@@ -144,7 +155,7 @@ def fit(
     num_points: int = 2001,
     samples: Optional[tuple[Tensor, Tensor]] = None,
     *,
-    init: Optional[tuple[Tensor, Tensor]] = None,
+    init: Union[None, tuple[Tensor, Tensor], Sequence[tuple[Tensor, Tensor]]] = None,
     restarts: int = 3,
     max_iter: int = 400,
 ) -> FitResult:
@@ -157,7 +168,7 @@ def fit(
         degrees: (m, n), numerator and denominator degrees.
         variant: ``"safe"``, ``"abs_sum"`` or ``"plain"`` (see :mod:`pau.reference`).
             ``"plain"`` results are guaranteed pole-free on ``x_range``
-            (1 + A(x) > 0.05 there).
+            (1 + A(x) > 0.025 there; the fit aims for 0.05).
         x_range: (lo, hi) interval to fit; default (-3, 3) for ``fn``, the span
             of the samples for ``samples`` (given explicitly, samples outside
             it are dropped).
@@ -165,7 +176,8 @@ def fit(
             callable of x, or a tensor with one entry per fitting point.
         num_points: number of uniformly spaced fitting points when ``fn`` is given.
         samples: ``(x, y)`` 1-D tensors to fit instead of ``fn``.
-        init: optional ``(numerator, denominator)`` used as an extra starting point.
+        init: optional ``(numerator, denominator)`` pair, or a list of pairs, used
+            as extra starting points (e.g. a fit of lower degree padded with zeros).
         restarts: number of perturbed restarts around the best solution.
         max_iter: iteration limit of each Levenberg-Marquardt run.
 
@@ -207,14 +219,21 @@ def fit(
         )
     w = _check_weight(weight, x)
 
-    problem = _Problem(x, y, w, m, n, variant, (lo, hi))
-    theta = problem.solve(init, restarts, max_iter)
-    numerator, denominator = problem.to_coefficients(theta)
-
-    if samples is not None:
-        max_error, rms_error = _max_rms(evaluate(x, numerator, denominator, variant) - y)
-    else:
-        max_error, rms_error = approximation_error(fn, numerator, denominator, variant, (lo, hi))
+    with _single_thread():
+        problem = _Problem(x, y, w, m, n, variant, (lo, hi))
+        if fn is not None and (weight is None or callable(weight)):
+            dense_x = torch.linspace(lo, hi, 8 * (num_points - 1) + 1, dtype=torch.float64)
+            problem.set_check_grid(dense_x, _call_target(fn, dense_x),
+                                   _check_weight(weight, dense_x))
+        theta = problem.solve(
+            [problem.from_coefficients(*pair) for pair in _init_pairs(init)], restarts, max_iter
+        )
+        numerator, denominator = problem.to_coefficients(theta)
+        if samples is not None:
+            max_error, rms_error = _max_rms(evaluate(x, numerator, denominator, variant) - y)
+        else:
+            max_error, rms_error = approximation_error(
+                fn, numerator, denominator, variant, (lo, hi))
     return FitResult(numerator, denominator, max_error, rms_error, (m, n), variant, (lo, hi))
 
 
@@ -229,6 +248,10 @@ class _Problem:
     Works with t = x / s (s = max |x| on the range) so that the monomials are
     bounded by 1: for degree 16 on [-3, 3], x^16 ~ 4e7 and the unscaled
     Jacobian would lose most of float64's digits.
+
+    ``model`` is the form of Q(t) the residual uses (normally the variant) and
+    ``q_min``, when set, adds a penalty that keeps a "plain" Q(t) >= q_min on
+    a dense grid.
     """
 
     def __init__(
@@ -237,48 +260,63 @@ class _Problem:
     ) -> None:
         self.m, self.n, self.variant = m, n, variant
         self.scale = max(abs(x_range[0]), abs(x_range[1]))
+        self.t_range = (x_range[0] / self.scale, x_range[1] / self.scale)
         self.t = x / self.scale
         self.y = y
         self.sqrt_w = (w / w.sum()).sqrt()
-        powers = torch.arange(max(m, n) + 1, dtype=torch.float64)
-        vander = self.t.unsqueeze(1) ** powers
+        self.powers = torch.arange(max(m, n) + 1, dtype=torch.float64)
+        vander = self.t.unsqueeze(1) ** self.powers
         self.va = vander[:, : m + 1]
         self.vb = vander[:, 1 : n + 1]
+        self.model = variant
+        self.q_min: Optional[float] = None
+        self.check: Optional[tuple[Tensor, Tensor, Tensor]] = None
+        self.y_scale = max(1.0, float((self.sqrt_w * y).pow(2).sum()))
         if variant == "plain" and n > 0:
-            # The penalty grid is denser than the data so that Q cannot slip
-            # below the bound between two fitting points unnoticed.
-            lo, hi = (v / self.scale for v in x_range)
-            grid = torch.linspace(lo, hi, 4 * x.numel() + 1, dtype=torch.float64)
-            self.penalty_vb = grid.unsqueeze(1) ** powers[1 : n + 1]
-            self.penalty_scale = math.sqrt(_PLAIN_PENALTY / grid.numel())
+            self._set_bound(_PLAIN_MIN_DENOMINATOR)
+
+    def _set_bound(self, q_min: float) -> None:
+        # The penalty grid is denser than the data so that Q cannot slip
+        # below the bound between two fitting points unnoticed.
+        grid = torch.linspace(*self.t_range, 4 * self.t.numel() + 1, dtype=torch.float64)
+        self.q_min = q_min
+        self.penalty_vb = grid.unsqueeze(1) ** self.powers[1 : self.n + 1]
+        self.penalty_scale = math.sqrt(_PLAIN_PENALTY / grid.numel())
+
+    def bounded_plain(self, q_min: float) -> _Problem:
+        """The same data with Q = 1 + A(t) kept >= q_min (q_min = 1: A >= 0, where safe = plain)."""
+        other = copy.copy(self)
+        other.model = "plain"
+        other._set_bound(q_min)
+        return other
 
     # -- model ---------------------------------------------------------------
 
-    def _denominator(self, beta: Tensor, vb: Tensor) -> tuple[Tensor, Tensor]:
-        """Q(t) and dQ/dbeta for the variant."""
-        if self.variant == "abs_sum":
-            q = 1.0 + vb.abs() @ beta.abs()
-            return q, vb.abs() * torch.sign(beta)
-        a_of_t = vb @ beta
-        if self.variant == "safe":
-            return 1.0 + a_of_t.abs(), vb * torch.sign(a_of_t).unsqueeze(1)
-        return 1.0 + a_of_t, vb
+    def _denominator(self, beta: Tensor) -> tuple[Tensor, Tensor]:
+        """Q(t) and dQ/dbeta for the model."""
+        if self.model == "abs_sum":
+            basis = self.vb.abs()
+            return 1.0 + basis @ beta.abs(), basis * torch.sign(beta)
+        a_of_t = self.vb @ beta
+        if self.model == "safe":
+            return 1.0 + a_of_t.abs(), self.vb * torch.sign(a_of_t).unsqueeze(1)
+        return 1.0 + a_of_t, self.vb
 
     def residual(self, theta: Tensor, jacobian: bool = True) -> tuple[Tensor, Optional[Tensor]]:
-        """Weighted residuals sqrt(w) (F - y), the plain-variant penalty, and their Jacobian."""
+        """Weighted residuals sqrt(w) (F - y), the denominator penalty, and their Jacobian."""
         alpha, beta = theta[: self.m + 1], theta[self.m + 1 :]
         p = self.va @ alpha
-        q, dq = self._denominator(beta, self.vb)
+        q, dq = self._denominator(beta)
         r = self.sqrt_w * (p / q - self.y)
         jac = None
         if jacobian:
             jac_a = self.va * (self.sqrt_w / q).unsqueeze(1)
             jac_b = -dq * (self.sqrt_w * p / (q * q)).unsqueeze(1)
             jac = torch.cat([jac_a, jac_b], dim=1)
-        if self.variant == "plain" and self.n > 0:
+        if self.q_min is not None:
             qg = 1.0 + self.penalty_vb @ beta
-            active = (qg < _PLAIN_MIN_DENOMINATOR).to(torch.float64)
-            r = torch.cat([r, self.penalty_scale * active * (_PLAIN_MIN_DENOMINATOR - qg)])
+            active = (qg < self.q_min).to(torch.float64)
+            r = torch.cat([r, self.penalty_scale * active * (self.q_min - qg)])
             if jac is not None:
                 jac_pen = -self.penalty_scale * active.unsqueeze(1) * self.penalty_vb
                 zeros = jac_pen.new_zeros(jac_pen.shape[0], self.m + 1)
@@ -290,19 +328,39 @@ class _Problem:
         c = float(r @ r)
         return c if math.isfinite(c) else math.inf
 
+    def set_check_grid(self, x: Tensor, y: Tensor, w: Tensor) -> None:
+        """Points (denser than the fitting points) on which candidates are compared."""
+        self.check = (x / self.scale, y, w / w.sum())
+
+    def score(self, theta: Tensor) -> float:
+        """Weighted mean squared error of the variant on the check grid; inf if infeasible."""
+        if not self.feasible(theta):
+            return math.inf
+        if self.check is None:
+            r, _ = self.residual(theta, jacobian=False)
+            r = r[: self.t.numel()]
+            c = float(r @ r)
+        else:
+            t, y, w = self.check
+            num, den = self.to_coefficients(theta)
+            f = evaluate(t * self.scale, num, den, self.variant)
+            c = float((w * (f - y).pow(2)).sum())
+        return c if math.isfinite(c) else math.inf
+
     def feasible(self, theta: Tensor) -> bool:
-        if self.variant != "plain" or self.n == 0:
+        """No pole (1 + A > q_min / 2) on the range, for a bounded plain model."""
+        if self.q_min is None:
             return True
         _, den = self.to_coefficients(theta)
-        lo, hi = float(self.t.min()) * self.scale, float(self.t.max()) * self.scale
-        return not has_pole(den, (lo, hi), min_value=0.5 * _PLAIN_MIN_DENOMINATOR)
+        lo, hi = (v * self.scale for v in self.t_range)
+        return not has_pole(den, (lo, hi), min_value=0.5 * self.q_min)
 
     def to_coefficients(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         alpha, beta = theta[: self.m + 1], theta[self.m + 1 :]
         s = self.scale
         num = alpha / s ** torch.arange(self.m + 1, dtype=torch.float64)
         den = beta / s ** torch.arange(1, self.n + 1, dtype=torch.float64)
-        if self.variant == "abs_sum":
+        if self.model == "abs_sum":
             den = den.abs()  # only |b_k| enters Q: report the canonical sign
         return num.clone(), den.clone()
 
@@ -321,38 +379,43 @@ class _Problem:
 
     # -- starts --------------------------------------------------------------
 
-    def _linear_starts(self) -> list[Tensor]:
+    def _linear_starts(self, even_only: bool = False, iterations: int = 6) -> list[Tensor]:
         """Sanathanan-Koerner iterates of the linearised problem P - y B beta ≈ y.
 
-        B is the variant's denominator basis: t^k for "plain", sign(A(t)) t^k
+        B is the model's denominator basis: t^k for "plain", sign(A(t)) t^k
         for "safe" (the sign pattern of the previous iterate; all + at first,
         i.e. the Padé linearisation), |t|^k with beta >= 0 for "abs_sum".
+        ``even_only`` keeps only the even powers in A: an even A with
+        non-negative coefficients is positive, so "safe", "abs_sum" and
+        "plain" agree on it and the start is smooth for all three.
         """
         starts = []
         row_w = self.sqrt_w.clone()
         sign = torch.ones_like(self.t)
-        beta = torch.zeros(self.n, dtype=torch.float64)
-        for _ in range(6):
-            basis = self.vb.abs() if self.variant == "abs_sum" else self.vb * sign.unsqueeze(1)
-            theta = self._weighted_linear_solve(basis, row_w)
+        mask = torch.ones(self.n, dtype=torch.float64)
+        if even_only:
+            mask[0::2] = 0.0  # beta_1, beta_3, ...
+        for _ in range(iterations):
+            basis = self.vb.abs() if self.model == "abs_sum" else self.vb * sign.unsqueeze(1)
+            nonnegative = self.model == "abs_sum" or even_only
+            theta = self._weighted_linear_solve(basis * mask, row_w, nonnegative)
             if theta is None:
                 break
             starts.append(theta)
             beta = theta[self.m + 1 :]
             a_of_t = basis @ beta
-            if self.variant == "safe":
+            if self.model == "safe":
                 sign = torch.where(self.vb @ beta >= 0, 1.0, -1.0).to(torch.float64)
                 a_of_t = (self.vb @ beta).abs()
-            q = (1.0 + a_of_t).abs().clamp_min(1e-3)
-            row_w = self.sqrt_w / q
+            row_w = self.sqrt_w / (1.0 + a_of_t).abs().clamp_min(1e-3)
         return starts
 
-    def _weighted_linear_solve(self, basis: Tensor, row_w: Tensor) -> Optional[Tensor]:
-        keep = torch.ones(self.n, dtype=torch.bool)
-        beta = torch.zeros(self.n, dtype=torch.float64)
-        # abs_sum needs beta >= 0: drop the columns that come out negative
-        # and solve again (a simple active-set scheme; the refinement that
-        # follows does the rest).
+    def _weighted_linear_solve(
+        self, basis: Tensor, row_w: Tensor, nonnegative: bool
+    ) -> Optional[Tensor]:
+        keep = basis.abs().sum(dim=0) > 0
+        # For beta >= 0, drop the columns that come out negative and solve
+        # again: a simple active-set scheme, enough for a start.
         for _ in range(self.n + 1):
             cols = torch.cat([self.va, -self.y.unsqueeze(1) * basis[:, keep]], dim=1)
             matrix = cols * row_w.unsqueeze(1)
@@ -363,64 +426,79 @@ class _Problem:
                 return None
             beta = torch.zeros(self.n, dtype=torch.float64)
             beta[keep] = sol[self.m + 1 :]
-            if self.variant != "abs_sum" or bool((beta >= 0).all()):
+            if not nonnegative or bool((beta >= 0).all()):
                 break
             keep &= beta > 0
         return torch.cat([sol[: self.m + 1], beta])
 
-    def _polynomial_start(self, generator: torch.Generator) -> Tensor:
+    def _polynomial_start(self) -> Tensor:
         matrix = self.va * self.sqrt_w.unsqueeze(1)
         alpha = torch.linalg.lstsq(matrix, (self.sqrt_w * self.y).unsqueeze(1),
                                    driver="gelsd").solution.squeeze(1)
-        # A tiny non-zero denominator: at beta = 0, sign(A) and sign(beta)
-        # vanish and "safe" / "abs_sum" would have zero gradient in beta.
-        beta = 1e-3 * (torch.rand(self.n, generator=generator, dtype=torch.float64) + 0.5)
-        return torch.cat([alpha, beta])
+        return torch.cat([alpha, alpha.new_zeros(self.n)])
+
+    def _nudge(self, theta: Tensor) -> Tensor:
+        """Replace exactly-zero denominator coefficients by a small positive value.
+
+        At beta_k = 0, sign(beta_k) (abs_sum) or, when all of beta is 0,
+        sign(A) (safe) vanish, and so does the gradient in beta: the
+        refinement could never move away from them.
+        """
+        if self.model not in ("safe", "abs_sum"):
+            return theta
+        beta = theta[self.m + 1 :]
+        if self.model == "abs_sum":
+            beta = beta.abs()
+        elif bool((beta != 0).any()):
+            return theta
+        beta = torch.where(beta == 0, torch.full_like(beta, 1e-4), beta)
+        return torch.cat([theta[: self.m + 1], beta])
+
+    def _best_linear(self, count: int, even_only: bool = False) -> list[Tensor]:
+        # Only the best few linear iterates are worth refining.
+        return sorted(self._linear_starts(even_only), key=self.cost)[:count]
 
     # -- driver --------------------------------------------------------------
 
-    def solve(self, init: Optional[tuple[Tensor, Tensor]], restarts: int, max_iter: int) -> Tensor:
-        generator = torch.Generator().manual_seed(_SEED)
-        starts = []
-        if init is not None:
-            starts.append(self.from_coefficients(*init))
-        poly = self._polynomial_start(generator)
+    def solve(self, inits: list[Tensor], restarts: int, max_iter: int) -> Tensor:
+        poly = self._polynomial_start()
         if self.n == 0:
             return poly  # linear least squares is already the optimum
-        linear = self._linear_starts()
-        # Only the best few linear iterates are worth refining.
-        linear.sort(key=self.cost)
-        starts += linear[:2]
+        starts = list(inits)
+        starts += self._best_linear(2)
+        starts += self._best_linear(1, even_only=True)
         starts.append(poly)
-        if self.variant in ("safe", "abs_sum"):
-            for i, theta in enumerate(starts):
-                beta = theta[self.m + 1 :]
-                if self.variant == "abs_sum":
-                    beta = beta.abs()
-                # Same reason as in the polynomial start: no exactly-zero
-                # beta for sign-dependent denominators.
-                starts[i] = torch.cat([theta[: self.m + 1],
-                                       torch.where(beta == 0, torch.full_like(beta, 1e-4), beta)])
+        if self.model == "safe":
+            # Where the optimum has A >= 0 on the range (smooth targets), safe
+            # equals plain, a smooth problem; the safe objective itself has a
+            # kink wherever A changes sign, on which Levenberg-Marquardt crawls.
+            smooth = self.bounded_plain(1.0)
+            for theta in smooth._best_linear(1) + smooth._best_linear(1, even_only=True):
+                theta, _ = _levenberg_marquardt(smooth.residual, theta, max_iter)
+                starts.append(theta)
 
-        best, best_cost = None, math.inf
-        results = []
-        for theta in starts:
-            theta, c = _levenberg_marquardt(self.residual, theta, max_iter)
-            if self.feasible(theta):
-                results.append((c, theta))
-                if c < best_cost:
-                    best, best_cost = theta, c
-        exact = best_cost <= 1e-28 * max(1.0, float((self.sqrt_w * self.y).pow(2).sum()))
-        for i in range(0 if exact else restarts):
-            noise = torch.randn(best.numel(), generator=generator, dtype=torch.float64)
-            spread = 0.1 * (i + 1)
-            theta = best * (1 + spread * noise) + 1e-3 * spread * noise.flip(0)
-            theta, c = _levenberg_marquardt(self.residual, theta, max_iter)
-            if c < best_cost and self.feasible(theta):
-                best, best_cost = theta, c
-        if best is None:  # unreachable in practice: the polynomial start is pole-free
-            best = poly.clone()
-            best[self.m + 1 :] = 0.0
+        # Candidates are refined on the fitting points but chosen by their
+        # error on the denser check grid: a "safe" fit can hide a sign change
+        # of A, and so a small bump of F, between two fitting points.
+        generator = torch.Generator().manual_seed(_SEED)
+        candidates = [poly] + [self._nudge(theta) for theta in starts]
+        best, best_score = poly, math.inf
+        for i in range(len(starts) + restarts):
+            if best_score <= 1e-26 * self.y_scale:
+                break  # exact already: nothing left to gain
+            if i < len(starts):
+                theta = candidates[i + 1]
+            else:
+                noise = torch.randn(best.numel(), generator=generator, dtype=torch.float64)
+                spread = 0.1 * (i - len(starts) + 1)
+                theta = self._nudge(best * (1 + spread * noise) + 1e-3 * spread * noise.flip(0))
+            refined, _ = _levenberg_marquardt(self.residual, theta, max_iter)
+            for candidate in (refined, theta) if i < len(starts) else (refined,):
+                score = self.score(candidate)
+                if score < best_score:
+                    best, best_score = candidate, score
+        # If nothing was feasible (not seen in practice), the polynomial
+        # start, with A = 0, is pole-free by construction.
         return best
 
 
@@ -449,7 +527,8 @@ def _levenberg_marquardt(
         d = diag.clamp_min(1e-12 * float(diag.max().clamp_min(1e-300)))
         aug = torch.cat([jac, torch.diag((lam * d).sqrt())])
         rhs = torch.cat([-r, r.new_zeros(theta.numel())])
-        step = torch.linalg.lstsq(aug, rhs.unsqueeze(1), driver="gelsd").solution.squeeze(1)
+        # The damping rows give aug full column rank, so plain QR (gels) suffices.
+        step = torch.linalg.lstsq(aug, rhs.unsqueeze(1), driver="gels").solution.squeeze(1)
         if not bool(torch.isfinite(step).all()):
             break
         new_theta = theta + step
@@ -530,6 +609,16 @@ def _check_samples(
     return x, y, (lo, hi)
 
 
+def _init_pairs(init: object) -> list[tuple[Tensor, Tensor]]:
+    if init is None:
+        return []
+    if not isinstance(init, (tuple, list)):
+        raise TypeError("init must be a (numerator, denominator) pair or a list of such pairs")
+    is_pair = len(init) == 2 and not any(isinstance(c, (tuple, list)) and len(c) == 2
+                                         and isinstance(c[0], (Tensor, list, tuple)) for c in init)
+    return [tuple(init)] if is_pair else [tuple(pair) for pair in init]
+
+
 def _call_target(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
     y = torch.as_tensor(fn(x), dtype=torch.float64)
     if y.shape != x.shape:
@@ -549,6 +638,36 @@ def _check_weight(weight: Weight, x: Tensor) -> Tensor:
     if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
         raise ValueError("weight must be finite, non-negative and not all zero")
     return w
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = 0
+_THREADS_SAVED = 1
+
+
+@contextlib.contextmanager
+def _single_thread() -> Iterator[None]:
+    """Run torch single-threaded for the duration.
+
+    The matrices here are small (a few thousand rows, at most ~35 columns):
+    intra-op threads cost more than they save, and on a busy machine they
+    make each solve tens of times slower. One thread also makes the result
+    independent of the thread count. The count is shared by the whole
+    process, so concurrent fits share one save / restore.
+    """
+    global _THREADS_USERS, _THREADS_SAVED
+    with _THREADS_LOCK:
+        if _THREADS_USERS == 0:
+            _THREADS_SAVED = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_USERS += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_USERS -= 1
+            if _THREADS_USERS == 0:
+                torch.set_num_threads(_THREADS_SAVED)
 
 
 def _max_rms(err: Tensor) -> tuple[float, float]:

@@ -48,7 +48,40 @@ def pau_reference(
     xc = x.to(ctype) if x.dim() else x.to(ctype).reshape(1)
     a = _per_channel(numerator.to(ctype), xc, dim)
     b = _per_channel(denominator.to(ctype), xc, dim)
+    return _rational(xc, a, b, variant).reshape(x.shape).to(x.dtype)
 
+
+def rpau_reference(
+    x: Tensor,
+    numerator: Tensor,
+    denominator: Tensor,
+    noise: Tensor,
+    variant: str = "safe",
+    dim: int = 1,
+) -> Tensor:
+    """Randomized PAU (PAU paper Eq. 3) with the perturbations given explicitly.
+
+    ``noise`` has shape ``x.shape + (m+1+n,)``: coefficient j (a_0..a_m, then
+    b_1..b_n) of element ``x[idx]`` is c_j * (1 + noise[idx + (j,)]).
+    :func:`pau.rpau.noise` returns the operator's noise for a seed.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
+    m1 = numerator.shape[1]
+    if noise.shape != (*x.shape, m1 + denominator.shape[1]):
+        raise ValueError(f"noise must have shape {(*x.shape, m1 + denominator.shape[1])}, "
+                         f"got {tuple(noise.shape)}")
+    dim = dim % x.dim() if x.dim() else 0
+    ctype = compute_dtype(x.dtype)
+    xc = x.to(ctype) if x.dim() else x.to(ctype).reshape(1)
+    factor = 1 + noise.to(ctype).reshape(*xc.shape, -1).movedim(-1, 0)  # (K, *x.shape)
+    a = _per_channel(numerator.to(ctype), xc, dim) * factor[:m1]
+    b = _per_channel(denominator.to(ctype), xc, dim) * factor[m1:]
+    return _rational(xc, a, b, variant).reshape(x.shape).to(x.dtype)
+
+
+def _rational(xc: Tensor, a: Tensor, b: Tensor, variant: str) -> Tensor:
+    """P(x) / Q(x) for coefficient tensors a (m+1, ...), b (n, ...) broadcasting against xc."""
     p = torch.zeros_like(xc)
     for j in range(a.shape[0] - 1, -1, -1):
         p = p * xc + a[j]
@@ -63,8 +96,7 @@ def pau_reference(
         for k in range(b.shape[0] - 1, -1, -1):
             a_of_x = (a_of_x + b[k]) * xc
         q = a_of_x.abs() if variant == "safe" else a_of_x
-    out = p / (1 + q)
-    return out.reshape(x.shape).to(x.dtype)
+    return p / (1 + q)
 
 
 def pwlu_reference(

@@ -1,0 +1,129 @@
+// Counter-based noise generator of Randomized PAU (RPAU), shared by the CPU
+// kernels (scalars and at::vec lanes) and the CUDA kernels. Torch-free.
+//
+// RPAU perturbs every coefficient c_j of every element x_i: c' = c (1 + e),
+// e = alpha_j (2 u - 1). u is a pure function of (seed, offset, i, j), so
+// backward regenerates exactly the noise forward used and nothing is stored,
+// and the CPU and CUDA kernels produce the same u for the same arguments.
+//
+// Definition (every operation on uint32 with wrap-around; mix = "lowbias32",
+// a 32-bit bijective avalanche hash from Wellons' hash-prospector):
+//
+//   mix(x):  x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b; x ^= x >> 16
+//   key      k0 = mix(seed_lo ^ mix(seed_hi ^ mix(offset_lo ^ mix(offset_hi ^ 0x5851f42d))))
+//            k1 = mix(k0 ^ 0x2545f491)
+//            t_j = mix(k1 + j * 0x9e3779b9)        one constant per coefficient j
+//   element  s_i = mix(mix(i_lo ^ k0) + (i_hi ^ k1))  i = logical (row-major) index of x
+//   word     w_ij = mix(s_i ^ t_j)
+//   uniform  u_ij = ((w_ij >> 8) + 0.5) * 2^-24     in (0, 1), 2^24 levels, mean 1/2
+//
+// For a fixed key and i_hi, i_lo -> s_i is a bijection, so no two of the first
+// 2^32 elements share a stream; t_j are pseudo-random, so two elements never
+// share a shifted run of words either (a structure that s + j * const would
+// have). The midpoint u makes e exactly symmetric: E[e] = 0.
+//
+// Why not Philox 4x32-10 (cuRAND's and PyTorch's generator): RPAU needs
+// m+1+n = 10 words per element for the paper's (5, 4), i.e. 3 Philox calls of
+// 10 rounds, each round 2 32x32->64 multiplies that AVX2 only has as even/odd
+// lane pairs. Measured on this project's 2-core AMD EPYC (AVX2), one thread,
+// 2^24 elements, 10 words each: Philox 4x32-10 733 ms, Philox 4x32-7 520 ms,
+// this generator 190 ms (5 instructions of 1 cycle + 2 mullo per word), against
+// a PAU forward of about 10-15 ms per thread-share. Philox would make RPAU
+// several times slower than PAU on the CPU; this generator is about 4x cheaper
+// per word and vectorizes with plain 32-bit lane operations (at::vec, CUDA).
+// Quality: lowbias32 passes the avalanche tests of hash-prospector (bias 0.17);
+// the tests check mean, variance, uniformity and correlations across elements
+// and coefficients. It is a simulation-grade generator, not a cryptographic one.
+#pragma once
+
+#include <stdint.h>
+
+#ifndef PAU_HOST_DEVICE
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define PAU_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define PAU_HOST_DEVICE inline
+#endif
+#endif
+
+namespace pau {
+namespace rng {
+
+// Most coefficients an RPAU element can have: m + 1 + n with m, n <= 32.
+constexpr int kMaxWords = 66;
+// u = (w >> kDropBits) + 0.5) * kUnit.
+constexpr int kDropBits = 8;
+constexpr double kUnit = 1.0 / 16777216.0;  // 2^-24
+
+// Lane operations on plain uint32 (host and CUDA device). The CPU kernels
+// provide the same interface for at::vec lanes, so the formulas are written once.
+struct ScalarOps {
+  using value = uint32_t;
+  static PAU_HOST_DEVICE value broadcast(uint32_t v) { return v; }
+  static PAU_HOST_DEVICE value shift_right(value v, int s) { return v >> s; }
+  static PAU_HOST_DEVICE value multiply(value v, uint32_t c) { return v * c; }
+  static PAU_HOST_DEVICE value bit_xor(value a, value b) { return a ^ b; }
+  static PAU_HOST_DEVICE value add(value a, value b) { return a + b; }
+};
+
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value mix(typename Ops::value x) {
+  x = Ops::bit_xor(x, Ops::shift_right(x, 16));
+  x = Ops::multiply(x, 0x7feb352du);
+  x = Ops::bit_xor(x, Ops::shift_right(x, 15));
+  x = Ops::multiply(x, 0x846ca68bu);
+  x = Ops::bit_xor(x, Ops::shift_right(x, 16));
+  return x;
+}
+
+// Per-call constants: derived once from (seed, offset), then passed to kernels.
+struct Stream {
+  uint32_t k0;
+  uint32_t k1;
+  int words;                // m + 1 + n
+  uint32_t t[kMaxWords];    // t_j
+};
+
+PAU_HOST_DEVICE Stream make_stream(uint64_t seed, uint64_t offset, int words) {
+  using S = ScalarOps;
+  Stream s{};
+  const uint32_t inner = mix<S>(static_cast<uint32_t>(offset >> 32) ^ 0x5851f42du);
+  const uint32_t offset_mix = mix<S>(static_cast<uint32_t>(offset) ^ inner);
+  const uint32_t seed_mix = mix<S>(static_cast<uint32_t>(seed >> 32) ^ offset_mix);
+  s.k0 = mix<S>(static_cast<uint32_t>(seed) ^ seed_mix);
+  s.k1 = mix<S>(s.k0 ^ 0x2545f491u);
+  s.words = words;
+  for (int j = 0; j < words && j < kMaxWords; ++j) s.t[j] = mix<S>(s.k1 + uint32_t(j) * 0x9e3779b9u);
+  return s;
+}
+
+// s_i for lanes holding the low words of element indices that share i_hi.
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value element_state(const Stream& s, typename Ops::value index_lo,
+                                                  uint32_t index_hi) {
+  const auto first = mix<Ops>(Ops::bit_xor(index_lo, Ops::broadcast(s.k0)));
+  return mix<Ops>(Ops::add(first, Ops::broadcast(index_hi ^ s.k1)));
+}
+
+// w_ij >> kDropBits, an integer in [0, 2^24): exact in float.
+template <class Ops>
+PAU_HOST_DEVICE typename Ops::value word24(const Stream& s, typename Ops::value state, int j) {
+  return Ops::shift_right(mix<Ops>(Ops::bit_xor(state, Ops::broadcast(s.t[j]))), kDropBits);
+}
+
+// u_ij for one element (reference and debugging; the kernels fold the affine
+// map into the coefficients).
+PAU_HOST_DEVICE double uniform(const Stream& s, uint64_t index, int j) {
+  const uint32_t state = element_state<ScalarOps>(s, static_cast<uint32_t>(index),
+                                                  static_cast<uint32_t>(index >> 32));
+  return (double(word24<ScalarOps>(s, state, j)) + 0.5) * kUnit;
+}
+
+// The factor 1 + e = 1 + alpha (2u - 1) is affine in k = w >> 8:
+//   1 + e = base + scale * k,  base = 1 - alpha + alpha 2^-24,  scale = 2 alpha 2^-24.
+// alpha = 0 gives base = 1, scale = 0: the factor is exactly 1.
+PAU_HOST_DEVICE double factor_base(double alpha) { return 1.0 - alpha + alpha * kUnit; }
+PAU_HOST_DEVICE double factor_scale(double alpha) { return 2.0 * alpha * kUnit; }
+
+}  // namespace rng
+}  // namespace pau

@@ -1,0 +1,348 @@
+// pau::rpau_forward, pau::rpau_backward and pau::rpau_noise: Randomized PAU
+// (PAU paper Section 3.2, Eq. 3). Every coefficient c_j of every element x_i is
+// c_j * (1 + e_ij), e_ij = alpha_j * (2 u_ij - 1), u_ij from the counter-based
+// generator of counter_rng.h keyed by (seed, offset). Backward regenerates the
+// noise: the autograd graph keeps what PAU keeps plus alpha and the (2,) seed.
+//
+// Arguments beyond PAU's:
+//   alpha        floating tensor broadcastable to (G, m + 1 + n): a scalar (0-d or
+//                (1,)), one value per coefficient ((m+1+n,), a_0..a_m then
+//                b_1..b_n) or per group and coefficient. 0 <= alpha < 1 (below
+//                1 a non-zero coefficient keeps its sign and stays non-zero).
+//   seed_offset  int64 tensor of shape (2,) on the CPU holding (seed, offset).
+//                A tensor rather than two ints so that torch.compile traces one
+//                graph whose seed changes every step without recompiling, and so
+//                that a CUDA caller can draw it on the CPU generator (no sync).
+// The noise is indexed by the element's logical (row-major) index, so a
+// channels_last x gets the same noise per element as its contiguous copy; the
+// CPU kernels read such an x through a contiguous copy.
+#include <ATen/Parallel.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+#include "counter_rng.h"
+#include "cpu/kernels.h"
+#include "cpu/launch.h"
+#include "pau_ops.h"
+
+namespace pau {
+
+using at::Tensor;
+
+namespace {
+
+void check_rpau_extra_args(const Tensor& x, const Tensor& alpha, const Tensor& seed_offset,
+                           const PauArgs& args) {
+  TORCH_CHECK(alpha.defined() && seed_offset.defined(),
+              "pau: alpha and seed_offset must be defined tensors");
+  TORCH_CHECK_TYPE(at::isFloatingType(alpha.scalar_type()),
+                   "pau: alpha must be a floating-point tensor, got ", alpha.scalar_type());
+  TORCH_CHECK(alpha.device() == x.device(), "pau: alpha must be on x's device (", x.device(),
+              "), got ", alpha.device());
+  const int64_t count = args.m + 1 + args.n;
+  const int64_t rank = alpha.dim();
+  const bool broadcastable =
+      rank <= 2 && (rank < 1 || alpha.sym_size(-1) == 1 || alpha.sym_size(-1) == count) &&
+      (rank < 2 || alpha.sym_size(0) == 1 || alpha.sym_size(0) == args.groups);
+  TORCH_CHECK_VALUE(broadcastable,
+                    "pau: alpha must be a scalar or broadcastable to (G, m+1+n) = (", args.groups,
+                    ", ", count, "), got shape ", alpha.sym_sizes());
+  TORCH_CHECK_TYPE(seed_offset.scalar_type() == at::kLong,
+                   "pau: seed_offset must be an int64 tensor, got ", seed_offset.scalar_type());
+  TORCH_CHECK_VALUE(seed_offset.dim() == 1 && seed_offset.sym_size(0) == 2,
+                    "pau: seed_offset must have shape (2,) holding (seed, offset), got shape ",
+                    seed_offset.sym_sizes());
+}
+
+PauArgs check_rpau_args(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                        const Tensor& alpha, const Tensor& seed_offset,
+                        c10::string_view variant, int64_t dim) {
+  const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
+  check_rpau_extra_args(x, alpha, seed_offset, args);
+  return args;
+}
+
+PauArgs check_rpau_backward_args(const Tensor& grad_output, const Tensor& x,
+                                 const Tensor& numerator, const Tensor& denominator,
+                                 const Tensor& alpha, const Tensor& seed_offset,
+                                 c10::string_view variant, int64_t dim) {
+  const PauArgs args =
+      check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
+  check_rpau_extra_args(x, alpha, seed_offset, args);
+  return args;
+}
+
+rng::Stream stream_of(const Tensor& seed_offset, int words) {
+  TORCH_CHECK(seed_offset.device().is_cpu(), "pau: seed_offset must be a CPU tensor, got ",
+              seed_offset.device());
+  const Tensor so = seed_offset.contiguous();
+  const int64_t* v = so.const_data_ptr<int64_t>();
+  return rng::make_stream(static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]), words);
+}
+
+// The noise factors' tables for the kernels (see cpu::Noise), built from alpha.
+struct HostNoise {
+  Tensor base;   // (G, m + 1 + n)
+  Tensor scale;  // (G, m + 1 + n)
+  cpu::Noise noise;
+  bool zero = true;  // alpha == 0 everywhere: RPAU is PAU
+
+  HostNoise(const Tensor& alpha, const Tensor& seed_offset, const PauArgs& args) {
+    const int64_t count = args.m + 1 + args.n;
+    const Tensor a = alpha.to(at::kDouble).expand({args.groups, count}).contiguous();
+    const double* values = a.const_data_ptr<double>();
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      TORCH_CHECK_VALUE(values[i] >= 0.0 && values[i] < 1.0,
+                        "pau: alpha must be in [0, 1), got ", values[i]);
+      zero = zero && values[i] == 0.0;
+    }
+    base = at::empty_like(a);
+    scale = at::empty_like(a);
+    double* b = base.mutable_data_ptr<double>();
+    double* s = scale.mutable_data_ptr<double>();
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      b[i] = rng::factor_base(values[i]);
+      s[i] = rng::factor_scale(values[i]);
+    }
+    // The kernels index the numerator part as (G, m + 1) and the denominator
+    // part as (G, n): split the rows.
+    base = at::cat({base.narrow(1, 0, args.m + 1).contiguous().flatten(),
+                    base.narrow(1, args.m + 1, args.n).contiguous().flatten()});
+    scale = at::cat({scale.narrow(1, 0, args.m + 1).contiguous().flatten(),
+                     scale.narrow(1, args.m + 1, args.n).contiguous().flatten()});
+    const int64_t numerator_size = args.groups * (args.m + 1);
+    noise.base_numerator = base.const_data_ptr<double>();
+    noise.base_denominator = noise.base_numerator + numerator_size;
+    noise.scale_numerator = scale.const_data_ptr<double>();
+    noise.scale_denominator = noise.scale_numerator + numerator_size;
+    noise.stream = stream_of(seed_offset, static_cast<int>(count));
+  }
+};
+
+// Writes `computed` (contiguous) into a tensor laid out like x.
+Tensor like_x(const Tensor& x, const Tensor& computed) {
+  Tensor out = at::empty_like(x);
+  return out.is_contiguous() ? computed : out.copy_(computed);
+}
+
+using PauForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, c10::string_view,
+                                   int64_t);
+using PauBackwardSignature = std::tuple<Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, c10::string_view, int64_t);
+
+// alpha == 0 everywhere: RPAU is PAU, computed by PAU's own CPU kernel on x's
+// own layout, so results and coefficient-gradient sums are PAU's bit for bit.
+const c10::DispatchKeySet kCpuKeys(c10::DispatchKey::CPU);
+
+Tensor rpau_forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                        const Tensor& alpha, const Tensor& seed_offset, c10::string_view variant,
+                        int64_t dim) {
+  const PauArgs args = check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant,
+                                       dim);
+  const HostNoise host_noise(alpha, seed_offset, args);
+  if (host_noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::forward", "")
+                               .typed<PauForwardSignature>();
+    return op.redispatch(kCpuKeys, x, numerator, denominator, variant, dim);
+  }
+  // Element index = memory offset requires a contiguous x.
+  const Tensor xc = x.contiguous();
+  Tensor out = at::empty_like(xc);
+  if (xc.numel() == 0) return like_x(x, out);
+  const HostCoefficients coefficients(numerator, denominator, args);
+  cpu::Problem problem = coefficients.problem(xc, args);
+  const auto& table = cpu::kernel_table();
+  const int dtype = static_cast<int>(dtype_of(x));
+  problem.noise = &host_noise.noise;
+  const cpu::ForwardArgs launch{problem, xc.const_data_ptr(), out.mutable_data_ptr()};
+  run_tiles(table.rpau_forward[dtype], launch);
+  return like_x(x, out);
+}
+
+std::tuple<Tensor, Tensor, Tensor> rpau_backward_cpu(const Tensor& grad_output, const Tensor& x,
+                                                     const Tensor& numerator,
+                                                     const Tensor& denominator,
+                                                     const Tensor& alpha,
+                                                     const Tensor& seed_offset,
+                                                     c10::string_view variant, int64_t dim) {
+  const PauArgs args = check_rpau_backward_args(grad_output, x, numerator, denominator, alpha,
+                                                seed_offset, variant, dim);
+  const HostNoise host_noise(alpha, seed_offset, args);
+  if (host_noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::backward", "")
+                               .typed<PauBackwardSignature>();
+    return op.redispatch(kCpuKeys, grad_output, x, numerator, denominator, variant, dim);
+  }
+  const Tensor xc = x.contiguous();
+  const Tensor grad = grad_output.contiguous();
+  Tensor grad_x = at::empty_like(xc);
+  if (xc.numel() == 0) {
+    return {like_x(x, grad_x), at::zeros_like(numerator), at::zeros_like(denominator)};
+  }
+  const HostCoefficients coefficients(numerator, denominator, args);
+  cpu::Problem problem = coefficients.problem(xc, args);
+  problem.noise = &host_noise.noise;
+  const cpu::Layout& l = problem.layout;
+  Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},
+                              x.options().dtype(at::kDouble));
+  const cpu::BackwardArgs launch{problem, grad.const_data_ptr(), xc.const_data_ptr(),
+                                 grad_x.mutable_data_ptr(), partials.mutable_data_ptr<double>()};
+  const auto& table = cpu::kernel_table();
+  const int dtype = static_cast<int>(dtype_of(x));
+  run_tiles(table.rpau_backward[dtype], launch);
+  const Tensor sums = reduce_partials(problem, partials);
+  return {like_x(x, grad_x),
+          sums.narrow(1, 0, args.m + 1).to(numerator.scalar_type()).contiguous(),
+          sums.narrow(1, args.m + 1, args.n).to(denominator.scalar_type()).contiguous()};
+}
+
+void check_noise_args(const Tensor& seed_offset, int64_t numel, int64_t coefficients) {
+  TORCH_CHECK_VALUE(numel >= 0, "pau: numel must be non-negative, got ", numel);
+  TORCH_CHECK_VALUE(coefficients >= 1 && coefficients <= rng::kMaxWords,
+                    "pau: coefficients must be in [1, ", rng::kMaxWords, "], got ", coefficients);
+  TORCH_CHECK_TYPE(seed_offset.scalar_type() == at::kLong,
+                   "pau: seed_offset must be an int64 tensor, got ", seed_offset.scalar_type());
+  TORCH_CHECK_VALUE(seed_offset.dim() == 1 && seed_offset.sym_size(0) == 2,
+                    "pau: seed_offset must have shape (2,) holding (seed, offset), got shape ",
+                    seed_offset.sym_sizes());
+}
+
+// u_ij for the first `numel` logical elements: (numel, coefficients) float64.
+// For tests and debugging; the kernels never materialize the noise.
+Tensor rpau_noise_cpu(const Tensor& seed_offset, int64_t numel, int64_t coefficients) {
+  check_noise_args(seed_offset, numel, coefficients);
+  const rng::Stream stream = stream_of(seed_offset, static_cast<int>(coefficients));
+  Tensor u = at::empty({numel, coefficients}, seed_offset.options().dtype(at::kDouble));
+  double* out = u.mutable_data_ptr<double>();
+  at::parallel_for(0, numel, 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      for (int64_t j = 0; j < coefficients; ++j) {
+        out[i * coefficients + j] = rng::uniform(stream, static_cast<uint64_t>(i), int(j));
+      }
+    }
+  });
+  return u;
+}
+
+Tensor rpau_forward_meta(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                         const Tensor& alpha, const Tensor& seed_offset,
+                         c10::string_view variant, int64_t dim) {
+  check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant, dim);
+  return at::empty_like(x);
+}
+
+std::tuple<Tensor, Tensor, Tensor> rpau_backward_meta(const Tensor& grad_output, const Tensor& x,
+                                                      const Tensor& numerator,
+                                                      const Tensor& denominator,
+                                                      const Tensor& alpha,
+                                                      const Tensor& seed_offset,
+                                                      c10::string_view variant, int64_t dim) {
+  check_rpau_backward_args(grad_output, x, numerator, denominator, alpha, seed_offset, variant,
+                           dim);
+  return {at::empty_like(x), at::empty_like(numerator, at::MemoryFormat::Contiguous),
+          at::empty_like(denominator, at::MemoryFormat::Contiguous)};
+}
+
+Tensor rpau_noise_meta(const Tensor& seed_offset, int64_t numel, int64_t coefficients) {
+  check_noise_args(seed_offset, numel, coefficients);
+  return at::empty({numel, coefficients}, seed_offset.options().dtype(at::kDouble));
+}
+
+using ForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, c10::string_view, int64_t);
+using BackwardSignature = std::tuple<Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+    c10::string_view, int64_t);
+
+// Autograd in C++, as for PAU (TorchScript, LibTorch). Saves x and the
+// coefficients like PAU, plus alpha and the (2,) seed_offset: never the noise.
+class RpauFunction : public torch::autograd::Function<RpauFunction> {
+ public:
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& x,
+                        const Tensor& numerator, const Tensor& denominator, const Tensor& alpha,
+                        const Tensor& seed_offset, const std::string& variant, int64_t dim) {
+    ctx->save_for_backward({x, numerator, denominator, alpha, seed_offset});
+    ctx->saved_data["variant"] = variant;
+    ctx->saved_data["dim"] = dim;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::rpau_forward", "")
+                               .typed<ForwardSignature>();
+    return op.call(x, numerator, denominator, alpha, seed_offset, variant, dim);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::rpau_backward", "")
+                               .typed<BackwardSignature>();
+    auto [grad_x, grad_numerator, grad_denominator] =
+        op.call(grads[0], saved[0], saved[1], saved[2], saved[3], saved[4],
+                ctx->saved_data["variant"].toStringRef(), ctx->saved_data["dim"].toInt());
+    return {grad_x, grad_numerator, grad_denominator, Tensor(), Tensor(), Tensor(), Tensor()};
+  }
+};
+
+Tensor rpau_forward_autograd(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                             const Tensor& alpha, const Tensor& seed_offset,
+                             c10::string_view variant, int64_t dim) {
+  TORCH_CHECK(!alpha.requires_grad(), "pau: alpha is a hyperparameter and cannot require grad");
+  return RpauFunction::apply(x, numerator, denominator, alpha, seed_offset, std::string(variant),
+                             dim);
+}
+
+std::tuple<Tensor, Tensor, Tensor> rpau_backward_autograd(
+    const Tensor& grad_output, const Tensor& x, const Tensor& numerator,
+    const Tensor& denominator, const Tensor& alpha, const Tensor& seed_offset,
+    c10::string_view variant, int64_t dim) {
+  const bool needs_graph =
+      at::GradMode::is_enabled() && (grad_output.requires_grad() || x.requires_grad() ||
+                                     numerator.requires_grad() || denominator.requires_grad());
+  TORCH_CHECK(!needs_graph,
+              "pau: the gradient of pau::rpau_backward (double backward, create_graph=True) is "
+              "not implemented");
+  at::AutoDispatchBelowADInplaceOrView guard;
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pau::rpau_backward", "")
+                             .typed<BackwardSignature>();
+  return op.call(grad_output, x, numerator, denominator, alpha, seed_offset, variant, dim);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pau, m) {
+  m.def(
+      "rpau_forward(Tensor x, Tensor numerator, Tensor denominator, Tensor alpha, "
+      "Tensor seed_offset, str variant=\"safe\", int dim=1) -> Tensor");
+  m.def(
+      "rpau_backward(Tensor grad_output, Tensor x, Tensor numerator, Tensor denominator, "
+      "Tensor alpha, Tensor seed_offset, str variant=\"safe\", int dim=1) -> "
+      "(Tensor grad_x, Tensor grad_numerator, Tensor grad_denominator)");
+  m.def("rpau_noise(Tensor seed_offset, int numel, int coefficients) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(pau, CPU, m) {
+  m.impl("rpau_forward", &rpau_forward_cpu);
+  m.impl("rpau_backward", &rpau_backward_cpu);
+  m.impl("rpau_noise", &rpau_noise_cpu);
+}
+
+TORCH_LIBRARY_IMPL(pau, Meta, m) {
+  m.impl("rpau_forward", &rpau_forward_meta);
+  m.impl("rpau_backward", &rpau_backward_meta);
+  m.impl("rpau_noise", &rpau_noise_meta);
+}
+
+TORCH_LIBRARY_IMPL(pau, Autograd, m) {
+  m.impl("rpau_forward", &rpau_forward_autograd);
+  m.impl("rpau_backward", &rpau_backward_autograd);
+}
+
+}  // namespace pau

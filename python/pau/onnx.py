@@ -1,0 +1,155 @@
+"""ONNX export of models with ``pau`` layers.
+
+``torch.onnx.export(..., dynamo=True)`` does not know ``pau::forward``; the
+translation here rewrites it into standard ONNX operators (Mul, Add, Abs, Div
+on broadcast coefficients), so the exported model runs in any ONNX runtime
+without a custom-op library::
+
+    import pau.onnx
+
+    program = torch.onnx.export(
+        model, (x,), dynamo=True, custom_translation_table=pau.onnx.translation_table()
+    )
+    program.save("model.onnx")
+
+onnx, onnxscript and onnxruntime are optional: ``pip install "pau[onnx]"``.
+
+Numerics: the translation evaluates P(x) / Q(x) with Horner's rule on x
+directly, as :func:`pau.reference.pau_reference` does. It does not use the
+operator's overflow-safe evaluation in 1/x for |x| > 1, so where x^m
+overflows (float32: |x| above about 1e7 for degree 5) ONNX gives inf or NaN
+where PyTorch gives the finite value. Activations in trained networks are many
+orders of magnitude smaller. Half and bfloat16 inputs are computed in float32,
+as the operator does.
+
+Adding an operator: write ``_<op>_forward(x, ..., **attributes)`` building ONNX
+ops with ``op`` (onnxscript's opset module) and add it to ``_TRANSLATIONS``
+under its name in ``torch.ops.pau``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from . import _C  # noqa: F401  (registers torch.ops.pau, whose overloads are the table's keys)
+
+_INSTALL_HINT = 'install the ONNX extras: pip install "pau[onnx]" (onnx, onnxscript, onnxruntime)'
+
+
+def _opset() -> Any:
+    """onnxscript's ONNX opset 18 module (the opset torch.onnx's own translations use)."""
+    try:
+        from onnxscript import opset18
+    except ImportError as error:  # pragma: no cover - depends on the environment
+        raise ImportError(f"pau.onnx needs onnxscript: {_INSTALL_HINT}") from error
+    return opset18
+
+
+def _compute_type(dtype: Any) -> Any:
+    """ONNX element type the math runs in for an input of ONNX type ``dtype``."""
+    from onnxscript import ir
+
+    return ir.DataType.DOUBLE if dtype == ir.DataType.DOUBLE else ir.DataType.FLOAT
+
+
+def _static_shape(value: Any, name: str) -> tuple[int, ...]:
+    shape = value.shape
+    dims = tuple(shape) if shape is not None else ()
+    if shape is None or not all(isinstance(d, int) for d in dims):
+        raise ValueError(
+            f"pau.onnx: the shape of {name} must be static to unroll the polynomials, got {shape}"
+        )
+    return dims
+
+
+def _per_element_terms(op: Any, coefficients: Any, x: Any, dim: int, ctype: Any) -> list:
+    """Split (G, K) coefficients into K tensors that broadcast against x.
+
+    G = 1 gives K scalars. Otherwise term k has shape (1, .., C, .., 1) with C
+    at ``dim``: channel c holds group c // (C / G)'s k-th coefficient, the
+    layout of the operator. With constant coefficients (the usual initializers)
+    the exporter's optimizer folds all of this into constants.
+    """
+    groups, count = _static_shape(coefficients, "the coefficients")
+    coefficients = op.Cast(coefficients, to=ctype)
+    if count == 0:
+        return []
+    if groups == 1:
+        flat = op.Reshape(coefficients, op.Constant(value_ints=[count]))
+        return [op.Gather(flat, op.Constant(value_int=k), axis=0) for k in range(count)]
+    rank = len(x.shape)
+    channels = x.shape[dim]
+    # (G, K) -> (K, G, 1) -> (K, G, C / G) -> (K, C) -> (K, 1, .., C, .., 1)
+    table = op.Unsqueeze(op.Transpose(coefficients, perm=[1, 0]), op.Constant(value_ints=[2]))
+    if isinstance(channels, int):
+        per_group = op.Constant(value_ints=[channels // groups])
+    else:  # symbolic channel count: C / G from the runtime shape
+        per_group = op.Div(op.Shape(x, start=dim, end=dim + 1), op.Constant(value_ints=[groups]))
+    target = op.Concat(op.Constant(value_ints=[count, groups]), per_group, axis=0)
+    table = op.Expand(table, target)
+    broadcast = [1] * rank
+    broadcast[dim] = -1
+    table = op.Reshape(table, op.Constant(value_ints=[count, *broadcast]))
+    return [op.Gather(table, op.Constant(value_int=k), axis=0) for k in range(count)]
+
+
+def _horner(op: Any, terms: list, x: Any) -> Any:
+    """terms[0] + terms[1] x + ... + terms[-1] x^(len - 1)."""
+    result = terms[-1]
+    for term in reversed(terms[:-1]):
+        result = op.Add(op.Mul(result, x), term)
+    return result
+
+
+def _pau_forward(
+    x: Any, numerator: Any, denominator: Any, variant: str = "safe", dim: int = 1
+) -> Any:
+    """pau::forward as ONNX ops: P(x) / Q(x), Q per variant (see pau.reference)."""
+    op = _opset()
+    if variant not in ("safe", "abs_sum", "plain"):
+        raise ValueError(f"pau.onnx: unknown variant {variant!r}")
+    rank = len(x.shape)
+    dim = dim % rank if rank else 0
+    ctype = _compute_type(x.dtype)
+    # Shapes come from x itself: a Cast's output carries no shape while tracing.
+    a = _per_element_terms(op, numerator, x, dim, ctype)
+    b = _per_element_terms(op, denominator, x, dim, ctype)
+    xc = op.Cast(x, to=ctype) if x.dtype != ctype else x
+
+    p = _horner(op, a, xc)
+    if b:
+        one = op.CastLike(op.Constant(value_float=1.0), xc)
+        if variant == "abs_sum":
+            # sum_k |b_k x^k| = sum_k |b_k| |x|^k: Horner in |x| with |b_k|.
+            ax = op.Abs(xc)
+            q = op.Mul(_horner(op, [op.Abs(t) for t in b], ax), ax)
+        else:
+            q = op.Mul(_horner(op, b, xc), xc)  # A(x) = (b_1 + b_2 x + ...) x
+            if variant == "safe":
+                q = op.Abs(q)
+        p = op.Div(p, op.Add(one, q))
+    elif len(a) == 1:
+        # A constant P (m = n = 0): the operator still returns x's shape.
+        p = op.Expand(p, op.Shape(x))
+    return op.Cast(p, to=x.dtype) if x.dtype != ctype else p
+
+
+# torch.ops.pau operator name -> translation. One line per operator.
+_TRANSLATIONS: dict[str, Callable[..., Any]] = {
+    "forward": _pau_forward,
+}
+
+
+def translation_table() -> dict[Callable[..., Any], Callable[..., Any]]:
+    """The ``custom_translation_table`` for ``torch.onnx.export(..., dynamo=True)``.
+
+    Maps each ``torch.ops.pau`` operator overload to a function that builds it
+    from standard ONNX operators with onnxscript.
+    """
+    _opset()  # fail here, with the install hint, rather than inside the exporter
+    return {getattr(torch.ops.pau, name).default: fn for name, fn in _TRANSLATIONS.items()}
+
+
+__all__ = ["translation_table"]

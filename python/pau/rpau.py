@@ -1,0 +1,140 @@
+"""Randomized PAU (RPAU): PAU paper Section 3.2, Eq. 3.
+
+In training every coefficient c of every input element is perturbed,
+c' = c * (1 + e) with e = alpha * (2u - 1), u uniform in (0, 1) from the
+counter-based generator of ``cpp/counter_rng.h`` keyed by a per-call
+``seed_offset``; backward regenerates the same noise instead of storing it. In
+eval mode RPAU is PAU (the same operator, bit for bit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from . import _C  # noqa: F401  (registers torch.ops.pau)
+from .modules import PAU, Init
+
+
+def draw_seed_offset() -> Tensor:
+    """A (2,) int64 CPU tensor (seed, offset) from the default CPU generator.
+
+    Always the CPU generator, also for CUDA inputs: the operators read the two
+    numbers on the host, so a CPU tensor needs no device synchronisation, and
+    ``torch.manual_seed`` still makes runs reproducible. A tensor (not two
+    ints) lets ``torch.compile`` trace one graph whose seed changes every call.
+    """
+    # [0, 2**62): plenty of seeds; a literal because TorchScript compiles this
+    # function (RPAU.forward calls it) and rejects module globals.
+    return torch.randint(0, 4611686018427387904, (2,), dtype=torch.int64)
+
+
+def _alpha_tensor(alpha: Union[float, Tensor], groups: int, coefficients: int) -> Tensor:
+    t = torch.as_tensor(alpha, dtype=torch.float64).detach().clone()
+    if t.dim() > 2 or not (
+        (t.dim() < 1 or t.shape[-1] in (1, coefficients))
+        and (t.dim() < 2 or t.shape[0] in (1, groups))
+    ):
+        raise ValueError(
+            f"alpha must be a float or a tensor broadcastable to (groups, m+1+n) = "
+            f"({groups}, {coefficients}), got shape {tuple(t.shape)}"
+        )
+    if not torch.isfinite(t).all() or (t < 0).any() or (t >= 1).any():
+        raise ValueError(f"alpha must be in [0, 1), got {alpha!r}")
+    return t
+
+
+def rpau(
+    x: Tensor,
+    numerator: Tensor,
+    denominator: Tensor,
+    alpha: Tensor,
+    seed_offset: Optional[Tensor] = None,
+    variant: str = "safe",
+    dim: int = 1,
+) -> Tensor:
+    """Functional RPAU; ``seed_offset`` defaults to a fresh draw (see :func:`draw_seed_offset`)."""
+    if seed_offset is None:
+        seed_offset = draw_seed_offset()
+    return torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, seed_offset, variant, dim)
+
+
+def noise(
+    shape: Sequence[int],
+    seed_offset: Tensor,
+    alpha: Union[float, Tensor],
+    degrees: Sequence[int] = (5, 4),
+    groups: int = 1,
+    dim: int = 1,
+) -> Tensor:
+    """The perturbations e (float64, shape ``shape + (m+1+n,)``) that ``rpau_forward``
+    applies for this ``seed_offset``: coefficient j of element x[idx] is
+    c_j * (1 + e[idx + (j,)]), a_0..a_m first, then b_1..b_n. For tests and
+    debugging; pass the result to :func:`pau.reference.rpau_reference`.
+    """
+    m, n = degrees
+    count = m + 1 + n
+    shape = tuple(shape)
+    numel = 1
+    for s in shape:
+        numel *= s
+    u = torch.ops.pau.rpau_noise(seed_offset, numel, count).reshape(*shape, count)
+    a = torch.as_tensor(alpha, dtype=torch.float64).expand(groups, count)
+    if shape:
+        d = dim % len(shape)
+        channels = shape[d]
+        per_channel = a.repeat_interleave(channels // groups, dim=0)  # (C, K)
+        view = [1] * len(shape) + [count]
+        view[d] = channels
+        a = per_channel.reshape(view)
+    else:
+        a = a[0]
+    return a * (2 * u - 1)
+
+
+class RPAU(PAU):
+    """Randomized Padé Activation Unit (PAU paper Eq. 3).
+
+    Training mode: each coefficient c becomes c * (1 + e), e ~ U(-alpha, alpha),
+    drawn independently per coefficient and per input element, from a seed
+    drawn from the default CPU generator at every call (``torch.manual_seed``
+    makes runs reproducible; two calls differ). Eval mode: exactly :class:`PAU`.
+
+    Args:
+        degrees, variant, init, groups, dim: as for :class:`PAU`.
+        alpha: noise half-width, in [0, 1): a float, or a tensor broadcastable to
+            (groups, m+1+n) (per coefficient a_0..a_m, b_1..b_n, optionally per
+            group). Kept as a buffer (saved in the state_dict, not trained).
+    """
+
+    def __init__(
+        self,
+        degrees: Sequence[int] = (5, 4),
+        variant: str = "safe",
+        init: Init = "leaky_relu",
+        alpha: Union[float, Tensor] = 0.01,
+        groups: int = 1,
+        dim: int = 1,
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+    ) -> None:
+        super().__init__(degrees, variant, init, groups, dim, device, dtype)
+        m, n = self.degrees
+        alpha_t = _alpha_tensor(alpha, groups, m + 1 + n)
+        self.register_buffer(
+            "alpha", alpha_t.to(device=device, dtype=dtype or torch.get_default_dtype())
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant,
+                                         self.dim)
+        return torch.ops.pau.rpau_forward(x, self.numerator, self.denominator, self.alpha,
+                                          draw_seed_offset(), self.variant, self.dim)
+
+    def extra_repr(self) -> str:
+        alpha = f"{self.alpha.item():.6g}" if self.alpha.numel() == 1 else tuple(self.alpha.shape)
+        return f"{super().extra_repr()}, alpha={alpha}"

@@ -1,0 +1,117 @@
+"""ONNX export of pau layers (pau.onnx) checked with onnx.checker and onnxruntime."""
+
+from __future__ import annotations
+
+import sys
+
+import pau
+import pau.onnx
+import pytest
+import torch
+from pau.reference import VARIANTS
+from torch import nn
+
+_HINT = 'needs the ONNX extras (pip install "pau[onnx]")'
+onnx = pytest.importorskip("onnx", reason=_HINT)
+pytest.importorskip("onnxscript", reason=_HINT)
+ort = pytest.importorskip("onnxruntime", reason=_HINT)
+
+
+class Net(nn.Module):
+    """One PAU on NCHW (dim=1), then one on NHWC (dim=-1), both with ``groups`` groups."""
+
+    def __init__(self, variant: str, degrees: tuple[int, int], groups: int) -> None:
+        super().__init__()
+        self.act1 = pau.PAU(degrees, variant, groups=groups, dim=1)
+        self.act2 = pau.PAU(degrees, variant, groups=groups, dim=-1)
+        with torch.no_grad():
+            for act in (self.act1, self.act2):  # make the groups differ
+                act.numerator.add_(0.05 * torch.randn_like(act.numerator))
+                act.denominator.add_(0.05 * torch.randn_like(act.denominator))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.act1(x).permute(0, 2, 3, 1))
+
+
+def export(net: nn.Module, x: torch.Tensor, **kwargs):
+    program = torch.onnx.export(
+        net, (x,), dynamo=True, custom_translation_table=pau.onnx.translation_table(),
+        verbose=False, **kwargs,
+    )
+    model = program.model_proto
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def run_onnxruntime(model, x: torch.Tensor) -> torch.Tensor:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return torch.from_numpy(y)
+
+
+@pytest.mark.parametrize("groups", ["1", "C"], ids=["G=1", "G=C"])
+@pytest.mark.parametrize("degrees", [(5, 4), (3, 2)], ids=["5,4", "3,2"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_onnxruntime_matches_pytorch(variant, degrees, groups):
+    torch.manual_seed(0)
+    channels = 6
+    net = Net(variant, degrees, 1 if groups == "1" else channels).eval()
+    x = 3 * torch.randn(2, channels, 5, channels)  # beyond [-1, 1], where Q matters
+    model = export(net, x)
+    # Standard operators only: no pau domain or custom-op library needed.
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
+    with torch.no_grad():
+        expected = net(x)
+    torch.testing.assert_close(run_onnxruntime(model, x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "dtype,tolerance", [(torch.float64, 1e-12), (torch.float16, 2e-3)], ids=["float64", "float16"]
+)
+def test_other_input_dtypes(dtype, tolerance):
+    # float64 computes in float64, float16 in float32 and rounds once, as the operator does.
+    torch.manual_seed(2)
+    net = Net("abs_sum", (5, 4), groups=6).eval()
+    x = (2 * torch.randn(2, 6, 3, 6)).to(dtype)
+    model = export(net, x)
+    with torch.no_grad():
+        expected = net(x)
+    y = run_onnxruntime(model, x)
+    assert y.dtype == dtype
+    torch.testing.assert_close(y, expected, rtol=tolerance, atol=tolerance)
+
+
+def test_dynamic_shapes_and_groups_between_1_and_c():
+    torch.manual_seed(1)
+    net = Net("safe", (5, 4), groups=3).eval()
+    x = torch.randn(2, 6, 4, 6)
+    batch, height = torch.export.Dim("batch"), torch.export.Dim("height")
+    model = export(net, x, dynamic_shapes=({0: batch, 2: height},))
+    other = 2 * torch.randn(5, 6, 7, 6)  # another batch size and height
+    with torch.no_grad():
+        expected = net(other)
+    torch.testing.assert_close(run_onnxruntime(model, other), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_rpau_in_eval_mode_exports_as_pau():
+    # RPAU is PAU in eval mode (pau::forward); its training-mode noise has no
+    # ONNX translation on purpose.
+    torch.manual_seed(3)
+    net = nn.Sequential(pau.RPAU(variant="safe", groups=6, dim=1)).eval()
+    x = 2 * torch.randn(2, 6, 3, 3)
+    with torch.no_grad():
+        expected = net(x)
+    torch.testing.assert_close(run_onnxruntime(export(net, x), x), expected,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_translation_table_names_every_pau_operator_overload():
+    table = pau.onnx.translation_table()
+    assert torch.ops.pau.forward.default in table
+    assert all(callable(fn) for fn in table.values())
+
+
+def test_missing_onnxscript_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # makes `import onnxscript` fail
+    with pytest.raises(ImportError, match=r"pau\[onnx\]"):
+        pau.onnx.translation_table()

@@ -1,0 +1,336 @@
+"""Bad input raises an error whose type and message name the problem (eager and fake/meta)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pau
+import pytest
+import torch
+from torch import Tensor
+
+
+def _x() -> Tensor:
+    return torch.randn(2, 4, 3)
+
+
+def _num(groups: int = 2, terms: int = 6, dtype: torch.dtype = torch.float32) -> Tensor:
+    return torch.randn(groups, terms, dtype=dtype)
+
+
+def _den(groups: int = 2, terms: int = 4, dtype: torch.dtype = torch.float32) -> Tensor:
+    return torch.randn(groups, terms, dtype=dtype)
+
+
+def forward(x: Tensor, num: Tensor, den: Tensor, variant: str = "safe", dim: int = 1) -> Tensor:
+    return torch.ops.pau.forward(x, num, den, variant, dim)
+
+
+# name: (call, exception type, message regex)
+FORWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+    "x_int": (
+        lambda: forward(_x().int(), _num(), _den()),
+        TypeError,
+        r"x must be float32, float64, float16 or bfloat16, got Int",
+    ),
+    "x_bool": (
+        lambda: forward(_x() > 0, _num(), _den()),
+        TypeError,
+        r"x must be float32, float64, float16 or bfloat16, got Bool",
+    ),
+    "x_complex": (
+        lambda: forward(_x().to(torch.complex64), _num(), _den()),
+        TypeError,
+        r"x must be .* got ComplexFloat",
+    ),
+    "coefficient_dtype_mismatch": (
+        lambda: forward(_x(), _num(), _den(dtype=torch.float64)),
+        TypeError,
+        r"denominator dtype \(Double\) must match numerator dtype \(Float\)",
+    ),
+    "float16_coefficients": (
+        lambda: forward(_x(), _num(dtype=torch.float16), _den(dtype=torch.float16)),
+        TypeError,
+        r"numerator must be float32 or float64, got Half",
+    ),
+    "bfloat16_coefficients": (
+        lambda: forward(_x(), _num(dtype=torch.bfloat16), _den(dtype=torch.bfloat16)),
+        TypeError,
+        r"numerator must be float32 or float64, got BFloat16",
+    ),
+    "integer_coefficients": (
+        lambda: forward(_x(), _num().int(), _den().int()),
+        TypeError,
+        r"numerator must be float32 or float64, got Int",
+    ),
+    "coefficients_on_other_device": (
+        lambda: forward(_x(), _num().to("meta"), _den().to("meta")),
+        RuntimeError,
+        r"must be on the same device, got x on cpu, numerator on meta, denominator on meta",
+    ),
+    "denominator_on_other_device": (
+        lambda: forward(_x(), _num(), _den().to("meta")),
+        RuntimeError,
+        r"same device, got x on cpu, numerator on cpu, denominator on meta",
+    ),
+    "x_on_other_device": (
+        lambda: forward(_x().to("meta"), _num(), _den()),
+        RuntimeError,
+        r"same device, got x on meta, numerator on cpu",
+    ),
+    "numerator_1d": (
+        lambda: forward(_x(), _num()[0], _den()),
+        ValueError,
+        r"numerator must have shape \(G, m\+1\), got shape \[6\]",
+    ),
+    "numerator_3d": (
+        lambda: forward(_x(), _num()[None], _den()),
+        ValueError,
+        r"numerator must have shape \(G, m\+1\), got shape \[1, 2, 6\]",
+    ),
+    "denominator_1d": (
+        lambda: forward(_x(), _num(), _den()[0]),
+        ValueError,
+        r"denominator must have shape \(G, n\), got shape \[4\]",
+    ),
+    "group_count_mismatch": (
+        lambda: forward(_x(), _num(2), _den(1)),
+        ValueError,
+        r"numerator and denominator must have the same number of groups, got 2 and 1",
+    ),
+    "groups_do_not_divide_channels": (
+        lambda: forward(_x(), _num(3), _den(3)),
+        ValueError,
+        r"size of dimension 1 of x \(4\) is not divisible by the number of groups \(3\)",
+    ),
+    "groups_do_not_divide_last_dim": (
+        lambda: forward(_x(), _num(2), _den(2), dim=-1),
+        ValueError,
+        r"size of dimension 2 of x \(3\) is not divisible by the number of groups \(2\)",
+    ),
+    "more_groups_than_channels": (
+        lambda: forward(_x(), _num(8), _den(8)),
+        ValueError,
+        r"\(4\) is not divisible by the number of groups \(8\)",
+    ),
+    "zero_groups": (
+        lambda: forward(_x(), _num(0), _den(0)),
+        ValueError,
+        r"need at least one group",
+    ),
+    "dim_too_large": (
+        lambda: forward(_x(), _num(), _den(), dim=3),
+        IndexError,
+        r"dim 3 is out of range for x with 3 dimensions",
+    ),
+    "dim_too_negative": (
+        lambda: forward(_x(), _num(), _den(), dim=-4),
+        IndexError,
+        r"dim -4 is out of range for x with 3 dimensions",
+    ),
+    "dim_of_0d_x": (
+        lambda: forward(torch.tensor(1.0), _num(1), _den(1), dim=1),
+        IndexError,
+        r"dim 1 is out of range for x with 0 dimensions",
+    ),
+    "unknown_variant": (
+        lambda: forward(_x(), _num(), _den(), variant="bogus"),
+        ValueError,
+        r"unknown variant 'bogus', expected 'safe', 'abs_sum' or 'plain'",
+    ),
+    "variant_is_case_sensitive": (
+        lambda: forward(_x(), _num(), _den(), variant="Safe"),
+        ValueError,
+        r"unknown variant 'Safe'",
+    ),
+    "numerator_degree_33": (
+        lambda: forward(_x(), _num(terms=34), _den()),
+        ValueError,
+        r"numerator degree m must be in \[0, 32\], got numerator shape \[2, 34\]",
+    ),
+    "denominator_degree_33": (
+        lambda: forward(_x(), _num(), _den(terms=33)),
+        ValueError,
+        r"denominator degree n must be in \[0, 32\], got denominator shape \[2, 33\]",
+    ),
+    "empty_numerator": (
+        lambda: forward(_x(), _num(terms=0), _den()),
+        ValueError,
+        r"numerator degree m must be in \[0, 32\], got numerator shape \[2, 0\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FORWARD_ERRORS))
+def test_forward_rejects(case: str) -> None:
+    call, error, message = FORWARD_ERRORS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_degree_32_is_accepted() -> None:
+    """The limit itself works (the error cases above are one past it)."""
+    y = forward(
+        _x().double(),
+        _num(terms=33, dtype=torch.float64) * 0.1,
+        _den(terms=32, dtype=torch.float64) * 0.1,
+    )
+    assert torch.isfinite(y).all()
+
+
+def _meta(t: Tensor) -> Tensor:
+    return t.to("meta")
+
+
+# The fake (meta) kernel applies the same checks, so torch.compile/export fail the same way.
+META_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+    "x_int": (
+        lambda: forward(_meta(_x().int()), _meta(_num()), _meta(_den())),
+        TypeError,
+        r"x must be float32, float64, float16 or bfloat16",
+    ),
+    "groups_do_not_divide_channels": (
+        lambda: forward(_meta(_x()), _meta(_num(3)), _meta(_den(3))),
+        ValueError,
+        r"not divisible by the number of groups \(3\)",
+    ),
+    "unknown_variant": (
+        lambda: forward(_meta(_x()), _meta(_num()), _meta(_den()), variant="bogus"),
+        ValueError,
+        r"unknown variant 'bogus'",
+    ),
+    "dim_too_large": (
+        lambda: forward(_meta(_x()), _meta(_num()), _meta(_den()), dim=5),
+        IndexError,
+        r"dim 5 is out of range",
+    ),
+    "backward_grad_shape": (
+        lambda: torch.ops.pau.backward(
+            _meta(torch.randn(2, 4)), _meta(_x()), _meta(_num()), _meta(_den()), "safe", 1
+        ),
+        ValueError,
+        r"grad_output shape \[2, 4\] must match x shape \[2, 4, 3\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(META_ERRORS))
+def test_meta_kernel_rejects(case: str) -> None:
+    call, error, message = META_ERRORS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def backward(grad: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    return torch.ops.pau.backward(grad, x, _num(), _den(), "safe", 1)
+
+
+BACKWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+    "grad_shape": (
+        lambda: backward(torch.randn(2, 4), _x()),
+        ValueError,
+        r"grad_output shape \[2, 4\] must match x shape \[2, 4, 3\]",
+    ),
+    "grad_transposed_shape": (
+        lambda: backward(torch.randn(3, 4, 2), _x()),
+        ValueError,
+        r"grad_output shape \[3, 4, 2\] must match x shape \[2, 4, 3\]",
+    ),
+    "grad_dtype": (
+        lambda: backward(_x().double(), _x()),
+        TypeError,
+        r"grad_output dtype \(Double\) must match x dtype \(Float\)",
+    ),
+    "grad_half_for_float_x": (
+        lambda: backward(_x().half(), _x()),
+        TypeError,
+        r"grad_output dtype \(Half\) must match x dtype \(Float\)",
+    ),
+    "grad_device": (
+        lambda: backward(_x().to("meta"), _x()),
+        RuntimeError,
+        r"grad_output is on meta but x is on cpu",
+    ),
+    "x_checks_apply_too": (
+        lambda: torch.ops.pau.backward(_x(), _x(), _num(3), _den(3), "safe", 1),
+        ValueError,
+        r"not divisible by the number of groups \(3\)",
+    ),
+    "variant_checks_apply_too": (
+        lambda: torch.ops.pau.backward(_x(), _x(), _num(), _den(), "nope", 1),
+        ValueError,
+        r"unknown variant 'nope'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKWARD_ERRORS))
+def test_backward_rejects(case: str) -> None:
+    call, error, message = BACKWARD_ERRORS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("wrt", ["x", "numerator", "denominator"])
+def test_double_backward_raises_clear_error(wrt: str) -> None:
+    x = _x().double().requires_grad_()
+    num = _num(dtype=torch.float64).requires_grad_()
+    den = _den(dtype=torch.float64).requires_grad_()
+    y = forward(x, num, den)
+    target = {"x": x, "numerator": num, "denominator": den}[wrt]
+    with pytest.raises(
+        RuntimeError, match=r"double backward, create_graph=True\) is not implemented"
+    ):
+        torch.autograd.grad(y.sum(), target, create_graph=True)
+
+
+def test_backward_without_create_graph_still_works_after_error() -> None:
+    """The failed create_graph call leaves the graph usable for an ordinary backward."""
+    x = _x().requires_grad_()
+    num, den = _num().requires_grad_(), _den().requires_grad_()
+    y = forward(x, num, den)
+    with pytest.raises(RuntimeError, match="double backward"):
+        torch.autograd.grad(y.sum(), x, create_graph=True, retain_graph=True)
+    y.sum().backward()
+    assert x.grad is not None and num.grad is not None and den.grad is not None
+
+
+# ---------------------------------------------------------------------------
+# The module checks its own arguments at construction.
+
+MODULE_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+    "unknown_variant": (lambda: pau.PAU(variant="bogus"), ValueError, r"unknown variant 'bogus'"),
+    "zero_groups": (lambda: pau.PAU(groups=0), ValueError, r"groups must be a positive int"),
+    "float_groups": (lambda: pau.PAU(groups=2.0), ValueError, r"groups must be a positive int"),
+    "one_degree": (lambda: pau.PAU(degrees=(5,)), ValueError, r"degrees must be a pair of ints"),
+    "float_degrees": (
+        lambda: pau.PAU(degrees=(5.0, 4)),
+        ValueError,
+        r"degrees must be a pair of ints",
+    ),
+    "negative_degree": (
+        lambda: pau.PAU(degrees=(5, -1)),
+        ValueError,
+        r"degrees must be non-negative",
+    ),
+    "unknown_preset": (lambda: pau.PAU(init="bogus"), ValueError, r"unknown preset 'bogus'"),
+    "explicit_init_wrong_length": (
+        lambda: pau.PAU(degrees=(3, 2), init=([0.0, 1.0], [0.0, 0.0])),
+        ValueError,
+        r"explicit init has 2 numerator and 2 denominator coefficients; degrees \(3, 2\) "
+        r"need 4 and 2",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MODULE_ERRORS))
+def test_module_rejects(case: str) -> None:
+    call, error, message = MODULE_ERRORS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_module_groups_not_dividing_channels_fails_at_forward() -> None:
+    layer = pau.PAU(groups=3)
+    with pytest.raises(ValueError, match=r"\(4\) is not divisible by the number of groups \(3\)"):
+        layer(_x())
