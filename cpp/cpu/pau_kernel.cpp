@@ -24,6 +24,9 @@ namespace cpu {
 namespace CPU_CAPABILITY {
 namespace {
 
+// The per-vector helpers below must be inlined into the loops (see pau_math.h).
+#define PAU_INLINE inline __attribute__((always_inline))
+
 using math::Degrees;
 using math::Variant;
 template <class T>
@@ -34,17 +37,17 @@ template <class T>
 struct VecOps {
   using value = Vec<T>;
   using mask = Vec<T>;  // all bits set in true lanes
-  static value broadcast(T v) { return value(v); }
-  static value abs(const value& v) { return v.abs(); }
-  static value sign(const value& v) {
+  static PAU_INLINE value broadcast(T v) { return value(v); }
+  static PAU_INLINE value abs(const value& v) { return v.abs(); }
+  static PAU_INLINE value sign(const value& v) {
     const value zero(T(0));
     return v.gt(zero) - v.lt(zero);
   }
-  static mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
-  static value select(const mask& m, const value& if_true, const value& if_false) {
+  static PAU_INLINE mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
+  static PAU_INLINE value select(const mask& m, const value& if_true, const value& if_false) {
     return value::blendv(if_false, if_true, m);
   }
-  static value fma(const value& a, const value& b, const value& c) {
+  static PAU_INLINE value fma(const value& a, const value& b, const value& c) {
     return at::vec::fmadd(a, b, c);
   }
 };
@@ -102,12 +105,12 @@ void with_degrees(const Degrees& d, F&& f) {
 }
 
 template <class T>
-Vec<T> load_lanes(const T* p, int64_t lanes) {
+PAU_INLINE Vec<T> load_lanes(const T* p, int64_t lanes) {
   return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
 }
 
 template <class T>
-void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
+PAU_INLINE void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
   if (lanes == Vec<T>::size()) {
     v.store(p);
   } else {
@@ -153,7 +156,7 @@ class TileCoefficients {
 
   // Coefficient vectors for the lanes starting at tile column `column`.
   // Per-lane tiles fill `a` and `b` and point to them.
-  void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
+  PAU_INLINE void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
              Vec<T>* b_buffer) const {
     if (!per_lane_) {
       a = a_;
@@ -182,13 +185,13 @@ class TileCoefficients {
 // wraps like uint32; the logical shift is the arithmetic one masked.
 struct VecU32Ops {
   using value = Vec<int32_t>;
-  static value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
-  static value shift_right(const value& v, int s) {
+  static PAU_INLINE value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
+  static PAU_INLINE value shift_right(const value& v, int s) {
     return (v >> value(s)) & value(static_cast<int32_t>((1u << (32 - s)) - 1u));
   }
-  static value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
-  static value bit_xor(const value& a, const value& b) { return a ^ b; }
-  static value add(const value& a, const value& b) { return a + b; }
+  static PAU_INLINE value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
+  static PAU_INLINE value bit_xor(const value& a, const value& b) { return a ^ b; }
+  static PAU_INLINE value add(const value& a, const value& b) { return a + b; }
 };
 
 // k_ij = w_ij >> 8 (see counter_rng.h) for the elements with logical indices
@@ -258,7 +261,7 @@ class TileNoise {
   // For the lanes at block position i (tile column `column`): factor[0..m+n]
   // and the perturbed coefficients a' = a * factor, b' = b * factor.
   template <class Deg>
-  void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
+  PAU_INLINE void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
                Vec<T>* a_out, Vec<T>* b_out, Vec<T>* factor) {
     const Vec<T>* base_a;
     const Vec<T>* base_b;
