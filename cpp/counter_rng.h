@@ -38,13 +38,7 @@
 
 #include <stdint.h>
 
-#ifndef PAU_HOST_DEVICE
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define PAU_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define PAU_HOST_DEVICE inline
-#endif
-#endif
+#include "pau_math.h"  // PAU_HOST_DEVICE (torch-free as well)
 
 namespace pau {
 namespace rng {

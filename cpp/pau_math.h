@@ -27,8 +27,14 @@
 // Likewise sums run to the effective degrees so that 0 * inf never occurs.
 #pragma once
 
+// Always inlined: the CPU kernels rely on these functions being inlined into
+// their vector loops (FixedDegrees keeps the term arrays in registers), and
+// GCC's unit-growth limits otherwise stop inlining once a translation unit
+// instantiates more kernels (adding the RPAU kernels made PAU 2.5x slower).
 #if defined(__CUDACC__) || defined(__HIPCC__)
 #define PAU_HOST_DEVICE __host__ __device__ __forceinline__
+#elif defined(__GNUC__)
+#define PAU_HOST_DEVICE inline __attribute__((always_inline))
 #else
 #define PAU_HOST_DEVICE inline
 #endif
@@ -75,6 +81,10 @@ PAU_HOST_DEVICE int effective_degree(const C* c, int count, int first, int strid
 // whose compile-time constants let the compiler unroll the loops and keep the
 // term arrays in registers.
 struct Degrees {
+  // Size of the per-element term arrays. Vectorized<T>'s default constructor
+  // zero-fills, so arrays sized by kMaxTerms cost 33 vector stores per element
+  // unless the compiler proves them dead; FixedDegrees sizes them exactly.
+  static constexpr int max_terms = kMaxTerms;
   int m;      // numerator degree (a_0..a_m)
   int n;      // denominator degree (b_1..b_n)
   int m_eff;  // highest non-zero a_j (0 if all are zero)
@@ -84,14 +94,16 @@ struct Degrees {
 // Degrees (M, N) with all leading coefficients non-zero.
 template <int M, int N>
 struct FixedDegrees {
+  static constexpr int max_terms = (M > N ? M : N) + 1;
   static constexpr int m = M;
   static constexpr int n = N;
   static constexpr int m_eff = M;
   static constexpr int n_eff = N;
 };
 
-// e[j] = E_j for j = 0..count-1 (see the header comment), scaling degree s.
-template <class Ops>
+// e[j] = E_j for j = 0..count-1 (see the header comment), scaling degree s;
+// count and s + 1 are at most kTerms.
+template <class Ops, int kTerms = kMaxTerms>
 PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
                                    typename Ops::value* e) {
   using V = typename Ops::value;
@@ -103,7 +115,7 @@ PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
   V sign_s = one;
   if (s & 1) sign_s = Ops::select(large, Ops::sign(x), one);
   const int top = count - 1 > s ? count - 1 : s;
-  V w_power[kMaxTerms];
+  V w_power[kTerms];
   w_power[0] = one;
   for (int i = 1; i <= top; ++i) w_power[i] = w_power[i - 1] * w;
   V x_power = one;  // x^(j-s) for j > s
@@ -154,9 +166,9 @@ template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typename Ops::value* a,
                                             const typename Ops::value* b, const Deg& deg) {
   using V = typename Ops::value;
-  V e[kMaxTerms];
+  V e[Deg::max_terms];
   const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
-  scaled_powers<Ops>(x, deg.n_eff, count, e);
+  scaled_powers<Ops, Deg::max_terms>(x, deg.n_eff, count, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   return r.sum_a / r.d;
 }
@@ -175,9 +187,9 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
                                              typename Ops::value* grad_b,
                                              const typename Ops::value* factor = nullptr) {
   using V = typename Ops::value;
-  V e[kMaxTerms];
+  V e[Deg::max_terms];
   const int top = deg.m > deg.n ? deg.m : deg.n;
-  scaled_powers<Ops>(x, deg.n_eff, top + 1, e);
+  scaled_powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   const V inv_d = Ops::broadcast(1) / r.d;
   const V f = r.sum_a * inv_d;

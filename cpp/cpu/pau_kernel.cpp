@@ -75,7 +75,7 @@ class TileCoefficients {
 
   // Coefficient vectors for the lanes starting at tile column `column`.
   // Per-lane tiles fill `a` and `b` and point to them.
-  void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
+  PAU_INLINE void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
              Vec<T>* b_buffer) const {
     if (!per_lane_) {
       a = a_;
@@ -104,13 +104,13 @@ class TileCoefficients {
 // wraps like uint32; the logical shift is the arithmetic one masked.
 struct VecU32Ops {
   using value = Vec<int32_t>;
-  static value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
-  static value shift_right(const value& v, int s) {
+  static PAU_INLINE value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
+  static PAU_INLINE value shift_right(const value& v, int s) {
     return (v >> value(s)) & value(static_cast<int32_t>((1u << (32 - s)) - 1u));
   }
-  static value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
-  static value bit_xor(const value& a, const value& b) { return a ^ b; }
-  static value add(const value& a, const value& b) { return a + b; }
+  static PAU_INLINE value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
+  static PAU_INLINE value bit_xor(const value& a, const value& b) { return a ^ b; }
+  static PAU_INLINE value add(const value& a, const value& b) { return a + b; }
 };
 
 // k_ij = w_ij >> 8 (see counter_rng.h) for the elements with logical indices
@@ -180,7 +180,7 @@ class TileNoise {
   // For the lanes at block position i (tile column `column`): factor[0..m+n]
   // and the perturbed coefficients a' = a * factor, b' = b * factor.
   template <class Deg>
-  void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
+  PAU_INLINE void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
                Vec<T>* a_out, Vec<T>* b_out, Vec<T>* factor) {
     const Vec<T>* base_a;
     const Vec<T>* base_b;

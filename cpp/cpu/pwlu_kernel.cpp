@@ -51,12 +51,12 @@ struct PwluVecOps : VecOps<T> {
   using value = Vec<T>;
   using mask = Vec<T>;
   using index = IndexVec<T>;
-  static value floor(const value& v) { return v.floor(); }
-  static mask less(const value& a, const value& b) { return a < b; }
-  static mask greater_equal(const value& a, const value& b) { return a >= b; }
-  static mask equal(const value& a, const value& b) { return a == b; }
-  static mask either(const mask& a, const mask& b) { return a | b; }
-  static index to_index(const value& v) { return at::vec::convert_to_int_of_same_size(v); }
+  static PAU_INLINE value floor(const value& v) { return v.floor(); }
+  static PAU_INLINE mask less(const value& a, const value& b) { return a < b; }
+  static PAU_INLINE mask greater_equal(const value& a, const value& b) { return a >= b; }
+  static PAU_INLINE mask equal(const value& a, const value& b) { return a == b; }
+  static PAU_INLINE mask either(const mask& a, const mask& b) { return a | b; }
+  static PAU_INLINE index to_index(const value& v) { return at::vec::convert_to_int_of_same_size(v); }
 };
 
 // Table index of every lane, as a vector and stored once for the scalar
@@ -67,7 +67,7 @@ struct LaneIndex {
 };
 
 template <class T, size_t... L>
-Vec<T> load_lanes_at(const T* table, const Index<T>* lanes, std::index_sequence<L...>) {
+PAU_INLINE Vec<T> load_lanes_at(const T* table, const Index<T>* lanes, std::index_sequence<L...>) {
   return Vec<T>(table[lanes[L]]...);
 }
 
@@ -80,7 +80,7 @@ struct MemoryTables {
   const T* steps;
   IndexVec<T> base;
 
-  index index_of(const IndexVec<T>& k) const {
+  PAU_INLINE index index_of(const IndexVec<T>& k) const {
     index i;
     if constexpr (kOffset) {
       (base + k).store(i.lanes);
@@ -89,12 +89,12 @@ struct MemoryTables {
     }
     return i;
   }
-  Vec<T> point(const index& i) const { return lookup(points, i); }
-  Vec<T> step(const index& i) const { return lookup(steps, i); }
+  PAU_INLINE Vec<T> point(const index& i) const { return lookup(points, i); }
+  PAU_INLINE Vec<T> step(const index& i) const { return lookup(steps, i); }
   static const Index<T>* lanes(const index& i) { return i.lanes; }
 
  private:
-  static Vec<T> lookup(const T* table, const index& i) {
+  static PAU_INLINE Vec<T> lookup(const T* table, const index& i) {
     return load_lanes_at(table, i.lanes, std::make_index_sequence<Vec<T>::size()>{});
   }
 };
@@ -120,12 +120,14 @@ struct RegisterTables {
     steps_low = _mm256_load_ps(s);
     steps_high = _mm256_load_ps(s + 8);
   }
-  index index_of(const index& k) const { return k; }
-  Vec<float> point(const index& i) const { return pick(points_low, points_high, i); }
-  Vec<float> step(const index& i) const { return pick(steps_low, steps_high, i); }
+  PAU_INLINE index index_of(const index& k) const { return k; }
+  PAU_INLINE Vec<float> point(const index& i) const {
+    return pick(points_low, points_high, i);
+  }
+  PAU_INLINE Vec<float> step(const index& i) const { return pick(steps_low, steps_high, i); }
 
  private:
-  static Vec<float> pick(__m256 low, __m256 high, const index& i) {
+  static PAU_INLINE Vec<float> pick(__m256 low, __m256 high, const index& i) {
     const __m256i k = i;
     const __m256 use_high = _mm256_castsi256_ps(_mm256_slli_epi32(k, 28));  // bit 3 -> sign
     return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, k), _mm256_permutevar8x32_ps(high, k),
@@ -173,7 +175,7 @@ class TileParams {
 
   // Per-lane tiles: parameters and row offsets of the lanes starting at tile
   // column `column`.
-  void lanes(int64_t column, Params<V>& out, IndexVec<T>& base) const {
+  PAU_INLINE void lanes(int64_t column, Params<V>& out, IndexVec<T>& base) const {
     const T* c = &table_[column];
     out.left = V::loadu(c + pwlu::kLeft * stride_);
     out.right = V::loadu(c + pwlu::kRight * stride_);
@@ -211,12 +213,12 @@ class TileParams {
 };
 
 template <class T>
-const Index<T>* lane_indices(const LaneIndex<T>& i, Index<T>* /*buffer*/) {
+PAU_INLINE const Index<T>* lane_indices(const LaneIndex<T>& i, Index<T>* /*buffer*/) {
   return i.lanes;
 }
 
 template <class T>
-const Index<T>* lane_indices(const IndexVec<T>& i, Index<T>* buffer) {
+PAU_INLINE const Index<T>* lane_indices(const IndexVec<T>& i, Index<T>* buffer) {
   i.store(buffer);
   return buffer;
 }

@@ -18,6 +18,10 @@ namespace pau {
 namespace cpu {
 namespace CPU_CAPABILITY {
 
+// The per-vector helpers of the kernels must be inlined into their loops
+// (see PAU_HOST_DEVICE in pau_math.h).
+#define PAU_INLINE inline __attribute__((always_inline))
+
 template <class T>
 using Vec = at::vec::Vectorized<T>;
 
@@ -26,17 +30,17 @@ template <class T>
 struct VecOps {
   using value = Vec<T>;
   using mask = Vec<T>;  // all bits set in true lanes
-  static value broadcast(T v) { return value(v); }
-  static value abs(const value& v) { return v.abs(); }
-  static value sign(const value& v) {
+  static PAU_INLINE value broadcast(T v) { return value(v); }
+  static PAU_INLINE value abs(const value& v) { return v.abs(); }
+  static PAU_INLINE value sign(const value& v) {
     const value zero(T(0));
     return v.gt(zero) - v.lt(zero);
   }
-  static mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
-  static value select(const mask& m, const value& if_true, const value& if_false) {
+  static PAU_INLINE mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
+  static PAU_INLINE value select(const mask& m, const value& if_true, const value& if_false) {
     return value::blendv(if_false, if_true, m);
   }
-  static value fma(const value& a, const value& b, const value& c) {
+  static PAU_INLINE value fma(const value& a, const value& b, const value& c) {
     return at::vec::fmadd(a, b, c);
   }
 };
@@ -89,12 +93,12 @@ void store_block(const T* computed, int64_t count, scalar_t* dst) {
 
 // Lanes past `lanes` read as zero.
 template <class T>
-Vec<T> load_lanes(const T* p, int64_t lanes) {
+PAU_INLINE Vec<T> load_lanes(const T* p, int64_t lanes) {
   return lanes == Vec<T>::size() ? Vec<T>::loadu(p) : Vec<T>::loadu(p, lanes);
 }
 
 template <class T>
-void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
+PAU_INLINE void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
   if (lanes == Vec<T>::size()) {
     v.store(p);
   } else {
