@@ -1,28 +1,82 @@
 # CUDA kernels: built when PAU_CUDA is ON, or AUTO and both a CUDA toolkit and a
-# CUDA-enabled torch are present. A CPU-only torch gives a CPU-only build.
-function(pau_add_cuda_sources target)
-  set(_want OFF)
-  if(PAU_CUDA STREQUAL "ON")
-    set(_want ON)
-  elseif(PAU_CUDA STREQUAL "AUTO")
-    include(CheckLanguage)
-    check_language(CUDA)
-    if(CMAKE_CUDA_COMPILER AND TORCH_CUDA_LIBRARIES)
-      set(_want ON)
-    endif()
+# CUDA-enabled torch are present. A CPU-only torch gives a CPU-only build with
+# no error.
+#
+# Included from the top-level CMakeLists.txt after find_package(Torch). A CUDA
+# torch has by then enabled the CUDA language itself (Caffe2's
+# public/cuda.cmake), set CMAKE_CUDA_STANDARD and appended its own -gencode
+# flags (TORCH_CUDA_ARCH_LIST or the GPUs it sees) to CMAKE_CUDA_FLAGS.
+# enable_language() must run at directory scope, so the decision is made here
+# when the file is included, and pau_add_cuda_sources() only adds sources.
+
+if(NOT PAU_CUDA MATCHES "^(AUTO|ON|OFF)$")
+  message(FATAL_ERROR "pau: PAU_CUDA must be AUTO, ON or OFF, got '${PAU_CUDA}'")
+endif()
+
+set(PAU_WITH_CUDA OFF)
+set(_pau_cuda_reason "PAU_CUDA=OFF")
+if(NOT PAU_CUDA STREQUAL "OFF")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(NOT CMAKE_CUDA_COMPILER)
+    set(_pau_cuda_reason "no CUDA compiler (nvcc) found")
+  elseif(NOT TORCH_CUDA_LIBRARIES)
+    # TorchConfig.cmake sets TORCH_CUDA_LIBRARIES only for a CUDA build of torch.
+    set(_pau_cuda_reason "torch was built without CUDA")
+  else()
+    set(PAU_WITH_CUDA ON)
   endif()
-  if(NOT _want)
-    message(STATUS "pau: CUDA kernels disabled (PAU_CUDA=${PAU_CUDA})")
+  if(PAU_CUDA STREQUAL "ON" AND NOT PAU_WITH_CUDA)
+    message(FATAL_ERROR "pau: PAU_CUDA=ON but ${_pau_cuda_reason}; use PAU_CUDA=AUTO or OFF "
+                        "for a CPU-only build")
+  endif()
+endif()
+
+if(PAU_WITH_CUDA)
+  if(NOT PAU_CUDA_ARCHITECTURES)
+    message(FATAL_ERROR "pau: PAU_CUDA_ARCHITECTURES is empty (e.g. \"80;90\")")
+  endif()
+  # Only consulted if the CUDA language is not enabled yet; the target property
+  # below is what counts.
+  if(NOT CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES ${PAU_CUDA_ARCHITECTURES})
+  endif()
+  enable_language(CUDA)
+  # PAU_CUDA_ARCHITECTURES decides the architectures: drop the -gencode flags
+  # torch appended, which would otherwise add (or duplicate) architectures.
+  string(REGEX REPLACE "-gencode[ =]+arch=[^ ]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
+endif()
+
+# Compiles cuda/*.cu into `target` when the CUDA build is on. Files named
+# *_check.cu are compile checks for CI, never part of the library.
+function(pau_add_cuda_sources target)
+  if(NOT PAU_WITH_CUDA)
+    message(STATUS "pau: CUDA kernels disabled (${_pau_cuda_reason})")
     return()
   endif()
   file(GLOB _cuda_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/cuda/*.cu")
+  list(FILTER _cuda_sources EXCLUDE REGEX "_check\\.cu$")
   if(NOT _cuda_sources)
-    message(STATUS "pau: no CUDA sources yet")
-    return()
+    message(FATAL_ERROR "pau: CUDA build requested but there are no sources in cuda/")
   endif()
-  enable_language(CUDA)
   target_sources(${target} PRIVATE ${_cuda_sources})
-  set_target_properties(${target} PROPERTIES CUDA_ARCHITECTURES "${PAU_CUDA_ARCHITECTURES}")
+  set_target_properties(${target} PROPERTIES
+    CUDA_ARCHITECTURES "${PAU_CUDA_ARCHITECTURES}"
+    CUDA_STANDARD ${CMAKE_CXX_STANDARD}
+    CUDA_STANDARD_REQUIRED ON
+    CUDA_EXTENSIONS OFF
+    # The same shared CUDA runtime as torch: one runtime instance per process.
+    CUDA_RUNTIME_LIBRARY Shared)
+  # -lineinfo: source lines for compute-sanitizer and Nsight without slowing
+  # the kernels. The __CUDA_NO_HALF* definitions are the ones torch's
+  # extensions use (no implicit __half conversions next to c10::Half); the
+  # kernels only use explicit conversion intrinsics.
+  target_compile_options(${target} PRIVATE
+    "$<$<COMPILE_LANGUAGE:CUDA>:-O3;-lineinfo;--expt-relaxed-constexpr>"
+    "$<$<COMPILE_LANGUAGE:CUDA>:-D__CUDA_NO_HALF_OPERATORS__;-D__CUDA_NO_HALF_CONVERSIONS__>"
+    "$<$<COMPILE_LANGUAGE:CUDA>:-D__CUDA_NO_BFLOAT16_CONVERSIONS__;-D__CUDA_NO_HALF2_OPERATORS__>")
+  # c10_cuda (stream, device guard, error checks) and the CUDA runtime.
+  target_link_libraries(${target} PRIVATE ${TORCH_CUDA_LIBRARIES})
   target_compile_definitions(${target} PRIVATE PAU_WITH_CUDA)
-  message(STATUS "pau: CUDA kernels enabled for ${PAU_CUDA_ARCHITECTURES}")
+  message(STATUS "pau: CUDA kernels enabled for architectures ${PAU_CUDA_ARCHITECTURES}")
 endfunction()

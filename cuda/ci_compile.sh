@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# CUDA checks that need no GPU; .ci/run calls this when nvcc exists.
+#  1. nvcc compiles the torch-free kernel sources (every cuda/*.cu that
+#     includes no torch header) for each architecture in
+#     PAU_CUDA_ARCHITECTURES (default "80;90"), with the flags of
+#     cmake/cuda.cmake and warnings as errors.
+#  2. The torch glue (cuda/*.cu that includes torch headers) is syntax-checked
+#     by the host compiler against the headers of the torch that `python3`
+#     imports, if any. A CPU wheel lacks the generated
+#     c10/cuda/impl/cuda_cmake_macros.h; C10_CUDA_NO_CMAKE_CONFIGURE_FILE skips
+#     it. Nothing is linked: only a CUDA torch can do that (see cuda/README.md).
+#  3. cuda/emulation_check.cpp runs the kernels on the CPU against a float64
+#     reference (geometry, both tile kinds, all dtypes, variants and degree
+#     paths, bitwise determinism across grid sizes and alignments).
+# Exits non-zero on the first failure. PAU_CI_JOBS: parallel compiles
+# (default: number of CPUs). PAU_CI_SKIP_EMULATION=1 skips step 3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+nvcc_bin=${NVCC:-nvcc}
+if ! command -v "$nvcc_bin" >/dev/null 2>&1; then
+  echo "ci_compile: $nvcc_bin not found" >&2
+  exit 1
+fi
+archs=${PAU_CUDA_ARCHITECTURES:-80;90}
+jobs=${PAU_CI_JOBS:-$(nproc 2>/dev/null || echo 2)}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+# The toolkit's include directory, for host-compiler runs.
+cuda_top=$("$nvcc_bin" --dryrun -x cu -c /dev/null -o /dev/null 2>&1 |
+           sed -n 's/^#\$ TOP=\(.*\)$/\1/p' | head -n 1)
+cuda_include="${cuda_top%/}/include"
+if [ ! -f "$cuda_include/cuda_runtime_api.h" ]; then
+  echo "ci_compile: cannot find the CUDA headers (looked in $cuda_include)" >&2
+  exit 1
+fi
+
+kernel_sources=()
+glue_sources=()
+for f in cuda/*.cu; do
+  if grep -qE '^#include <(torch|ATen|c10)/' "$f"; then
+    glue_sources+=("$f")
+  else
+    kernel_sources+=("$f")
+  fi
+done
+
+# Keep in step with cmake/cuda.cmake.
+export PAU_NVCC="$nvcc_bin" PAU_OUT="$out"
+export PAU_NVCC_FLAGS="-std=c++17 -O3 -lineinfo --expt-relaxed-constexpr \
+-D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
+-D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ \
+--Werror all-warnings -Xcompiler=-Wall,-Wextra,-Werror ${PAU_CI_NVCC_FLAGS:-}"
+
+echo "::: nvcc: ${#kernel_sources[@]} kernel sources for sm_${archs//;/, sm_} ($jobs jobs)"
+start=$(date +%s)
+for arch in ${archs//;/ }; do
+  for f in "${kernel_sources[@]}"; do
+    printf '%s %s\n' "$arch" "$f"
+  done
+done | xargs -P "$jobs" -n 2 bash -c '
+  arch=$0 source=$1
+  object="$PAU_OUT/$(basename "$source" .cu).sm_$arch.o"
+  # shellcheck disable=SC2086
+  if ! "$PAU_NVCC" $PAU_NVCC_FLAGS -arch="sm_$arch" -c "$source" -o "$object" \
+       >"$object.log" 2>&1; then
+    echo "::: FAILED: nvcc -arch=sm_$arch $source" >&2
+    cat "$object.log" >&2
+    exit 255  # stops xargs
+  fi
+  echo "    sm_$arch $source"
+'
+echo "::: nvcc done in $(( $(date +%s) - start )) s"
+
+if [ ${#glue_sources[@]} -gt 0 ]; then
+  torch_include=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "include"))' 2>/dev/null || true)
+  if [ -n "$torch_include" ] && [ -f "$torch_include/torch/library.h" ]; then
+    for f in "${glue_sources[@]}"; do
+      echo "::: syntax check of the torch glue: $f"
+      "${CXX:-g++}" -std=c++17 -fsyntax-only -x c++ -Wall -Wextra -Werror \
+        -DC10_CUDA_NO_CMAKE_CONFIGURE_FILE -isystem "$cuda_include" \
+        -isystem "$torch_include" -isystem "$torch_include/torch/csrc/api/include" \
+        -Icpp "$f"
+    done
+  else
+    echo "::: torch not importable by python3: skipping the syntax check of ${glue_sources[*]}"
+  fi
+fi
+
+if [ "${PAU_CI_SKIP_EMULATION:-0}" != "1" ]; then
+  echo "::: CPU emulation of the CUDA kernels"
+  "${CXX:-g++}" -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unknown-pragmas \
+    -isystem "$cuda_include" cuda/emulation_check.cpp -o "$out/emulation_check"
+  start=$(date +%s)
+  "$out/emulation_check"
+  echo "::: emulation done in $(( $(date +%s) - start )) s"
+fi
+echo "::: CUDA checks passed"

@@ -1,0 +1,662 @@
+// Runs the CUDA kernels of pau_kernels.cuh on the CPU, one fiber per CUDA
+// thread, and checks them against a float64 evaluation of pau_math.h: every
+// output element written exactly where it belongs (guard zones around every
+// buffer), forward, grad_x and the coefficient gradients within tolerance,
+// and the coefficient gradients bitwise identical for other grid sizes and
+// for misaligned (scalar-path) buffers.
+//
+// This is not a GPU test: it cannot see warp-synchronous timing, the memory
+// model, register limits or real vector loads. It checks what a GPU run would otherwise be the
+// first to check: the tile geometry, the per-thread item mapping, the fixed-
+// and run-time-degree paths, the per-lane and broadcast reductions and the
+// final per-group reduction. cuda/ci_compile.sh builds and runs it:
+//   g++ -std=c++17 -O1 -pthread -I<cuda>/include cuda/emulation_check.cpp
+//
+// The emulated built-ins: threadIdx/blockIdx/blockDim/gridDim, __syncthreads
+// and __syncthreads_and (a block barrier), __shfl_down_sync (an exchange
+// buffer between two barriers), __shared__ (function-local statics:
+// blocks run one after another, so one copy is enough) and the dynamic shared
+// memory buffer.
+#define PAU_CUDA_EMULATION 1
+#define __shared__ static
+#define __launch_bounds__(...)
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace emu {
+
+// One block at a time; its CUDA threads are fibers on this OS thread. A fiber
+// runs until it reaches a barrier or returns; when every fiber of the block
+// waits at the barrier, all are released. Deterministic, and far cheaper than
+// one OS thread per CUDA thread. On x86-64 a fiber switch is a few
+// instructions (callee-saved registers and the stack pointer); elsewhere
+// ucontext, whose swapcontext also makes a signal-mask system call.
+void entry();
+
+#if defined(__x86_64__)
+extern "C" void pau_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+    .text
+    .globl pau_emu_switch
+    .type pau_emu_switch, @function
+pau_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size pau_emu_switch, .-pau_emu_switch
+)");
+
+struct Context {
+  void* sp = nullptr;
+};
+Context scheduler;
+
+// A fresh fiber "returns" into entry() with the stack aligned as after a call.
+void prepare(Context& context, std::vector<char>& stack) {
+  auto top = reinterpret_cast<std::uintptr_t>(stack.data() + stack.size()) & ~std::uintptr_t(15);
+  void** sp = reinterpret_cast<void**>(top);
+  *--sp = nullptr;                                  // entry()'s return address: never used
+  *--sp = reinterpret_cast<void*>(&entry);          // popped by ret
+  for (int i = 0; i < 6; ++i) *--sp = nullptr;      // rbp, rbx, r12-r15
+  context.sp = sp;
+}
+void switch_to(Context& from, Context& to) { pau_emu_switch(&from.sp, to.sp); }
+#else
+struct Context {
+  ucontext_t context;
+};
+Context scheduler;
+
+void prepare(Context& context, std::vector<char>& stack) {
+  getcontext(&context.context);
+  context.context.uc_stack.ss_sp = stack.data();
+  context.context.uc_stack.ss_size = stack.size();
+  context.context.uc_link = &scheduler.context;
+  makecontext(&context.context, entry, 0);
+}
+void switch_to(Context& from, Context& to) { swapcontext(&from.context, &to.context); }
+#endif
+
+struct Fiber {
+  Context context;
+  std::vector<char> stack;
+  bool done = false;
+  bool predicate = true;
+};
+
+std::vector<Fiber> fibers;
+unsigned int current = 0;
+bool barrier_result = true;
+std::vector<double> exchange;        // __shfl_down_sync
+std::vector<double> dynamic_shared;  // doubles: 8-byte aligned
+std::function<void()> body;          // the kernel call of the running block
+
+// Waits until every thread of the block is here; returns the AND of the
+// threads' predicates (__syncthreads_and).
+bool barrier(bool predicate) {
+  fibers[current].predicate = predicate;
+  switch_to(fibers[current].context, scheduler);
+  return barrier_result;
+}
+
+void entry() {
+  body();
+  fibers[current].done = true;
+  switch_to(fibers[current].context, scheduler);  // never resumed
+  std::abort();
+}
+
+}  // namespace emu
+
+uint3 threadIdx;
+uint3 blockIdx;
+dim3 blockDim;
+dim3 gridDim;
+
+void __syncthreads() { emu::barrier(true); }
+int __syncthreads_and(int predicate) { return emu::barrier(predicate != 0) ? 1 : 0; }
+// All threads of a block call the shuffles of block_sum together, so a block
+// barrier stands in for the warp's.
+double __shfl_down_sync(unsigned int, double value, int offset) {
+  const unsigned int t = threadIdx.x;
+  emu::exchange[t] = value;
+  emu::barrier(true);
+  const unsigned int lane = t % 32;
+  const double result =
+      lane + static_cast<unsigned int>(offset) < 32 ? emu::exchange[t + offset] : value;
+  emu::barrier(true);
+  return result;
+}
+
+namespace pau {
+namespace cuda {
+namespace detail {
+unsigned char* dynamic_shared_memory() {
+  return reinterpret_cast<unsigned char*>(emu::dynamic_shared.data());
+}
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pau
+
+#include "pau_kernels.cuh"
+
+namespace {
+
+using pau::cuda::DType;
+using pau::cuda::Plan;
+using pau::cuda::Problem;
+using pau::cuda::detail::KernelArgs;
+using pau::math::Variant;
+
+// Runs kernel(args) on a grid of `grid` blocks of `threads` threads.
+void launch(const std::function<void(const KernelArgs&)>& kernel, unsigned int grid,
+            unsigned int threads, size_t shared_bytes, const KernelArgs& args) {
+  constexpr size_t kStack = 256 * 1024;
+  emu::fibers.resize(threads);
+  for (auto& fiber : emu::fibers) {
+    if (fiber.stack.size() != kStack) fiber.stack.assign(kStack, 0);
+  }
+  emu::exchange.assign(threads, 0.0);
+  // Garbage, not zeros: the kernels must initialise what they read.
+  emu::dynamic_shared.assign(shared_bytes / sizeof(double) + 2, std::nan(""));
+  emu::body = [&] { kernel(args); };
+  gridDim = dim3(grid);
+  blockDim = dim3(threads);
+  for (unsigned int b = 0; b < grid; ++b) {
+    blockIdx = make_uint3(b, 0, 0);
+    for (auto& fiber : emu::fibers) {
+      emu::prepare(fiber.context, fiber.stack);
+      fiber.done = false;
+    }
+    for (;;) {
+      unsigned int running = 0;
+      bool all = true;
+      for (unsigned int t = 0; t < threads; ++t) {
+        if (emu::fibers[t].done) continue;
+        emu::current = t;
+        threadIdx = make_uint3(t, 0, 0);
+        emu::switch_to(emu::scheduler, emu::fibers[t].context);
+        if (!emu::fibers[t].done) {
+          ++running;
+          all = all && emu::fibers[t].predicate;
+        }
+      }
+      if (running == 0) break;
+      if (running != threads) {
+        // Some threads returned while others wait at a barrier: a hang or
+        // undefined behaviour on a GPU.
+        std::printf("FAIL block %u: %u of %u threads wait at a barrier the others never reach\n",
+                    b, running, threads);
+        std::exit(2);
+      }
+      emu::barrier_result = all;
+    }
+  }
+}
+
+uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+double uniform(double lo, double hi) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return lo + (hi - lo) * static_cast<double>(rng_state >> 11) / 9007199254740992.0;
+}
+
+template <class S>
+S from_double(double v) {
+  if constexpr (std::is_same_v<S, __half>) {
+    return __float2half_rn(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<S, __nv_bfloat16>) {
+    return __float2bfloat16_rn(static_cast<float>(v));
+  } else {
+    return static_cast<S>(v);
+  }
+}
+
+template <class S>
+double to_double(S v) {
+  if constexpr (std::is_same_v<S, __half>) {
+    return __half2float(v);
+  } else if constexpr (std::is_same_v<S, __nv_bfloat16>) {
+    return __bfloat162float(v);
+  } else {
+    return static_cast<double>(v);
+  }
+}
+
+template <class S>
+bool same_bits(S a, S b) {
+  return std::memcmp(&a, &b, sizeof(S)) == 0;
+}
+
+template <class S>
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<S, float>) return DType::float32;
+  if constexpr (std::is_same_v<S, double>) return DType::float64;
+  if constexpr (std::is_same_v<S, __half>) return DType::float16;
+  return DType::bfloat16;
+}
+
+template <class S>
+const char* name_of() {
+  if constexpr (std::is_same_v<S, float>) return "float32";
+  if constexpr (std::is_same_v<S, double>) return "float64";
+  if constexpr (std::is_same_v<S, __half>) return "float16";
+  return "bfloat16";
+}
+
+const char* variant_name(Variant v) {
+  return v == Variant::safe ? "safe" : v == Variant::abs_sum ? "abs_sum" : "plain";
+}
+
+// A buffer of n elements at `offset` elements past a 64-byte boundary, with
+// guard elements on both sides.
+template <class T>
+class Guarded {
+ public:
+  Guarded(int64_t n, int offset, T fill) : n_(n), offset_(offset) {
+    storage_.assign(static_cast<size_t>(n + 2 * kGuard + 64), fill);
+    std::memset(static_cast<void*>(storage_.data()), 0x5A, storage_.size() * sizeof(T));
+    begin_ = first_aligned() + kGuard + offset;
+    for (int64_t i = 0; i < n; ++i) data()[i] = fill;
+  }
+  T* data() { return storage_.data() + begin_; }
+  const T* data() const { return storage_.data() + begin_; }
+  bool guards_intact() const {
+    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(storage_.data());
+    const size_t lo = static_cast<size_t>(begin_) * sizeof(T);
+    const size_t hi = static_cast<size_t>(begin_ + n_) * sizeof(T);
+    for (size_t i = 0; i < lo; ++i) {
+      if (bytes[i] != 0x5A) return false;
+    }
+    for (size_t i = hi; i < storage_.size() * sizeof(T); ++i) {
+      if (bytes[i] != 0x5A) return false;
+    }
+    return true;
+  }
+
+ private:
+  static constexpr int64_t kGuard = 32;
+  int64_t first_aligned() const {
+    const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
+    const std::uintptr_t aligned = (address + 63) / 64 * 64;
+    return static_cast<int64_t>((aligned - address) / sizeof(T));
+  }
+  std::vector<T> storage_;
+  int64_t n_;
+  int offset_;
+  int64_t begin_ = 0;
+};
+
+struct Case {
+  int64_t rows;
+  int64_t groups;
+  int64_t run;
+  int m;
+  int n;
+  int zero_leading_group;  // a group whose leading coefficients are 0 (-1: none)
+  double x_scale;
+  bool coefficients_double;
+};
+
+int failures = 0;
+int checks = 0;
+
+void fail(const std::string& what) {
+  ++failures;
+  std::printf("FAIL %s\n", what.c_str());
+}
+
+template <class S, Variant V>
+struct Runner {
+  using T = pau::cuda::detail::compute_t<S>;
+
+  const Case& c;
+  Problem problem;
+  int64_t numel;
+  int K;
+  std::vector<double> num, den;  // (G, m + 1), (G, n) as double
+  std::vector<float> num_f, den_f;
+  std::vector<S> x, g;
+
+  explicit Runner(const Case& cs) : c(cs) {
+    numel = c.rows * c.groups * c.run;
+    K = c.m + 1 + c.n;
+    num.resize(static_cast<size_t>(c.groups * (c.m + 1)));
+    den.resize(static_cast<size_t>(c.groups * c.n));
+    for (int64_t gi = 0; gi < c.groups; ++gi) {
+      for (int j = 0; j <= c.m; ++j) {
+        num[gi * (c.m + 1) + j] = uniform(-1.0, 1.0) / (1 + j);
+      }
+      for (int k = 0; k < c.n; ++k) {
+        den[gi * c.n + k] = uniform(-1.0, 1.0) / (1 + k) * (V == Variant::plain ? 0.02 : 1.0);
+      }
+      if (gi == c.zero_leading_group) {
+        num[gi * (c.m + 1) + c.m] = 0.0;
+        if (c.n > 0) den[gi * c.n + c.n - 1] = 0.0;
+      }
+    }
+    if (!c.coefficients_double) {
+      // The operator would get float coefficients: the reference uses them too.
+      for (auto& v : num) v = static_cast<float>(v);
+      for (auto& v : den) v = static_cast<float>(v);
+    }
+    num_f.assign(num.begin(), num.end());
+    den_f.assign(den.begin(), den.end());
+    x.resize(static_cast<size_t>(numel));
+    g.resize(static_cast<size_t>(numel));
+    for (int64_t i = 0; i < numel; ++i) {
+      x[i] = from_double<S>(uniform(-c.x_scale, c.x_scale));
+      g[i] = from_double<S>(uniform(-1.0, 1.0));
+    }
+    problem.dtype = dtype_of<S>();
+    problem.variant = V;
+    problem.m = c.m;
+    problem.n = c.n;
+    problem.coefficients_double = c.coefficients_double;
+    problem.plan = pau::cuda::make_problem_plan(numel, c.groups, c.groups == 1 ? numel : c.run,
+                                                c.m, c.n, problem.dtype);
+  }
+
+  std::string label() const {
+    char buffer[256];
+    std::snprintf(buffer, sizeof(buffer),
+                  "%s %s m=%d n=%d rows=%lld G=%lld R=%lld zero_group=%d coef=%s [%s L=%d]",
+                  name_of<S>(), variant_name(V), c.m, c.n, static_cast<long long>(c.rows),
+                  static_cast<long long>(c.groups), static_cast<long long>(c.run),
+                  c.zero_leading_group, c.coefficients_double ? "f64" : "f32",
+                  problem.plan.per_lane ? "per-lane" : "broadcast", problem.plan.lanes);
+    return buffer;
+  }
+
+  pau::math::Degrees degrees(int64_t group) const {
+    pau::math::Degrees d;
+    d.m = c.m;
+    d.n = c.n;
+    d.m_eff = std::max(0, pau::math::effective_degree(&num[group * (c.m + 1)], c.m + 1, 0));
+    d.n_eff = pau::math::effective_degree(c.n ? &den[group * c.n] : nullptr, c.n, 0) + 1;
+    return d;
+  }
+
+  KernelArgs args(const void* coefficients_num, const void* coefficients_den) const {
+    KernelArgs a{};
+    a.plan = problem.plan;
+    a.m = c.m;
+    a.n = c.n;
+    a.coefficients_double = c.coefficients_double;
+    a.numerator = coefficients_num;
+    a.denominator = coefficients_den;
+    return a;
+  }
+
+  struct Outputs {
+    std::vector<S> y, grad_x;
+    std::vector<double> grad_num, grad_den;
+  };
+
+  // One forward and one backward with `max_blocks` blocks at most and the
+  // data `offset` elements past a 64-byte boundary.
+  Outputs run(unsigned int max_blocks, int offset) {
+    const Plan& plan = problem.plan;
+    const S poison = from_double<S>(std::nan(""));
+    Guarded<S> xb(numel, offset, poison), gb(numel, offset, poison);
+    Guarded<S> yb(numel, offset, poison), gxb(numel, offset, poison);
+    std::copy(x.begin(), x.end(), xb.data());
+    std::copy(g.begin(), g.end(), gb.data());
+    const void* cn = c.coefficients_double ? static_cast<const void*>(num.data())
+                                           : static_cast<const void*>(num_f.data());
+    const void* cd = c.coefficients_double ? static_cast<const void*>(den.data())
+                                           : static_cast<const void*>(den_f.data());
+    const unsigned int grid =
+        static_cast<unsigned int>(std::min<int64_t>(plan.tiles(), max_blocks));
+    const int item_bytes = plan.lanes * plan.element_size;
+    auto aligned = [&](const void* p) {
+      return reinterpret_cast<std::uintptr_t>(p) % static_cast<std::uintptr_t>(item_bytes) == 0;
+    };
+    constexpr int FM = 5, FN = 4;
+    const bool fixed = c.m == FM && c.n == FN;
+
+    KernelArgs fa = args(cn, cd);
+    fa.x = xb.data();
+    fa.out = yb.data();
+    fa.vector = plan.vector_layout && aligned(fa.x) && aligned(fa.out);
+    namespace d = pau::cuda::detail;
+    if (plan.per_lane) {
+      const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), false));
+      launch(fixed ? d::forward_per_lane<V, S, FM, FN> : d::forward_per_lane<V, S, -1, -1>, grid,
+             plan.threads, shared, fa);
+    } else {
+      launch(fixed ? d::forward_broadcast<V, S, FM, FN> : d::forward_broadcast<V, S, -1, -1>,
+             grid, pau::cuda::kThreads, 0, fa);
+    }
+
+    Guarded<double> workspace(plan.workspace_elements(), 0, std::nan(""));
+    KernelArgs ba = args(cn, cd);
+    ba.grad = gb.data();
+    ba.x = xb.data();
+    ba.out = gxb.data();
+    ba.workspace = workspace.data();
+    ba.vector = plan.vector_layout && aligned(ba.grad) && aligned(ba.x) && aligned(ba.out);
+    if (plan.per_lane) {
+      const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), true));
+      launch(fixed ? d::backward_per_lane<V, S, FM, FN> : d::backward_per_lane<V, S, -1, -1>,
+             grid, plan.threads, shared, ba);
+    } else {
+      launch(fixed ? d::backward_broadcast<V, S, FM, FN> : d::backward_broadcast<V, S, -1, -1>,
+             grid, pau::cuda::kThreads, 0, ba);
+    }
+    Outputs out;
+    const unsigned int reduce_grid = static_cast<unsigned int>(std::min<int64_t>(plan.groups, 3));
+    if (c.coefficients_double) {
+      Guarded<double> gn(c.groups * (c.m + 1), 0, std::nan(""));
+      Guarded<double> gd(c.groups * c.n, 0, std::nan(""));
+      double* gn_data = gn.data();
+      double* gd_data = gd.data();
+      const double* ws = workspace.data();
+      launch([&](const KernelArgs&) { d::reduce_partials<double>(plan, c.m, c.n, ws, gn_data, gd_data); },
+             reduce_grid, pau::cuda::kReduceThreads, 0, ba);
+      out.grad_num.assign(gn.data(), gn.data() + c.groups * (c.m + 1));
+      out.grad_den.assign(gd.data(), gd.data() + c.groups * c.n);
+      if (!gn.guards_intact() || !gd.guards_intact()) fail(label() + ": coefficient grad guards");
+    } else {
+      Guarded<float> gn(c.groups * (c.m + 1), 0, std::nanf(""));
+      Guarded<float> gd(c.groups * c.n, 0, std::nanf(""));
+      float* gn_data = gn.data();
+      float* gd_data = gd.data();
+      const double* ws = workspace.data();
+      launch([&](const KernelArgs&) { d::reduce_partials<float>(plan, c.m, c.n, ws, gn_data, gd_data); },
+             reduce_grid, pau::cuda::kReduceThreads, 0, ba);
+      out.grad_num.assign(gn.data(), gn.data() + c.groups * (c.m + 1));
+      out.grad_den.assign(gd.data(), gd.data() + c.groups * c.n);
+      if (!gn.guards_intact() || !gd.guards_intact()) fail(label() + ": coefficient grad guards");
+    }
+    if (!xb.guards_intact() || !gb.guards_intact() || !yb.guards_intact() ||
+        !gxb.guards_intact() || !workspace.guards_intact()) {
+      fail(label() + ": a kernel wrote outside its buffers");
+    }
+    out.y.assign(yb.data(), yb.data() + numel);
+    out.grad_x.assign(gxb.data(), gxb.data() + numel);
+    return out;
+  }
+
+  void check() {
+    // Per element, relative to 1 + |value|: float keeps ~1e-6 but loses a
+    // little more where P'(x) - F Q'(x) cancels; half types may round the
+    // stored result one unit in the last place the other way.
+    const double tol = std::is_same_v<S, double>           ? 1e-12
+                       : std::is_same_v<S, float>          ? 3e-5
+                       : std::is_same_v<S, __half>         ? 2e-3
+                                                           : 1.6e-2;
+    // Coefficient gradients: sums accumulated in the compute type per thread.
+    const double sum_tol = std::is_same_v<S, double> ? 1e-12 : 2e-5;
+    const Outputs first = run(1u << 30, 0);
+    ++checks;
+
+    // float64 reference of the same per-element math.
+    std::vector<double> ref_num(num.size(), 0.0), ref_den(den.size(), 0.0);
+    std::vector<double> abs_num(num.size(), 0.0), abs_den(den.size(), 0.0);
+    const int64_t group_run = c.groups == 1 ? numel : c.run;
+    int bad_values = 0;
+    for (int64_t o = 0; o < numel; ++o) {
+      const int64_t group = (o / group_run) % c.groups;
+      const double* a = &num[group * (c.m + 1)];
+      const double* b = c.n ? &den[group * c.n] : nullptr;
+      const pau::math::Degrees deg = degrees(group);
+      const double xv = to_double(x[o]);
+      const double gv = to_double(g[o]);
+      const double y = pau::math::forward<V, pau::math::ScalarOps<double>>(xv, a, b, deg);
+      double ga[pau::math::kMaxTerms] = {};
+      double gb[pau::math::kMaxTerms] = {};
+      const double gx =
+          pau::math::backward<V, pau::math::ScalarOps<double>>(xv, gv, a, b, deg, ga, gb);
+      for (int j = 0; j <= c.m; ++j) {
+        ref_num[group * (c.m + 1) + j] += ga[j];
+        abs_num[group * (c.m + 1) + j] += std::fabs(ga[j]);
+      }
+      for (int k = 0; k < c.n; ++k) {
+        ref_den[group * c.n + k] += gb[k];
+        abs_den[group * c.n + k] += std::fabs(gb[k]);
+      }
+      const double got_y = to_double(first.y[o]);
+      const double got_gx = to_double(first.grad_x[o]);
+      // Half types round the stored result: compare with its rounding.
+      const double want_y = to_double(from_double<S>(y));
+      const double want_gx = to_double(from_double<S>(gx));
+      if (!(got_y == want_y || std::fabs(got_y - want_y) <= tol * (1.0 + std::fabs(want_y)))) {
+        if (bad_values++ < 3) {
+          std::printf("  element %lld: y %.10g want %.10g (x %.10g)\n",
+                      static_cast<long long>(o), got_y, want_y, xv);
+        }
+      }
+      if (!(got_gx == want_gx ||
+            std::fabs(got_gx - want_gx) <= tol * (1.0 + std::fabs(want_gx)))) {
+        if (bad_values++ < 3) {
+          std::printf("  element %lld: grad_x %.10g want %.10g (x %.10g)\n",
+                      static_cast<long long>(o), got_gx, want_gx, xv);
+        }
+      }
+    }
+    if (bad_values > 0) fail(label() + ": forward/grad_x values");
+    auto check_sums = [&](const std::vector<double>& got, const std::vector<double>& want,
+                          const std::vector<double>& scale, const char* what) {
+      for (size_t i = 0; i < want.size(); ++i) {
+        // Float coefficients get float gradients: one more rounding.
+        const double rounding = c.coefficients_double ? 0.0 : 1.2e-7 * std::fabs(want[i]);
+        if (!(std::fabs(got[i] - want[i]) <= sum_tol * scale[i] + rounding + 1e-300)) {
+          std::printf("  %s[%zu]: %.12g want %.12g (sum |terms| %.3g)\n", what, i, got[i],
+                      want[i], scale[i]);
+          fail(label() + ": " + what);
+          return;
+        }
+      }
+    };
+    check_sums(first.grad_num, ref_num, abs_num, "grad_numerator");
+    check_sums(first.grad_den, ref_den, abs_den, "grad_denominator");
+
+    // Bitwise: other grid sizes and misaligned data (scalar loads) give the
+    // same results.
+    const std::pair<unsigned int, int> variants[] = {{1u, 1}, {3u, 0}, {2u, 3}};
+    for (const auto& [blocks, offset] : variants) {
+      const Outputs again = run(blocks, offset);
+      bool same = again.grad_num == first.grad_num && again.grad_den == first.grad_den;
+      for (int64_t o = 0; o < numel && same; ++o) {
+        same = same_bits(again.y[o], first.y[o]) && same_bits(again.grad_x[o], first.grad_x[o]);
+      }
+      if (!same) {
+        fail(label() + ": results differ with " + std::to_string(blocks) + " blocks, offset " +
+             std::to_string(offset));
+      }
+    }
+  }
+};
+
+template <class S>
+void run_dtype(const Case& c) {
+  Runner<S, Variant::safe>(c).check();
+  Runner<S, Variant::abs_sum>(c).check();
+  Runner<S, Variant::plain>(c).check();
+}
+
+void run_all(const Case& c) {
+  run_dtype<float>(c);
+  run_dtype<double>(c);
+  run_dtype<__half>(c);
+  run_dtype<__nv_bfloat16>(c);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Optional: indices of the cases to run (default: all).
+  std::vector<int> only;
+  for (int i = 1; i < argc; ++i) only.push_back(std::atoi(argv[i]));
+  // rows, G, R, m, n, zero-leading group, |x| scale, float64 coefficients
+  const Case cases[] = {
+      // G = 1: one run of numel elements; tails of every length.
+      {1, 1, 1, 5, 4, -1, 3.0, false},
+      {1, 1, 7, 5, 4, -1, 3.0, false},
+      {1, 1, 129, 5, 4, 0, 3.0, true},
+      {1, 1, 4097, 5, 4, -1, 3.0, false},
+      {1, 1, 16384 + 24 + 3, 5, 4, -1, 3.0, false},  // two tiles, odd tail
+      {1, 1, 300, 3, 3, -1, 2.0, false},
+      {1, 1, 200, 8, 7, -1, 1.5, true},
+      {1, 1, 100, 16, 16, -1, 1.2, true},
+      {1, 1, 50, 0, 0, -1, 3.0, false},
+      // Broadcast tiles with several rows: R a multiple of every vector width,
+      // R not (scalar items), R longer than a tile.
+      {5, 4, 64, 5, 4, 2, 3.0, false},
+      {3, 3, 100, 5, 4, -1, 3.0, true},
+      {2, 2, 16384 + 40, 5, 4, -1, 3.0, false},
+      {300, 2, 72, 3, 2, -1, 2.0, false},
+      // Large |x| stays finite (checked against the float64 reference).
+      {2, 2, 96, 5, 4, -1, 1e4, false},
+      // Per-lane tiles: channels-last per channel, several column tiles,
+      // runs that are not a divisor of the item width, zero leading terms.
+      {70, 48, 1, 5, 4, 5, 3.0, false},
+      {40, 300, 1, 5, 4, 7, 3.0, false},
+      {9, 100, 3, 5, 4, -1, 3.0, true},
+      {10, 6, 35, 5, 4, 1, 3.0, false},
+      {600, 5, 2, 8, 7, -1, 1.5, false},
+      {33, 7, 63, 3, 3, -1, 3.0, false},
+  };
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
+  int index = -1;
+  for (const Case& c : cases) {
+    ++index;
+    if (!only.empty() && std::find(only.begin(), only.end(), index) == only.end()) continue;
+    const int before = failures;
+    run_all(c);
+    std::printf("%s rows=%lld G=%lld R=%lld m=%d n=%d\n", failures == before ? "ok  " : "FAIL",
+                static_cast<long long>(c.rows), static_cast<long long>(c.groups),
+                static_cast<long long>(c.run), c.m, c.n);
+  }
+  std::printf("%d configurations checked, %d failures\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}

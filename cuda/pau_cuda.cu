@@ -1,0 +1,140 @@
+// CUDA backend of pau::forward and pau::backward: torch glue only. Checks the
+// arguments (the same checks as the CPU backend), makes x dense, picks the
+// device and stream, allocates outputs and the workspace through torch, and
+// calls the torch-free launchers of pau_kernels.h.
+//
+// Only c10/cuda headers are used (not ATen/cuda/CUDAContext.h, which pulls in
+// cuBLAS/cuSPARSE headers): the stream, the device guard and error checks are
+// all c10's, and at::cuda::getCurrentCUDAStream is c10's function re-exported.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+#include <cstdint>
+#include <tuple>
+
+#include "../cpp/pau_ops.h"
+#include "pau_kernels.h"
+
+namespace pau {
+namespace {
+
+using at::Tensor;
+
+cuda::DType cuda_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat: return cuda::DType::float32;
+    case at::kDouble: return cuda::DType::float64;
+    case at::kHalf: return cuda::DType::float16;
+    case at::kBFloat16: return cuda::DType::bfloat16;
+    default: break;
+  }
+  // check_pau_args has rejected every other dtype already.
+  TORCH_CHECK_TYPE(false, "pau: x must be float32, float64, float16 or bfloat16, got ", type);
+}
+
+// Grid cap: blocks loop over tiles beyond it. 32 blocks per SM keeps every SM
+// busy (8 resident blocks of 256 threads at most) with little tail; the
+// results do not depend on it (tiling.h).
+int64_t max_blocks(const Tensor& x) {
+  int multiprocessors = 0;
+  C10_CUDA_CHECK(
+      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, x.get_device()));
+  return static_cast<int64_t>(multiprocessors > 0 ? multiprocessors : 1) * 32;
+}
+
+void check_cuda_inputs(const char* op, const Tensor& x) {
+  // check_pau_args has already required the coefficients (and grad_output)
+  // to be on x's device; this kernel is only reached with some CUDA tensor.
+  TORCH_CHECK(x.is_cuda(), "pau: ", op, ": x must be a CUDA tensor when the coefficients are, got x on ",
+              x.device());
+}
+
+cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
+                           const Tensor& denominator, const PauArgs& args) {
+  TORCH_CHECK(numerator.is_contiguous() && denominator.is_contiguous(),
+              "pau: internal error: coefficients must be contiguous here");
+  cuda::Problem p;
+  p.dtype = cuda_dtype(dense_x.scalar_type());
+  p.variant = args.variant;
+  p.m = args.m;
+  p.n = args.n;
+  p.coefficients_double = numerator.scalar_type() == at::kDouble;
+  p.numerator = numerator.const_data_ptr();
+  p.denominator = args.n > 0 ? denominator.const_data_ptr() : nullptr;
+  p.plan = cuda::make_problem_plan(dense_x.numel(), args.groups, group_run(dense_x, args), args.m,
+                                   args.n, p.dtype);
+  p.max_blocks = max_blocks(dense_x);
+  TORCH_CHECK(p.plan.tiles() > 0, "pau: internal error: empty CUDA tile plan for ",
+              dense_x.numel(), " elements");
+  TORCH_CHECK(p.plan.shared_bytes(cuda::compute_size(p.dtype), true) <= 48 * 1024,
+              "pau: internal error: CUDA tile plan needs ",
+              p.plan.shared_bytes(cuda::compute_size(p.dtype), true), " bytes of shared memory");
+  return p;
+}
+
+Tensor forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                    c10::string_view variant, int64_t dim) {
+  const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
+  check_cuda_inputs("forward", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const Tensor xd = dense(x);
+  Tensor out = at::empty_like(xd);
+  if (xd.numel() == 0) return out;
+  const Tensor num = numerator.contiguous();
+  const Tensor den = denominator.contiguous();
+  const cuda::Problem problem = make_problem(xd, num, den, args);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
+  C10_CUDA_CHECK(cuda::launch_forward(problem, xd.const_data_ptr(), out.mutable_data_ptr(), stream));
+  return out;
+}
+
+std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, const Tensor& x,
+                                                 const Tensor& numerator,
+                                                 const Tensor& denominator,
+                                                 c10::string_view variant, int64_t dim) {
+  const PauArgs args =
+      check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
+  check_cuda_inputs("backward", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const Tensor xd = dense(x);
+  // The kernel reads grad_output in x's memory order (an expanded or
+  // differently strided gradient is copied once).
+  const Tensor grad = grad_output.strides() == xd.strides()
+                          ? grad_output
+                          : at::empty_like(xd).copy_(grad_output);
+  Tensor grad_x = at::empty_like(xd);
+  // Contiguous (G, m + 1) and (G, n), as the CPU and meta kernels return.
+  Tensor grad_numerator = at::empty({args.groups, args.m + 1}, numerator.options());
+  Tensor grad_denominator = at::empty({args.groups, args.n}, denominator.options());
+  if (xd.numel() == 0) {
+    grad_numerator.zero_();
+    grad_denominator.zero_();
+    return {grad_x, grad_numerator, grad_denominator};
+  }
+  const Tensor num = numerator.contiguous();
+  const Tensor den = denominator.contiguous();
+  const cuda::Problem problem = make_problem(xd, num, den, args);
+  const int64_t workspace_elements = problem.plan.workspace_elements();
+  TORCH_CHECK(workspace_elements > 0, "pau: internal error: empty CUDA workspace");
+  const Tensor workspace = at::empty({workspace_elements}, xd.options().dtype(at::kDouble));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
+  C10_CUDA_CHECK(cuda::launch_backward(
+      problem, grad.const_data_ptr(), xd.const_data_ptr(), grad_x.mutable_data_ptr(),
+      workspace.mutable_data_ptr<double>(), grad_numerator.mutable_data_ptr(),
+      args.n > 0 ? grad_denominator.mutable_data_ptr() : nullptr, stream));
+  return {grad_x, grad_numerator, grad_denominator};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(pau, CUDA, m) {
+  m.impl("forward", &forward_cuda);
+  m.impl("backward", &backward_cuda);
+}
+
+}  // namespace pau

@@ -1,0 +1,123 @@
+// Public launchers of the CUDA kernels (pau_kernels.h): validate the problem,
+// decide vector access and the grid, switch on the dtype (the kernels live in
+// pau_kernels_<dtype>.cu) and run the final per-group reduction of the
+// backward. Torch-free, so CI compiles it with plain nvcc (cuda/ci_compile.sh).
+#include <cstdint>
+
+#include "pau_kernels.cuh"
+#include "pau_kernels.h"
+#include "pau_launch.h"
+
+namespace pau {
+namespace cuda {
+namespace {
+
+bool aligned(const void* pointer, int bytes) {
+  return reinterpret_cast<std::uintptr_t>(pointer) % static_cast<std::uintptr_t>(bytes) == 0;
+}
+
+// Bytes of one item of the plan's tile kind (a 128-bit vector in broadcast
+// tiles).
+int item_bytes(const Plan& plan) { return plan.lanes * plan.element_size; }
+
+unsigned int grid_size(const Problem& p) {
+  int64_t blocks = p.plan.tiles();
+  if (p.max_blocks > 0 && blocks > p.max_blocks) blocks = p.max_blocks;
+  // gridDim.x allows 2^31 - 1; the kernels loop over the remaining tiles.
+  constexpr int64_t kMaxGrid = (int64_t(1) << 31) - 1;
+  if (blocks > kMaxGrid) blocks = kMaxGrid;
+  return static_cast<unsigned int>(blocks);
+}
+
+bool valid(const Problem& p) {
+  return p.plan.numel > 0 && p.plan.tiles() > 0 && p.m >= 0 && p.n >= 0 &&
+         p.m <= math::kMaxDegree && p.n <= math::kMaxDegree &&
+         p.plan.coefficients == p.m + 1 + p.n &&
+         p.plan.element_size == element_size(p.dtype) && p.numerator != nullptr &&
+         (p.n == 0 || p.denominator != nullptr) &&
+         p.plan.shared_bytes(compute_size(p.dtype), true) <= 48 * 1024;
+}
+
+detail::KernelArgs kernel_args(const Problem& p) {
+  detail::KernelArgs args{};
+  args.plan = p.plan;
+  args.m = p.m;
+  args.n = p.n;
+  args.coefficients_double = p.coefficients_double;
+  args.numerator = p.numerator;
+  args.denominator = p.denominator;
+  return args;
+}
+
+}  // namespace
+
+cudaError_t launch_forward(const Problem& p, const void* x, void* out, cudaStream_t stream) {
+  if (!valid(p) || x == nullptr || out == nullptr) return cudaErrorInvalidValue;
+  detail::KernelArgs args = kernel_args(p);
+  args.x = x;
+  args.out = out;
+  const int bytes = item_bytes(p.plan);
+  args.vector = p.plan.vector_layout && aligned(x, bytes) && aligned(out, bytes);
+  const unsigned int blocks = grid_size(p);
+  switch (p.dtype) {
+    case DType::float32: return detail::launch_forward_typed<float>(p, args, blocks, stream);
+    case DType::float64: return detail::launch_forward_typed<double>(p, args, blocks, stream);
+    case DType::float16: return detail::launch_forward_typed<__half>(p, args, blocks, stream);
+    case DType::bfloat16:
+      return detail::launch_forward_typed<__nv_bfloat16>(p, args, blocks, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_backward(const Problem& p, const void* grad, const void* x, void* grad_x,
+                            double* workspace, void* grad_numerator, void* grad_denominator,
+                            cudaStream_t stream) {
+  if (!valid(p) || grad == nullptr || x == nullptr || grad_x == nullptr ||
+      workspace == nullptr || grad_numerator == nullptr ||
+      (p.n > 0 && grad_denominator == nullptr)) {
+    return cudaErrorInvalidValue;
+  }
+  detail::KernelArgs args = kernel_args(p);
+  args.grad = grad;
+  args.x = x;
+  args.out = grad_x;
+  args.workspace = workspace;
+  const int bytes = item_bytes(p.plan);
+  // The alignment only selects vector or scalar loads of the same items, so
+  // the results do not depend on it.
+  args.vector = p.plan.vector_layout && aligned(grad, bytes) && aligned(x, bytes) &&
+                aligned(grad_x, bytes);
+  const unsigned int blocks = grid_size(p);
+  cudaError_t error = cudaErrorInvalidValue;
+  switch (p.dtype) {
+    case DType::float32:
+      error = detail::launch_backward_typed<float>(p, args, blocks, stream);
+      break;
+    case DType::float64:
+      error = detail::launch_backward_typed<double>(p, args, blocks, stream);
+      break;
+    case DType::float16:
+      error = detail::launch_backward_typed<__half>(p, args, blocks, stream);
+      break;
+    case DType::bfloat16:
+      error = detail::launch_backward_typed<__nv_bfloat16>(p, args, blocks, stream);
+      break;
+  }
+  if (error != cudaSuccess) return error;
+  int64_t groups = p.plan.groups;
+  if (groups > 65535) groups = 65535;  // the kernel loops over the rest
+  const auto reduce_blocks = static_cast<unsigned int>(groups);
+  if (p.coefficients_double) {
+    detail::reduce_partials<double><<<reduce_blocks, kReduceThreads, 0, stream>>>(
+        p.plan, p.m, p.n, workspace, static_cast<double*>(grad_numerator),
+        static_cast<double*>(grad_denominator));
+  } else {
+    detail::reduce_partials<float><<<reduce_blocks, kReduceThreads, 0, stream>>>(
+        p.plan, p.m, p.n, workspace, static_cast<float*>(grad_numerator),
+        static_cast<float*>(grad_denominator));
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace cuda
+}  // namespace pau

@@ -1,0 +1,668 @@
+// CUDA kernels of pau::forward and pau::backward. Torch-free: the per-element
+// math is pau_math.h (the same functions the CPU kernels call), the geometry is
+// tiling.h; these kernels only load, loop and reduce.
+//
+// Templated on
+//  * the variant (safe, abs_sum, plain),
+//  * the storage type S of x (float, double, __half, __nv_bfloat16); half and
+//    bfloat16 compute in float, double in double (compute_t<S>),
+//  * a compile-time degree pair (FM, FN), or (-1, -1) for none: a tile whose
+//    coefficients have exactly these effective degrees runs the
+//    math::FixedDegrees path (unrolled, terms in registers); any other tile
+//    (degrees up to kMaxDegree = 32, zero leading coefficients) runs the
+//    run-time math::Degrees path.
+//
+// Coefficient gradients are never accumulated with atomics: every thread sums
+// its elements in a fixed order in the compute type, the block sums the
+// threads in a fixed order in double (warp shuffles with a fixed butterfly,
+// then warps in index order), one partial per (tile, group) goes to a
+// workspace, and reduce_partials sums each group's partials in a fixed order.
+// Tiles depend only on the shape (tiling.h), so results are bitwise
+// reproducible run to run and from GPU to GPU.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
+
+#include "../cpp/pau_math.h"
+#include "pau_launch.h"
+#include "tiling.h"
+
+namespace pau {
+namespace cuda {
+namespace detail {
+
+using math::Degrees;
+using math::Variant;
+
+// Storage <-> compute conversions. Explicit intrinsics, so the kernels also
+// compile with torch's -D__CUDA_NO_HALF_CONVERSIONS__ style flags.
+template <class S>
+struct Element;
+
+template <>
+struct Element<float> {
+  using compute = float;
+  static __device__ __forceinline__ float to_compute(float v) { return v; }
+  static __device__ __forceinline__ float from_compute(float v) { return v; }
+};
+
+template <>
+struct Element<double> {
+  using compute = double;
+  static __device__ __forceinline__ double to_compute(double v) { return v; }
+  static __device__ __forceinline__ double from_compute(double v) { return v; }
+};
+
+template <>
+struct Element<__half> {
+  using compute = float;
+  static __device__ __forceinline__ float to_compute(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half from_compute(float v) { return __float2half_rn(v); }
+};
+
+template <>
+struct Element<__nv_bfloat16> {
+  using compute = float;
+  static __device__ __forceinline__ float to_compute(__nv_bfloat16 v) {
+    return __bfloat162float(v);
+  }
+  static __device__ __forceinline__ __nv_bfloat16 from_compute(float v) {
+    return __float2bfloat16_rn(v);
+  }
+};
+
+template <class S>
+using compute_t = typename Element<S>::compute;
+
+// Elements per item: 128 bits in broadcast tiles; in per-lane tiles 4 (2 for
+// double), because each lane keeps its own gradient accumulators.
+template <class S>
+constexpr int kBroadcastLanes = static_cast<int>(16 / sizeof(S));
+template <class S>
+constexpr int kPerLaneLanes = sizeof(S) == 8 ? 2 : 4;
+
+// L elements loaded or stored with one instruction when aligned.
+template <class S, int L>
+struct alignas(sizeof(S) * L) Pack {
+  S v[L];
+};
+
+// Loads the `count` (<= L) elements of an item; lanes past count read as 0.
+// `vector`: the item start is aligned for a Pack.
+template <class S, int L>
+__device__ __forceinline__ void load_item(const S* __restrict__ src, int count, bool vector,
+                                          compute_t<S> (&out)[L]) {
+  if (vector && count == L) {
+    const Pack<S, L> pack = *reinterpret_cast<const Pack<S, L>*>(src);
+#pragma unroll
+    for (int l = 0; l < L; ++l) out[l] = Element<S>::to_compute(pack.v[l]);
+  } else {
+#pragma unroll
+    for (int l = 0; l < L; ++l) {
+      out[l] = l < count ? Element<S>::to_compute(src[l]) : compute_t<S>(0);
+    }
+  }
+}
+
+template <class S, int L>
+__device__ __forceinline__ void store_item(S* __restrict__ dst, int count, bool vector,
+                                           const compute_t<S> (&in)[L]) {
+  if (vector && count == L) {
+    Pack<S, L> pack;
+#pragma unroll
+    for (int l = 0; l < L; ++l) pack.v[l] = Element<S>::from_compute(in[l]);
+    *reinterpret_cast<Pack<S, L>*>(dst) = pack;
+  } else {
+#pragma unroll
+    for (int l = 0; l < L; ++l) {
+      if (l < count) dst[l] = Element<S>::from_compute(in[l]);
+    }
+  }
+}
+
+// Coefficients of groups [first, first + count) into table[(g - first) * K + k]
+// (a_0..a_m, then b_1..b_n), converted to the compute type as on the CPU.
+template <class T>
+__device__ __forceinline__ void load_coefficients(const KernelArgs& args, int64_t first,
+                                                  int64_t count, T* table) {
+  const int K = args.m + 1 + args.n;
+  for (int64_t i = threadIdx.x; i < count * K; i += blockDim.x) {
+    const int64_t local = i / K;
+    const int k = static_cast<int>(i - local * K);
+    const int64_t g = first + local;
+    const bool in_numerator = k <= args.m;
+    const int64_t index = in_numerator ? g * (args.m + 1) + k : g * args.n + (k - args.m - 1);
+    const void* base = in_numerator ? args.numerator : args.denominator;
+    table[i] = args.coefficients_double ? static_cast<T>(static_cast<const double*>(base)[index])
+                                        : static_cast<T>(static_cast<const float*>(base)[index]);
+  }
+}
+
+// Effective degrees of one group's coefficients (table row), as
+// HostCoefficients computes them for the CPU kernels.
+template <class T>
+__device__ __forceinline__ Degrees degrees_of(const T* coefficients, int m, int n) {
+  Degrees d;
+  d.m = m;
+  d.n = n;
+  const int m_eff = math::effective_degree(coefficients, m + 1, 0);
+  d.m_eff = m_eff > 0 ? m_eff : 0;
+  d.n_eff = math::effective_degree(coefficients + m + 1, n, 0) + 1;
+  return d;
+}
+
+template <int FM, int FN>
+__device__ __forceinline__ bool is_fixed(const Degrees& d) {
+  return d.m == FM && d.n == FN && d.m_eff == FM && d.n_eff == FN;
+}
+
+// Loops over lanes and coefficients are unrolled on the compile-time-degree
+// path only: unrolling the run-time path (loops of up to 33 terms per lane)
+// multiplies code size and compile time for no gain.
+template <class Deg>
+constexpr bool kFixedDegrees = !std::is_same_v<Deg, Degrees>;
+template <class Deg, int N>
+constexpr int kUnroll = kFixedDegrees<Deg> ? N : 1;
+
+// Gradient accumulators per lane: exactly K for compile-time degrees (so they
+// stay in registers), the maximum for run-time degrees.
+template <class Deg>
+struct Accumulators {
+  static constexpr int size = 2 * math::kMaxTerms;
+};
+template <int M, int N>
+struct Accumulators<math::FixedDegrees<M, N>> {
+  static constexpr int size = M + 1 + N;
+};
+
+// Degrees of a per-lane table group: the run-time ones from the table of
+// effective degrees, or the compile-time ones.
+template <class Deg>
+__device__ __forceinline__ Deg lane_degrees(const int* effective, int64_t local, int m, int n) {
+  if constexpr (std::is_same_v<Deg, Degrees>) {
+    Degrees d;
+    d.m = m;
+    d.n = n;
+    d.m_eff = effective[2 * local];
+    d.n_eff = effective[2 * local + 1];
+    return d;
+  } else {
+    return Deg{};
+  }
+}
+
+// Dynamic shared memory of a block. cuda/emulation_check.cpp, which runs these
+// kernels on the CPU, provides its own.
+#if !defined(PAU_CUDA_EMULATION)
+__device__ __forceinline__ unsigned char* dynamic_shared_memory() {
+  extern __shared__ __align__(16) unsigned char pau_dynamic_shared[];
+  return pau_dynamic_shared;
+}
+#endif
+
+// The per-lane dynamic shared memory: coefficient table, effective degrees,
+// per-group sum buffer (the layout of Plan::shared_bytes).
+template <class T>
+struct PerLaneShared {
+  T* coefficients;
+  int* degrees;
+  double* sums;
+
+  __device__ __forceinline__ PerLaneShared(unsigned char* base, const Plan& plan) {
+    int64_t offset = 0;
+    coefficients = reinterpret_cast<T*>(base);
+    offset += plan.groups_per_tile * plan.coefficients * static_cast<int64_t>(sizeof(T));
+    offset = (offset + 15) / 16 * 16;
+    degrees = reinterpret_cast<int*>(base + offset);
+    offset += plan.groups_per_tile * 2 * static_cast<int64_t>(sizeof(int));
+    offset = (offset + 15) / 16 * 16;
+    sums = reinterpret_cast<double*>(base + offset);
+  }
+};
+
+// Loads a per-lane tile's coefficient table and effective degrees. Returns,
+// to every thread, whether all its groups have the full degrees (m, n).
+// Callers synchronise before (the previous tile may still read the table).
+template <class T>
+__device__ __forceinline__ bool load_table(const KernelArgs& args, const Tile& tile,
+                                           const PerLaneShared<T>& shared) {
+  const int K = args.m + 1 + args.n;
+  load_coefficients(args, tile.first_group, tile.group_count, shared.coefficients);
+  __syncthreads();
+  bool full = true;
+  for (int64_t local = threadIdx.x; local < tile.group_count; local += blockDim.x) {
+    const Degrees d = degrees_of(shared.coefficients + local * K, args.m, args.n);
+    shared.degrees[2 * local] = d.m_eff;
+    shared.degrees[2 * local + 1] = d.n_eff;
+    full = full && d.m_eff == args.m && d.n_eff == args.n;
+  }
+  return __syncthreads_and(full) != 0;
+}
+
+// ---------------------------------------------------------------------------
+// Forward
+
+template <Variant variant, class S, class Deg>
+__device__ __forceinline__ void forward_broadcast_tile(const KernelArgs& args, const Tile& tile,
+                                                       const compute_t<S>* a,
+                                                       const compute_t<S>* b, const Deg& deg) {
+  using T = compute_t<S>;
+  constexpr int L = kBroadcastLanes<S>;
+  const auto* __restrict__ x = static_cast<const S*>(args.x);
+  auto* __restrict__ out = static_cast<S*>(args.out);
+  const int width = static_cast<int>(tile.column_end - tile.column_begin);
+  const int per_row = (width + L - 1) / L;
+  const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
+  for (int i = threadIdx.x; i < items; i += blockDim.x) {
+    const int r = i / per_row;
+    const int column = (i - r * per_row) * L;
+    const int64_t offset = (tile.row_begin + r) * args.plan.row_length + tile.column_begin + column;
+    const int count = width - column < L ? width - column : L;
+    T v[L];
+    load_item<S, L>(x + offset, count, args.vector, v);
+#pragma unroll kUnroll<Deg, L>
+    for (int l = 0; l < L; ++l) v[l] = math::forward<variant, math::ScalarOps<T>, Deg>(v[l], a, b, deg);
+    store_item<S, L>(out + offset, count, args.vector, v);
+  }
+}
+
+template <Variant variant, class S, int FM, int FN>
+__global__ void __launch_bounds__(kThreads) forward_broadcast(const KernelArgs args) {
+  using T = compute_t<S>;
+  __shared__ T coefficients[2 * math::kMaxTerms];
+  const Plan& plan = args.plan;
+  int64_t loaded = -1;
+  for (int64_t index = blockIdx.x; index < plan.tiles(); index += gridDim.x) {
+    const Tile tile = tile_at(plan, index);
+    if (tile.first_group != loaded) {
+      __syncthreads();
+      load_coefficients(args, tile.first_group, 1, coefficients);
+      __syncthreads();
+      loaded = tile.first_group;
+    }
+    const T* a = coefficients;
+    const T* b = coefficients + args.m + 1;
+    const Degrees deg = degrees_of(coefficients, args.m, args.n);
+    if constexpr (FM >= 0) {
+      if (is_fixed<FM, FN>(deg)) {
+        T ra[FM + 1];
+        T rb[FN > 0 ? FN : 1];
+#pragma unroll
+        for (int j = 0; j <= FM; ++j) ra[j] = a[j];
+#pragma unroll
+        for (int k = 0; k < FN; ++k) rb[k] = b[k];
+        forward_broadcast_tile<variant, S>(args, tile, ra, rb, math::FixedDegrees<FM, FN>{});
+        continue;
+      }
+    }
+    forward_broadcast_tile<variant, S>(args, tile, a, b, deg);
+  }
+}
+
+template <Variant variant, class S, class Deg>
+__device__ __forceinline__ void forward_per_lane_tile(const KernelArgs& args, const Tile& tile,
+                                                      const PerLaneShared<compute_t<S>>& shared) {
+  using T = compute_t<S>;
+  constexpr int L = kPerLaneLanes<S>;
+  const Plan& plan = args.plan;
+  const int K = args.m + 1 + args.n;
+  const auto* __restrict__ x = static_cast<const S*>(args.x);
+  auto* __restrict__ out = static_cast<S*>(args.out);
+  const int column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
+  const int slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
+  const int width = static_cast<int>(tile.column_end - tile.column_begin);
+  const int count = width - column < L ? width - column : L;
+  if (count <= 0) return;
+  // This thread's lanes always hold the same columns, hence the same groups.
+  const T* a[L];
+  Deg deg[L];
+#pragma unroll
+  for (int l = 0; l < L; ++l) {
+    const int64_t local = l < count ? (column + l) / plan.run : 0;
+    a[l] = shared.coefficients + local * K;
+    deg[l] = lane_degrees<Deg>(shared.degrees, local, args.m, args.n);
+  }
+  for (int64_t row = tile.row_begin + slot; row < tile.row_end; row += plan.row_slots) {
+    const int64_t offset = row * plan.row_length + tile.column_begin + column;
+    T v[L];
+    load_item<S, L>(x + offset, count, args.vector, v);
+#pragma unroll kUnroll<Deg, L>
+    for (int l = 0; l < L; ++l) {
+      if (l < count) {
+        v[l] = math::forward<variant, math::ScalarOps<T>, Deg>(v[l], a[l], a[l] + deg[l].m + 1,
+                                                               deg[l]);
+      }
+    }
+    store_item<S, L>(out + offset, count, args.vector, v);
+  }
+}
+
+template <Variant variant, class S, int FM, int FN>
+__global__ void __launch_bounds__(kThreads) forward_per_lane(const KernelArgs args) {
+  using T = compute_t<S>;
+  const PerLaneShared<T> shared(dynamic_shared_memory(), args.plan);
+  for (int64_t index = blockIdx.x; index < args.plan.tiles(); index += gridDim.x) {
+    const Tile tile = tile_at(args.plan, index);
+    __syncthreads();
+    const bool full = load_table(args, tile, shared);
+    if constexpr (FM >= 0) {
+      if (full && args.m == FM && args.n == FN) {
+        forward_per_lane_tile<variant, S, math::FixedDegrees<FM, FN>>(args, tile, shared);
+        continue;
+      }
+    }
+    (void)full;
+    forward_per_lane_tile<variant, S, Degrees>(args, tile, shared);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Backward
+
+// Sums acc[0..K) over the block (fixed order) and writes the K doubles to dst.
+// Every thread of the (whole-warp) block calls it.
+template <int KA, bool unroll, class T>
+__device__ __forceinline__ void block_sum(const T (&acc)[KA], int K, double* warp_sums,
+                                          double* __restrict__ dst) {
+  constexpr int kStride = 2 * math::kMaxTerms;
+  const int lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
+#pragma unroll(unroll ? KA : 1)
+  for (int k = 0; k < KA; ++k) {
+    if (k < K) {
+      double v = static_cast<double>(acc[k]);
+#pragma unroll
+      for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+      if (lane == 0) warp_sums[warp * kStride + k] = v;
+    }
+  }
+  __syncthreads();
+  const int warps = static_cast<int>(blockDim.x >> 5);
+  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+    double total = 0.0;
+    for (int w = 0; w < warps; ++w) total += warp_sums[w * kStride + k];
+    dst[k] = total;
+  }
+  // warp_sums is reused by the next tile.
+  __syncthreads();
+}
+
+template <Variant variant, class S, class Deg>
+__device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, const Tile& tile,
+                                                        const compute_t<S>* a,
+                                                        const compute_t<S>* b, const Deg& deg,
+                                                        double* warp_sums, double* dst) {
+  using T = compute_t<S>;
+  constexpr int L = kBroadcastLanes<S>;
+  constexpr int KA = Accumulators<Deg>::size;
+  const int K = args.m + 1 + args.n;
+  const auto* __restrict__ grad = static_cast<const S*>(args.grad);
+  const auto* __restrict__ x = static_cast<const S*>(args.x);
+  auto* __restrict__ grad_x = static_cast<S*>(args.out);
+  T acc[KA];
+#pragma unroll
+  for (int k = 0; k < KA; ++k) acc[k] = T(0);
+  const int width = static_cast<int>(tile.column_end - tile.column_begin);
+  const int per_row = (width + L - 1) / L;
+  const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
+  for (int i = threadIdx.x; i < items; i += blockDim.x) {
+    const int r = i / per_row;
+    const int column = (i - r * per_row) * L;
+    const int64_t offset = (tile.row_begin + r) * args.plan.row_length + tile.column_begin + column;
+    const int count = width - column < L ? width - column : L;
+    T xv[L];
+    T gv[L];
+    load_item<S, L>(x + offset, count, args.vector, xv);
+    load_item<S, L>(grad + offset, count, args.vector, gv);
+#pragma unroll kUnroll<Deg, L>
+    for (int l = 0; l < L; ++l) {
+      if (l < count) {
+        xv[l] = math::backward<variant, math::ScalarOps<T>, Deg>(xv[l], gv[l], a, b, deg, acc,
+                                                                 acc + deg.m + 1);
+      }
+    }
+    store_item<S, L>(grad_x + offset, count, args.vector, xv);
+  }
+  block_sum<KA, kFixedDegrees<Deg>>(acc, K, warp_sums, dst);
+}
+
+template <Variant variant, class S, int FM, int FN>
+__global__ void __launch_bounds__(kThreads) backward_broadcast(const KernelArgs args) {
+  using T = compute_t<S>;
+  __shared__ T coefficients[2 * math::kMaxTerms];
+  __shared__ double warp_sums[(kThreads / 32) * 2 * math::kMaxTerms];
+  const Plan& plan = args.plan;
+  const int K = args.m + 1 + args.n;
+  int64_t loaded = -1;
+  for (int64_t index = blockIdx.x; index < plan.tiles(); index += gridDim.x) {
+    const Tile tile = tile_at(plan, index);
+    if (tile.first_group != loaded) {
+      __syncthreads();
+      load_coefficients(args, tile.first_group, 1, coefficients);
+      __syncthreads();
+      loaded = tile.first_group;
+    }
+    double* dst = args.workspace + index * K;
+    const T* a = coefficients;
+    const T* b = coefficients + args.m + 1;
+    const Degrees deg = degrees_of(coefficients, args.m, args.n);
+    if constexpr (FM >= 0) {
+      if (is_fixed<FM, FN>(deg)) {
+        T ra[FM + 1];
+        T rb[FN > 0 ? FN : 1];
+#pragma unroll
+        for (int j = 0; j <= FM; ++j) ra[j] = a[j];
+#pragma unroll
+        for (int k = 0; k < FN; ++k) rb[k] = b[k];
+        backward_broadcast_tile<variant, S>(args, tile, ra, rb, math::FixedDegrees<FM, FN>{},
+                                            warp_sums, dst);
+        continue;
+      }
+    }
+    backward_broadcast_tile<variant, S>(args, tile, a, b, deg, warp_sums, dst);
+  }
+}
+
+template <Variant variant, class S, class Deg>
+__device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, const Tile& tile,
+                                                       const PerLaneShared<compute_t<S>>& shared,
+                                                       double* dst) {
+  using T = compute_t<S>;
+  constexpr int L = kPerLaneLanes<S>;
+  constexpr int KA = Accumulators<Deg>::size;
+  const Plan& plan = args.plan;
+  const int K = args.m + 1 + args.n;
+  const auto* __restrict__ grad = static_cast<const S*>(args.grad);
+  const auto* __restrict__ x = static_cast<const S*>(args.x);
+  auto* __restrict__ grad_x = static_cast<S*>(args.out);
+  const int column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
+  const int slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
+  const int width = static_cast<int>(tile.column_end - tile.column_begin);
+  const int count = width - column < L ? width - column : L;
+
+  T acc[L][KA];
+#pragma unroll
+  for (int l = 0; l < L; ++l) {
+#pragma unroll
+    for (int k = 0; k < KA; ++k) acc[l][k] = T(0);
+  }
+  if (count > 0) {
+    const T* a[L];
+    Deg deg[L];
+#pragma unroll
+    for (int l = 0; l < L; ++l) {
+      const int64_t local = l < count ? (column + l) / plan.run : 0;
+      a[l] = shared.coefficients + local * K;
+      deg[l] = lane_degrees<Deg>(shared.degrees, local, args.m, args.n);
+    }
+    for (int64_t row = tile.row_begin + slot; row < tile.row_end; row += plan.row_slots) {
+      const int64_t offset = row * plan.row_length + tile.column_begin + column;
+      T xv[L];
+      T gv[L];
+      load_item<S, L>(x + offset, count, args.vector, xv);
+      load_item<S, L>(grad + offset, count, args.vector, gv);
+#pragma unroll kUnroll<Deg, L>
+      for (int l = 0; l < L; ++l) {
+        if (l < count) {
+          xv[l] = math::backward<variant, math::ScalarOps<T>, Deg>(
+              xv[l], gv[l], a[l], a[l] + deg[l].m + 1, deg[l], acc[l], acc[l] + deg[l].m + 1);
+        }
+      }
+      store_item<S, L>(grad_x + offset, count, args.vector, xv);
+    }
+  }
+
+  // Per-group sums, one coefficient at a time: each thread publishes its
+  // lanes' accumulators at sums[slot][column + l], then thread `local` adds
+  // its group's R columns over all row slots in a fixed order.
+  const int stride = plan.vectors_per_row * L;
+#pragma unroll kUnroll<Deg, KA>
+  for (int k = 0; k < KA; ++k) {
+    if (k < K) {
+      __syncthreads();
+#pragma unroll
+      for (int l = 0; l < L; ++l) shared.sums[slot * stride + column + l] = static_cast<double>(acc[l][k]);
+      __syncthreads();
+      for (int64_t local = threadIdx.x; local < plan.groups_per_tile; local += blockDim.x) {
+        double total = 0.0;
+        if (local < tile.group_count) {
+          for (int64_t c = local * plan.run; c < (local + 1) * plan.run; ++c) {
+            for (int s = 0; s < plan.row_slots; ++s) total += shared.sums[s * stride + c];
+          }
+        }
+        dst[local * K + k] = total;
+      }
+    }
+  }
+}
+
+template <Variant variant, class S, int FM, int FN>
+__global__ void __launch_bounds__(kThreads) backward_per_lane(const KernelArgs args) {
+  using T = compute_t<S>;
+  const PerLaneShared<T> shared(dynamic_shared_memory(), args.plan);
+  const int64_t partials_per_tile = args.plan.groups_per_tile * (args.m + 1 + args.n);
+  for (int64_t index = blockIdx.x; index < args.plan.tiles(); index += gridDim.x) {
+    const Tile tile = tile_at(args.plan, index);
+    double* dst = args.workspace + index * partials_per_tile;
+    __syncthreads();
+    const bool full = load_table(args, tile, shared);
+    if constexpr (FM >= 0) {
+      if (full && args.m == FM && args.n == FN) {
+        backward_per_lane_tile<variant, S, math::FixedDegrees<FM, FN>>(args, tile, shared, dst);
+        continue;
+      }
+    }
+    (void)full;
+    backward_per_lane_tile<variant, S, Degrees>(args, tile, shared, dst);
+  }
+}
+
+// Sums each group's partials (tiling.h: partial_index) in a fixed order: a
+// fixed strided split over kReduceThreads threads, then a shared-memory tree,
+// and writes the gradients in the coefficient dtype C.
+template <class C>
+__global__ void __launch_bounds__(kReduceThreads)
+    reduce_partials(const Plan plan, const int m, const int n,
+                    const double* __restrict__ workspace, C* __restrict__ grad_numerator,
+                    C* __restrict__ grad_denominator) {
+  __shared__ double sums[kReduceThreads];
+  const int K = m + 1 + n;
+  const int64_t count = partials_per_group(plan);
+  for (int64_t g = blockIdx.x; g < plan.groups; g += gridDim.x) {
+    for (int k = 0; k < K; ++k) {
+      double total = 0.0;
+      for (int64_t i = threadIdx.x; i < count; i += kReduceThreads) {
+        total += workspace[partial_index(plan, g, i) * K + k];
+      }
+      sums[threadIdx.x] = total;
+      __syncthreads();
+#pragma unroll
+      for (int half = kReduceThreads / 2; half > 0; half >>= 1) {
+        if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
+        __syncthreads();
+      }
+      if (threadIdx.x == 0) {
+        if (k <= m) {
+          grad_numerator[g * (m + 1) + k] = static_cast<C>(sums[0]);
+        } else {
+          grad_denominator[g * n + (k - m - 1)] = static_cast<C>(sums[0]);
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+#if !defined(PAU_CUDA_EMULATION)
+// ---------------------------------------------------------------------------
+// Typed launchers (pau_launch.h): the variant and degree switch for one
+// storage type.
+
+// Calls f(variant tag, FM, FN tags) with compile-time degrees (5, 4) for the
+// paper's default, as the CPU's with_degrees does, else (-1, -1): run-time
+// degrees only. Add a pair here when benchmarks show it pays.
+template <Variant V>
+using VariantConstant = std::integral_constant<Variant, V>;
+template <int M, int N>
+struct DegreePair {
+  static constexpr int m = M;
+  static constexpr int n = N;
+};
+
+template <class F>
+cudaError_t dispatch_variant_and_degrees(const Problem& p, F&& f) {
+  auto with_degrees = [&](auto variant) -> cudaError_t {
+    if (p.m == 5 && p.n == 4) return f(variant, DegreePair<5, 4>{});
+    return f(variant, DegreePair<-1, -1>{});
+  };
+  switch (p.variant) {
+    case Variant::safe: return with_degrees(VariantConstant<Variant::safe>{});
+    case Variant::abs_sum: return with_degrees(VariantConstant<Variant::abs_sum>{});
+    case Variant::plain: return with_degrees(VariantConstant<Variant::plain>{});
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <class S>
+cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
+                                 cudaStream_t stream) {
+  return dispatch_variant_and_degrees(p, [&](auto variant, auto degrees) -> cudaError_t {
+    constexpr Variant V = decltype(variant)::value;
+    constexpr int FM = decltype(degrees)::m;
+    constexpr int FN = decltype(degrees)::n;
+    if (p.plan.per_lane) {
+      const auto shared = static_cast<size_t>(p.plan.shared_bytes(sizeof(compute_t<S>), false));
+      forward_per_lane<V, S, FM, FN><<<blocks, p.plan.threads, shared, stream>>>(args);
+    } else {
+      forward_broadcast<V, S, FM, FN><<<blocks, kThreads, 0, stream>>>(args);
+    }
+    return cudaGetLastError();
+  });
+}
+
+template <class S>
+cudaError_t launch_backward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
+                                  cudaStream_t stream) {
+  return dispatch_variant_and_degrees(p, [&](auto variant, auto degrees) -> cudaError_t {
+    constexpr Variant V = decltype(variant)::value;
+    constexpr int FM = decltype(degrees)::m;
+    constexpr int FN = decltype(degrees)::n;
+    if (p.plan.per_lane) {
+      const auto shared = static_cast<size_t>(p.plan.shared_bytes(sizeof(compute_t<S>), true));
+      backward_per_lane<V, S, FM, FN><<<blocks, p.plan.threads, shared, stream>>>(args);
+    } else {
+      backward_broadcast<V, S, FM, FN><<<blocks, kThreads, 0, stream>>>(args);
+    }
+    return cudaGetLastError();
+  });
+}
+#endif  // !defined(PAU_CUDA_EMULATION)
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pau

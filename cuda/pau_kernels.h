@@ -1,0 +1,68 @@
+// Launch API of the CUDA kernels of pau::forward / pau::backward: raw pointers
+// and a stream, no torch. pau_cuda.cu (the torch glue) calls these;
+// pau_kernels.cu implements them and is what CI compiles with plain nvcc.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "../cpp/pau_math.h"
+#include "tiling.h"
+
+namespace pau {
+namespace cuda {
+
+enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
+
+inline int element_size(DType t) {
+  switch (t) {
+    case DType::float32: return 4;
+    case DType::float64: return 8;
+    default: return 2;
+  }
+}
+
+// Half and bfloat16 compute in float, float64 in double.
+inline int compute_size(DType t) { return t == DType::float64 ? 8 : 4; }
+
+// One call's problem. x, out, grad, grad_x are dense in the same memory
+// order (see tiling.h); the coefficients are contiguous (G, m + 1) and (G, n)
+// arrays of float (coefficients_double false) or double.
+struct Problem {
+  DType dtype = DType::float32;
+  math::Variant variant = math::Variant::safe;
+  int m = 0;
+  int n = 0;
+  bool coefficients_double = false;
+  const void* numerator = nullptr;
+  const void* denominator = nullptr;
+  Plan plan;
+  // Upper bound for the grid (blocks loop over tiles); 0: one block per tile.
+  // The results do not depend on it.
+  int64_t max_blocks = 0;
+};
+
+// The plan of a problem; numel > 0.
+inline Plan make_problem_plan(int64_t numel, int64_t groups, int64_t run, int m, int n,
+                              DType dtype) {
+  return make_plan(numel, groups, run, m + 1 + n, element_size(dtype), compute_size(dtype));
+}
+
+// Bytes of the double workspace launch_backward needs.
+inline int64_t backward_workspace_bytes(const Problem& p) {
+  return p.plan.workspace_elements() * static_cast<int64_t>(sizeof(double));
+}
+
+// out = F(x), element-wise. Returns the launch's error (cudaSuccess if none).
+cudaError_t launch_forward(const Problem& p, const void* x, void* out, cudaStream_t stream);
+
+// grad_x = dL/dx, grad_numerator (G, m + 1) and grad_denominator (G, n) in the
+// coefficient dtype. workspace: backward_workspace_bytes(p), 8-byte aligned,
+// no initialisation needed. Bitwise deterministic: no floating-point atomics.
+cudaError_t launch_backward(const Problem& p, const void* grad, const void* x, void* grad_x,
+                            double* workspace, void* grad_numerator, void* grad_denominator,
+                            cudaStream_t stream);
+
+}  // namespace cuda
+}  // namespace pau

@@ -1,0 +1,56 @@
+// Internal interface between pau_kernels.cu (argument checks, dtype switch,
+// final reduction) and the per-dtype translation units pau_kernels_<dtype>.cu,
+// which instantiate the kernels of one storage type each. Splitting by dtype
+// lets nvcc compile the four instantiation sets in parallel.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime_api.h>
+
+#include "pau_kernels.h"
+
+namespace pau {
+namespace cuda {
+namespace detail {
+
+// Everything a kernel needs, passed by value (kernel parameter space).
+struct KernelArgs {
+  Plan plan;
+  int m;  // numerator degree
+  int n;  // denominator degree
+  bool coefficients_double;
+  bool vector;  // plan.vector_layout and every data pointer aligned for an item
+  const void* numerator;    // (G, m + 1), float or double
+  const void* denominator;  // (G, n)
+  const void* grad;         // backward only
+  const void* x;
+  void* out;                // forward: F(x); backward: grad_x
+  double* workspace;        // backward only: (tiles, groups_per_tile, K)
+};
+
+// Launch the forward kernel / the backward kernel (without the final
+// reduction) for storage type S (float, double, __half, __nv_bfloat16).
+// Defined in pau_kernels.cuh, instantiated in pau_kernels_<dtype>.cu.
+template <class S>
+cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
+                                 cudaStream_t stream);
+template <class S>
+cudaError_t launch_backward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
+                                  cudaStream_t stream);
+
+// Instantiated only in pau_kernels_<dtype>.cu: other translation units that
+// see the definitions must not compile the kernels again.
+#define PAU_CUDA_TYPED_LAUNCHERS(PREFIX, S)                                              \
+  PREFIX template cudaError_t launch_forward_typed<S>(const Problem&, const KernelArgs&,  \
+                                                      unsigned int, cudaStream_t);        \
+  PREFIX template cudaError_t launch_backward_typed<S>(const Problem&, const KernelArgs&, \
+                                                       unsigned int, cudaStream_t);
+PAU_CUDA_TYPED_LAUNCHERS(extern, float)
+PAU_CUDA_TYPED_LAUNCHERS(extern, double)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __half)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __nv_bfloat16)
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace pau
