@@ -16,6 +16,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
+from pau.pwlu import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
 LAYOUTS = [
@@ -38,8 +39,9 @@ def parameters(groups: int, intervals: int = 16, dtype=torch.float64, seed: int 
     bounds = torch.stack([left, right], dim=1)
     steps = torch.arange(intervals + 1, dtype=torch.float64)
     x = left[:, None] + steps * ((right - left) / intervals)[:, None]
-    points = x.clamp_min(0) + 0.3 * torch.randn(groups, intervals + 1, generator=gen,
-                                                dtype=torch.float64)
+    points = x.clamp_min(0) + 0.3 * torch.randn(
+        groups, intervals + 1, generator=gen, dtype=torch.float64
+    )
     slopes = torch.randn(groups, 2, generator=gen, dtype=torch.float64)
     return points.to(dtype), bounds.to(dtype), slopes.to(dtype)
 
@@ -66,8 +68,7 @@ def op_and_reference_grads(x, points, bounds, slopes, dim, grad=None):
 @pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
 def test_forward_backward_match_reference_float64(intervals, shape, dim, groups, channels_last):
     x = make_x(shape, channels_last=channels_last)
-    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(
-        x, *parameters(groups, intervals), dim)
+    (y, grads), (y_ref, grads_ref) = op_and_reference_grads(x, *parameters(groups, intervals), dim)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
@@ -78,8 +79,10 @@ TOLERANCES = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES))
-@pytest.mark.parametrize("intervals,groups,channels_last",
-                         [(16, 1, False), (16, 8, True), (40, 8, False), (40, 1, False)])
+@pytest.mark.parametrize(
+    "intervals,groups,channels_last",
+    [(16, 1, False), (16, 8, True), (40, 8, False), (40, 1, False)],
+)
 def test_low_precision_match_reference(dtype, intervals, groups, channels_last):
     x = make_x((3, 8, 33, 5), dtype=dtype, channels_last=channels_last)
     points, bounds, slopes = parameters(groups, intervals, dtype=torch.float32)
@@ -118,31 +121,34 @@ def test_gradcheck(groups, intervals):
     points = points + 0.1 * torch.arange(groups, dtype=torch.float64)[:, None]
     x = away_from_breakpoints((2, 3 * groups, 4), bounds, intervals)
     inputs = tuple(t.requires_grad_() for t in (x, points, bounds, slopes))
-    assert torch.autograd.gradcheck(
-        lambda *a: torch.ops.pau.pwlu_forward(*a, 1), inputs)
+    assert torch.autograd.gradcheck(lambda *a: torch.ops.pau.pwlu_forward(*a, 1), inputs)
 
 
 def test_opcheck():
     x = make_x((2, 6, 5), dtype=torch.float32)
     points, bounds, slopes = parameters(3, 8, dtype=torch.float32)
-    torch.library.opcheck(torch.ops.pau.pwlu_forward,
-                          (x, points.requires_grad_(), bounds.requires_grad_(),
-                           slopes.requires_grad_(), 1))
+    torch.library.opcheck(
+        torch.ops.pau.pwlu_forward,
+        (x, points.requires_grad_(), bounds.requires_grad_(), slopes.requires_grad_(), 1),
+    )
     grad = torch.randn_like(x)
-    torch.library.opcheck(torch.ops.pau.pwlu_backward,
-                          (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1))
+    torch.library.opcheck(
+        torch.ops.pau.pwlu_backward, (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1)
+    )
 
 
 def test_breakpoints_and_bounds_exactly():
     # d = 0.5 and 1/d = 2 are exact, so every breakpoint is hit exactly.
     intervals = 8
     bounds = torch.tensor([[-2.0, 2.0]], dtype=torch.float64)
-    points = torch.randn(1, intervals + 1, dtype=torch.float64, generator=torch.Generator()
-                         .manual_seed(3))
+    points = torch.randn(
+        1, intervals + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
     slopes = torch.tensor([[0.25, -0.5]], dtype=torch.float64)
     x = torch.linspace(-2, 2, intervals + 1, dtype=torch.float64)
     (y, grads), (y_ref, grads_ref) = op_and_reference_grads(
-        x, points, bounds, slopes, 0, grad=torch.ones_like(x))
+        x, points, bounds, slopes, 0, grad=torch.ones_like(x)
+    )
     assert torch.equal(y, points[0])
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -158,8 +164,9 @@ def test_outside_both_bounds():
     x = torch.tensor([-1e3, -10.0, -3.5, 3.5, 10.0, 1e3], dtype=torch.float64)
     y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
     left, right = bounds[0]
-    expect = torch.where(x < 0, points[0, 0] + (x - left) * slopes[0, 0],
-                         points[0, -1] + (x - right) * slopes[0, 1])
+    expect = torch.where(
+        x < 0, points[0, 0] + (x - left) * slopes[0, 0], points[0, -1] + (x - right) * slopes[0, 1]
+    )
     torch.testing.assert_close(y, expect, rtol=1e-14, atol=1e-12)
     (_, grads), (_, grads_ref) = op_and_reference_grads(x, points, bounds, slopes, 0)
     for got, want in zip(grads, grads_ref):
@@ -177,8 +184,9 @@ def test_nan_and_inf_inputs(dtype):
     x = torch.tensor([[nan, inf, -inf], [nan, inf, -inf]], dtype=dtype)
     y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0).float()
     assert torch.isnan(y[:, 0]).all()
-    torch.testing.assert_close(y[0, 1:], torch.stack([points[0, -1], points[0, 0]]).to(dtype)
-                               .float())
+    torch.testing.assert_close(
+        y[0, 1:], torch.stack([points[0, -1], points[0, 0]]).to(dtype).float()
+    )
     assert torch.equal(y[1, 1:], torch.tensor([inf, inf]))
     g = torch.ops.pau.pwlu_backward(torch.ones_like(x), x, points, bounds, slopes, 0)[0].float()
     assert torch.isfinite(g[:, 1:]).all()
@@ -186,8 +194,12 @@ def test_nan_and_inf_inputs(dtype):
 
 def test_large_finite_inputs_stay_finite():
     module = pau.PWLU(init="identity", dim=0)
-    for dtype, value in [(torch.float32, 3e38), (torch.bfloat16, 3e38), (torch.float16, 6e4),
-                         (torch.float64, 1e308)]:
+    for dtype, value in [
+        (torch.float32, 3e38),
+        (torch.bfloat16, 3e38),
+        (torch.float16, 6e4),
+        (torch.float64, 1e308),
+    ]:
         x = torch.tensor([value, -value], dtype=dtype)
         with torch.no_grad():
             y = module(x)
@@ -229,12 +241,15 @@ def parameter_grads(x, points, bounds, slopes, dim):
     return torch.autograd.grad(y, params, torch.ones_like(y))
 
 
-@pytest.mark.parametrize("shape,dim,groups,intervals,channels_last", [
-    ((8, 16, 64, 64), 1, 1, 16, False),
-    ((8, 16, 64, 64), 1, 16, 40, False),
-    ((8, 16, 32, 32), 1, 16, 16, True),
-    ((64, 100, 48), -1, 48, 256, False),
-])
+@pytest.mark.parametrize(
+    "shape,dim,groups,intervals,channels_last",
+    [
+        ((8, 16, 64, 64), 1, 1, 16, False),
+        ((8, 16, 64, 64), 1, 16, 40, False),
+        ((8, 16, 32, 32), 1, 16, 16, True),
+        ((64, 100, 48), -1, 48, 256, False),
+    ],
+)
 def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, channels_last):
     x = make_x(shape, dtype=torch.float32, channels_last=channels_last)
     params = parameters(groups, intervals, dtype=torch.float32)
@@ -253,7 +268,8 @@ def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, ch
 def test_each_isa_matches_reference():
     script = textwrap.dedent("""
         import torch, pau
-        from pau.reference import pwlu_reference
+        from pau.pwlu import pwlu_segments, segment_tables
+from pau.reference import pwlu_reference
         x = torch.randn(3, 8, 17, 9) * 2.5
         for n in (16, 40):
             points = torch.randn(8, n + 1)
@@ -273,14 +289,18 @@ def test_each_isa_matches_reference():
     """)
     cpuinfo = Path("/proc/cpuinfo")
     flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    isas = ["default"] + (["avx2"] if " avx2" in flags else []) + (
-        ["avx512"] if " avx512bw" in flags else [])
+    isas = (
+        ["default"]
+        + (["avx2"] if " avx2" in flags else [])
+        + (["avx512"] if " avx512bw" in flags else [])
+    )
     # The rest of this file already runs the ISA this process uses.
     isas = [isa for isa in isas if isa.upper() != pau._C.cpu_capability()]
     for isa in isas:
         env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, check=True).stdout.strip()
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
         assert out == isa.upper()
 
 
@@ -288,8 +308,9 @@ def test_functional_and_module_presets():
     x = torch.linspace(-5, 5, 101)
     torch.testing.assert_close(pau.PWLU(dim=0)(x), torch.relu(x))
     torch.testing.assert_close(pau.PWLU(dim=0, init="identity")(x), x)
-    torch.testing.assert_close(pau.PWLU(dim=0, init="leaky_relu")(x),
-                               torch.nn.functional.leaky_relu(x, 0.01))
+    torch.testing.assert_close(
+        pau.PWLU(dim=0, init="leaky_relu")(x), torch.nn.functional.leaky_relu(x, 0.01)
+    )
     act = pau.PWLU(num_points=8, groups=4)
     assert act.points.shape == (4, 9) and act.bounds.shape == (4, 2)
     assert act.slopes.shape == (4, 2)
@@ -309,8 +330,14 @@ def test_module_training_step_and_state_dict_round_trip():
     other = pau.PWLU(num_points=8, groups=4)
     missing = other.load_state_dict(act.state_dict())
     assert not missing.missing_keys and not missing.unexpected_keys
-    assert set(act.state_dict()) == {"points", "bounds", "slopes", "running_mean",
-                                     "running_var", "num_batches_tracked"}
+    assert set(act.state_dict()) == {
+        "points",
+        "bounds",
+        "slopes",
+        "running_mean",
+        "running_var",
+        "num_batches_tracked",
+    }
     for key, value in act.state_dict().items():
         assert torch.equal(other.state_dict()[key], value), key
     assert int(other.num_batches_tracked) == 1
@@ -358,8 +385,9 @@ def test_statistics_per_group_and_momentum():
     torch.testing.assert_close(act.running_var, torch.tensor([0.9, 0.9 * 4]))
     assert pau.pwlu_realign(act) == 1
     std = act.running_var.sqrt()
-    torch.testing.assert_close(act.bounds, torch.stack([act.running_mean - 3 * std,
-                                                        act.running_mean + 3 * std], 1))
+    torch.testing.assert_close(
+        act.bounds, torch.stack([act.running_mean - 3 * std, act.running_mean + 3 * std], 1)
+    )
     # The relu kink lies inside the second group's interval: relu at the
     # breakpoints, linear in between, constant left and x - B_R + Y_N right.
     left, right = act.bounds[1].tolist()
@@ -383,6 +411,131 @@ def test_realign_without_statistics_warns_and_keeps_parameters():
     assert model[1].collecting
 
 
+# Inference tables: pau.pwlu.segment_tables / pwlu_segments against the operator.
+
+
+def segments_tolerance(points, bounds, slopes, dtype) -> float:
+    """A few ulp of the terms both evaluations round: max |Y| + N max |S_k| + width max |K|.
+
+    The operator's position u = (x - B_L) N / width carries a rounding error
+    of up to N ulp, scaled by S_k; the tables' (x - B_L) b_k the same; so
+    neither is within a few ulp of F itself where F is near 0 inside a steep
+    interval.
+    """
+    p, b, k = (t.double() for t in (points, bounds, slopes))
+    n = p.shape[1] - 1
+    scale = (
+        p.abs().amax(1) + n * p.diff(dim=1).abs().amax(1) + (b[:, 1] - b[:, 0]) * k.abs().amax(1)
+    )
+    return 4 * torch.finfo(dtype).eps * float(scale.max())
+
+
+def assert_segments_match(y, y_op, tolerance):
+    assert torch.equal(y.isnan(), y_op.isnan())
+    finite = torch.isfinite(y_op)
+    assert torch.equal(y[~finite & ~y_op.isnan()], y_op[~finite & ~y_op.isnan()])  # same infinities
+    error = (y[finite].double() - y_op[finite].double()).abs()
+    assert error.numel() == 0 or float(error.max()) <= tolerance, float(error.max()) / tolerance
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("intervals", [1, 5, 16, 256])
+@pytest.mark.parametrize("groups", [1, 3])
+def test_segments_match_operator_at_breakpoints_bounds_and_specials(dtype, intervals, groups):
+    points, bounds, slopes = parameters(groups, intervals, dtype=dtype)
+    slopes[0] = 0  # flat outer pieces: +-inf give Y_0 and Y_N
+    rows = []
+    for g in range(groups):
+        left, right = bounds[g]
+        steps = torch.arange(intervals + 1, dtype=dtype)
+        breakpoints = left + steps * ((right - left) / intervals)
+        near = [
+            torch.nextafter(v, torch.tensor(s, dtype=dtype))
+            for v in (left, right)
+            for s in (-float("inf"), float("inf"))
+        ]
+        big = torch.finfo(dtype).max / 4
+        specials = torch.tensor(
+            [float("inf"), -float("inf"), float("nan"), big, -big, 0.0], dtype=dtype
+        )
+        spread = torch.linspace(float(left) - 2, float(right) + 2, 301, dtype=dtype)
+        rows.append(torch.cat([breakpoints, torch.stack(near), bounds[g], specials, spread]))
+    x = torch.stack(rows)
+    y_op = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
+    y = pwlu_segments(x, segment_tables(points, bounds, slopes, dtype), 0)
+    assert_segments_match(y, y_op, segments_tolerance(points, bounds, slopes, dtype))
+    # The specials themselves: NaN stays NaN; +-inf on group 0's flat outer
+    # pieces give Y_N and Y_0, on the sloped ones the signed infinity.
+    inf_at = intervals + 1 + 4 + 2
+    assert torch.isnan(y[:, inf_at + 2]).all()
+    assert y[0, inf_at] == points[0, -1] and y[0, inf_at + 1] == points[0, 0]
+    for g in range(1, groups):
+        assert y[g, inf_at] == float("inf") * slopes[g, 1].sign()
+        assert y[g, inf_at + 1] == -float("inf") * slopes[g, 0].sign()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("intervals", [1, 16, 256])
+@pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
+def test_segments_match_operator_in_every_layout(
+    dtype, intervals, shape, dim, groups, channels_last
+):
+    points, bounds, slopes = parameters(groups, intervals, dtype=dtype, seed=intervals)
+    x = make_x(shape, dtype=dtype, channels_last=channels_last)
+    y_op = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, dim)
+    y = pwlu_segments(x, segment_tables(points, bounds, slopes, dtype), dim)
+    assert y.shape == x.shape and y.dtype == dtype
+    assert_segments_match(y, y_op, segments_tolerance(points, bounds, slopes, dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_segments_half_inputs_compute_in_float32(dtype):
+    points, bounds, slopes = parameters(4, 16, dtype=torch.float32)
+    x = make_x((3, 4, 33), dtype=dtype)
+    y_op = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 1)
+    y = pwlu_segments(x, segment_tables(points, bounds, slopes), 1)
+    assert y.dtype == dtype
+    # Both round a float32 result once: at most one ulp of the half type apart.
+    torch.testing.assert_close(
+        y.float(), y_op.float(), rtol=torch.finfo(dtype).eps, atol=torch.finfo(dtype).eps
+    )
+
+
+def test_module_segment_tables_equal_eval_forward():
+    act = pau.PWLU(num_points=16, groups=4, dim=-1, init="leaky_relu").eval()
+    with torch.no_grad():
+        act.points.add_(0.1 * torch.randn_like(act.points))
+    x = make_x((5, 7, 4), dtype=torch.float32)
+    tables = act.segment_tables()
+    assert tables.intercepts.shape == tables.slopes.shape == (4, 19)
+    assert not tables.slopes.requires_grad
+    with torch.no_grad():
+        y_op = act(x)
+    assert_segments_match(
+        pwlu_segments(x, tables, act.dim),
+        y_op,
+        segments_tolerance(act.points, act.bounds, act.slopes, torch.float32),
+    )
+
+
+def test_segments_compile_export_torchscript():
+    points, bounds, slopes = parameters(3, 16, dtype=torch.float32)
+    tables = segment_tables(points, bounds, slopes)
+    x = make_x((2, 3, 5, 4), dtype=torch.float32)
+    expected = pwlu_segments(x, tables, 1)
+
+    class Inference(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return pwlu_segments(x, tables, 1)
+
+    compiled = torch.compile(lambda t: pwlu_segments(t, tables, 1), fullgraph=True)
+    torch.testing.assert_close(compiled(x), expected)
+    program = torch.export.export(Inference(), (x,))
+    torch.testing.assert_close(program.module()(x), expected)
+    scripted = torch.jit.script(pwlu_segments)
+    torch.testing.assert_close(scripted(x, tables, 1), expected)
+
+
 def test_torch_compile_fullgraph():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pau.PWLU(groups=4), torch.nn.Flatten())
     x = torch.randn(2, 3, 8, 8)
@@ -394,6 +547,10 @@ def test_torch_compile_fullgraph():
     model(x).sum().backward()
     for got, p in zip(grads, model.parameters()):
         torch.testing.assert_close(got, p.grad)
+    # Eval mode runs the same operator (no statistics, no separate inference path).
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model, fullgraph=True)(x), model(x))
 
 
 def test_export_save_load_in_fresh_process(tmp_path):
@@ -405,7 +562,7 @@ def test_export_save_load_in_fresh_process(tmp_path):
     torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
     script = textwrap.dedent(f"""
         import torch, pau
-        io = torch.load({str(tmp_path / 'io.pt')!r})
+        io = torch.load({str(tmp_path / "io.pt")!r})
         program = torch.export.load({str(path)!r})
         torch.testing.assert_close(program.module()(io["x"]), io["y"])
     """)
@@ -413,8 +570,9 @@ def test_export_save_load_in_fresh_process(tmp_path):
 
 
 def test_torchscript_save_load_in_fresh_process(tmp_path):
-    model = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 1), pau.PWLU(groups=4, num_points=5),
-                                pau.PWLU(init="leaky_relu"))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 1), pau.PWLU(groups=4, num_points=5), pau.PWLU(init="leaky_relu")
+    )
     x = torch.randn(2, 2, 5, 5)
     scripted = torch.jit.script(model)
     path = tmp_path / "model.pt"
@@ -422,7 +580,7 @@ def test_torchscript_save_load_in_fresh_process(tmp_path):
     torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
     script = textwrap.dedent(f"""
         import torch, pau
-        io = torch.load({str(tmp_path / 'io.pt')!r})
+        io = torch.load({str(tmp_path / "io.pt")!r})
         model = torch.jit.load({str(path)!r})
         torch.testing.assert_close(model(io["x"]), io["y"])
         model(io["x"]).sum().backward()
@@ -443,28 +601,58 @@ def test_errors_name_the_problem():
         (lambda: op(x, points.half(), bounds, slopes, 1), TypeError, "points must be float32"),
         (lambda: op(x, points, bounds.double(), slopes, 1), TypeError, "dtype of points"),
         (lambda: op(x, points, bounds.to("meta"), slopes, 1), RuntimeError, "same device"),
-        (lambda: op(x, points[0], bounds, slopes, 1), ValueError,
-         r"points must have shape \(G, N\+1\)"),
-        (lambda: op(x, points[:, :1], bounds, slopes, 1), ValueError,
-         r"number of intervals N must be in \[1, "),
-        (lambda: op(x, torch.zeros(3, 4098), bounds, slopes, 1), ValueError,
-         r"number of intervals N must be in \[1, 4096\]"),
-        (lambda: op(x, points, bounds[:2], slopes, 1), ValueError,
-         r"bounds must have shape \(G, 2\)"),
-        (lambda: op(x, points, bounds, slopes[:, :1], 1), ValueError,
-         r"slopes must have shape \(G, 2\)"),
-        (lambda: op(x, points[:2], bounds[:2], slopes[:2], 2), ValueError,
-         "not divisible by the number of groups"),
+        (
+            lambda: op(x, points[0], bounds, slopes, 1),
+            ValueError,
+            r"points must have shape \(G, N\+1\)",
+        ),
+        (
+            lambda: op(x, points[:, :1], bounds, slopes, 1),
+            ValueError,
+            r"number of intervals N must be in \[1, ",
+        ),
+        (
+            lambda: op(x, torch.zeros(3, 4098), bounds, slopes, 1),
+            ValueError,
+            r"number of intervals N must be in \[1, 4096\]",
+        ),
+        (
+            lambda: op(x, points, bounds[:2], slopes, 1),
+            ValueError,
+            r"bounds must have shape \(G, 2\)",
+        ),
+        (
+            lambda: op(x, points, bounds, slopes[:, :1], 1),
+            ValueError,
+            r"slopes must have shape \(G, 2\)",
+        ),
+        (
+            lambda: op(x, points[:2], bounds[:2], slopes[:2], 2),
+            ValueError,
+            "not divisible by the number of groups",
+        ),
         (lambda: op(x, points, bounds, slopes, 3), IndexError, "dim 3 is out of range"),
-        (lambda: op(x, points, swapped, slopes, 1), ValueError,
-         r"B_L < B_R in every group; group 0 has \(B_L, B_R\)"),
+        (
+            lambda: op(x, points, swapped, slopes, 1),
+            ValueError,
+            r"B_L < B_R in every group; group 0 has \(B_L, B_R\)",
+        ),
         (lambda: op(x, points, nan_bounds, slopes, 1), ValueError, "group 1"),
-        (lambda: op(x, points, torch.tensor([[0.0, 1e-44]] * 3), slopes, 1), ValueError,
-         "too close"),
-        (lambda: torch.ops.pau.pwlu_backward(x[:1], x, points, bounds, slopes, 1), ValueError,
-         "grad_output shape"),
-        (lambda: torch.ops.pau.pwlu_backward(x.double(), x, points, bounds, slopes, 1),
-         TypeError, "grad_output dtype"),
+        (
+            lambda: op(x, points, torch.tensor([[0.0, 1e-44]] * 3), slopes, 1),
+            ValueError,
+            "too close",
+        ),
+        (
+            lambda: torch.ops.pau.pwlu_backward(x[:1], x, points, bounds, slopes, 1),
+            ValueError,
+            "grad_output shape",
+        ),
+        (
+            lambda: torch.ops.pau.pwlu_backward(x.double(), x, points, bounds, slopes, 1),
+            TypeError,
+            "grad_output dtype",
+        ),
         (lambda: pau.PWLU(num_points=0), ValueError, "num_points"),
         (lambda: pau.PWLU(groups=0), ValueError, "groups"),
         (lambda: pau.PWLU(init="tanh"), ValueError, "unknown init"),
