@@ -1,0 +1,846 @@
+"""Swap the fixed activations of an existing network for learnable ones.
+
+:func:`convert` replaces activation modules (``nn.ReLU``, ``nn.GELU``, ...)
+and, in ``torch.fx``-traceable models, functional activations (``F.relu``,
+``torch.relu``, ``x.relu()``, ...) by :class:`pau.PAU`, :class:`pau.RPAU` or
+:class:`pau.PWLU` modules that start out as (an approximation of) the function
+they replace, and reports what it did in a :class:`ConversionSummary`.
+
+How each activation is matched (``init="match"``):
+
+* PAU / RPAU start from the preset (:mod:`pau.presets`) of the same function:
+  ReLU and ReLU6 -> ``relu`` (equal on the presets' range [-3, 3]), GELU ->
+  ``gelu``, SiLU -> ``silu``, Mish, ELU, CELU (alpha 1), Softplus (beta 1),
+  Tanh, Sigmoid; LeakyReLU / PReLU -> the ``leaky_relu*`` preset with their
+  slope, or the nearest slope with a note when there is none. Hardswish ->
+  ``silu`` with a note. ``init="fit"`` fits the coefficients to the replaced
+  module itself instead (about a second per distinct activation).
+* PWLU samples the replaced function at its N+1 breakpoints on
+  [-bound, bound] and takes the outer slopes from the function just outside
+  the bounds, so piecewise-linear activations (ReLU, ReLU6 inside the bounds,
+  any LeakyReLU) are matched exactly.
+
+Every replacement records ``max_error``, the measured max |new(x) - old(x)|
+over x in :data:`pau.presets.X_RANGE` = [-3, 3] at conversion time.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import presets
+from .fit import approximation_error
+from .fit import fit as fit_coefficients
+from .modules import PAU
+from .pwlu import INITS as PWLU_INITS
+from .pwlu import PWLU
+from .reference import pwlu_reference
+from .rpau import RPAU
+
+__all__ = ["convert", "ConversionSummary", "Replacement", "DEFAULT_ACTIVATIONS", "TARGETS"]
+
+#: Activation types that :func:`convert` replaces unless told otherwise: the
+#: hidden-layer nonlinearities. Tanh, Sigmoid, Softplus, PReLU and Hardswish are
+#: supported too but often act as gates or outputs, so they are opt-in.
+DEFAULT_ACTIVATIONS: tuple[type[nn.Module], ...] = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.ELU,
+    nn.CELU,
+)
+
+#: Accepted values of ``to``.
+TARGETS: dict[str, type[nn.Module]] = {"pau": PAU, "rpau": RPAU, "pwlu": PWLU}
+
+# Constructor keywords that ``**kwargs`` may set, per target (init and groups
+# are convert's own arguments).
+_KWARGS = {
+    "pau": ("degrees", "variant", "dim"),
+    "rpau": ("degrees", "variant", "dim", "alpha"),
+    "pwlu": ("num_points", "bound", "dim"),
+}
+
+# Modules whose output channel count tells the channel count of the
+# activation that follows them, and the dim those channels live in.
+_CHANNEL_SOURCES: tuple[tuple[tuple[type[nn.Module], ...], Callable[[Any], int], int], ...] = (
+    (
+        (
+            nn.Conv1d,
+            nn.Conv2d,
+            nn.Conv3d,
+            nn.ConvTranspose1d,
+            nn.ConvTranspose2d,
+            nn.ConvTranspose3d,
+        ),
+        lambda m: m.out_channels,
+        1,
+    ),
+    (
+        (
+            nn.BatchNorm1d,
+            nn.BatchNorm2d,
+            nn.BatchNorm3d,
+            nn.InstanceNorm1d,
+            nn.InstanceNorm2d,
+            nn.InstanceNorm3d,
+        ),
+        lambda m: m.num_features,
+        1,
+    ),
+    ((nn.GroupNorm,), lambda m: m.num_channels, 1),
+    ((nn.Linear,), lambda m: m.out_features, -1),
+    ((nn.LayerNorm,), lambda m: m.normalized_shape[-1], -1),
+)
+
+
+@dataclass
+class Replacement:
+    """One activation that :func:`convert` replaced.
+
+    Attributes:
+        name: qualified name of the new module in the returned model.
+        original: what was there, e.g. ``"ReLU(inplace=True)"`` or
+            ``"F.relu (functional, node relu_1)"``.
+        kind: ``"module"`` or ``"functional"``.
+        module: the new module (a :class:`pau.PAU`, :class:`pau.RPAU` or :class:`pau.PWLU`).
+        init: the preset it starts from, ``"fit"`` or ``"sampled <what>"`` for PWLU.
+        groups: its number of coefficient groups.
+        channels: the channel count used for ``groups="channel"`` (None for layers).
+        max_error: max |new(x) - original(x)| for x in [-3, 3] at conversion.
+        note: anything approximate about the match (empty when exact).
+    """
+
+    name: str
+    original: str
+    kind: str
+    module: nn.Module
+    init: str
+    groups: int
+    channels: Optional[int]
+    max_error: float
+    note: str = ""
+
+
+@dataclass
+class ConversionSummary:
+    """What :func:`convert` did: the replacements and general notes.
+
+    Iterating yields the :class:`Replacement` entries; ``len()`` counts them;
+    ``str()`` is a readable table.
+    """
+
+    to: str
+    replacements: list[Replacement] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.replacements)
+
+    def __iter__(self) -> Iterator[Replacement]:
+        return iter(self.replacements)
+
+    def counts(self) -> dict[str, int]:
+        """Number of replacements per original activation type (e.g. ``{"ReLU": 17}``)."""
+        out: dict[str, int] = {}
+        for r in self.replacements:
+            key = r.original.split("(")[0].split(" ")[0]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    @property
+    def max_error(self) -> float:
+        """The largest ``max_error`` over all replacements (0 when none)."""
+        return max((r.max_error for r in self.replacements), default=0.0)
+
+    def __str__(self) -> str:
+        head = f"pau.convert: {len(self)} activation(s) replaced by {self.to.upper()}"
+        if not self.replacements:
+            return "\n".join([head, *(f"note: {n}" for n in self.notes)])
+        rows = [("name", "original", "init", "groups", "max err [-3,3]")]
+        for r in self.replacements:
+            rows.append((r.name, r.original, r.init, str(r.groups), f"{r.max_error:.2e}"))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = [head]
+        for i, row in enumerate(rows):
+            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        notes = [f"{r.name}: {r.note}" for r in self.replacements if r.note] + self.notes
+        lines += [f"note: {n}" for n in notes]
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------
+# Matching activations to presets
+# ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Match:
+    preset: Optional[str]  # None: no preset for this type
+    target: Callable[[Tensor], Tensor]  # the replaced function, float64 in and out
+    note: str = ""
+
+
+def _leaky_presets() -> dict[float, str]:
+    """Slope -> canonical preset name, read off the names (the aliases spell out 0.01)."""
+    out = {}
+    for name in presets.names():
+        if name.startswith("leaky_relu_"):
+            out[float(name[len("leaky_relu_") :])] = presets.ALIASES.get(name, name)
+    return out
+
+
+def _leaky_match(slope: float, what: str) -> _Match:
+    def target(x: Tensor) -> Tensor:
+        return F.leaky_relu(x, slope)
+
+    table = _leaky_presets()
+    nearest = min(table, key=lambda s: (abs(s - slope), s))
+    note = ""
+    if not math.isclose(nearest, slope, rel_tol=1e-9, abs_tol=1e-12):
+        note = (
+            f"{what} slope {slope:g} has no preset; started from the nearest, "
+            f"{table[nearest]!r} (slope {nearest:g}); init='fit' matches it exactly"
+        )
+    return _Match(table[nearest], target, note)
+
+
+def _match(module: nn.Module) -> _Match:
+    """The preset that matches ``module`` and the function it computes."""
+    if isinstance(module, nn.ReLU6):
+        return _Match("relu", F.relu6, "ReLU6 equals ReLU on [-3, 3]; the preset does not cap at 6")
+    if isinstance(module, nn.ReLU):
+        return _Match("relu", torch.relu)
+    if isinstance(module, nn.LeakyReLU):
+        return _leaky_match(float(module.negative_slope), "LeakyReLU")
+    if isinstance(module, nn.PReLU):
+        weight = module.weight.detach().double()
+        slope = float(weight.mean())
+        match = _leaky_match(slope, "PReLU")
+        if weight.numel() > 1 and float(weight.max() - weight.min()) > 0:
+            match.note = (
+                f"PReLU has per-channel slopes; matched their mean {slope:g}. " + match.note
+            ).strip()
+        return match
+    if isinstance(module, nn.GELU):
+        approximate = getattr(module, "approximate", "none")
+
+        def gelu(x: Tensor) -> Tensor:
+            return F.gelu(x, approximate=approximate)
+
+        note = (
+            "GELU(approximate='tanh'): the preset fits the exact (erf) GELU"
+            if approximate != "none"
+            else ""
+        )
+        return _Match("gelu", gelu, note)
+    if isinstance(module, nn.SiLU):
+        return _Match("silu", F.silu)
+    if isinstance(module, nn.Mish):
+        return _Match("mish", F.mish)
+    if isinstance(module, (nn.ELU, nn.CELU)):
+        alpha = float(module.alpha)
+        kind = type(module).__name__
+
+        def elu(x: Tensor) -> Tensor:
+            return F.elu(x, alpha)
+
+        note = "" if alpha == 1.0 else f"{kind} alpha {alpha:g}: the preset has alpha 1"
+        return _Match("elu", elu, note)
+    if isinstance(module, nn.Softplus):
+        beta, threshold = float(module.beta), float(module.threshold)
+
+        def softplus(x: Tensor) -> Tensor:
+            return F.softplus(x, beta, threshold)
+
+        note = "" if beta == 1.0 else f"Softplus beta {beta:g}: the preset has beta 1"
+        return _Match("softplus", softplus, note)
+    if isinstance(module, nn.Tanh):
+        return _Match("tanh", torch.tanh)
+    if isinstance(module, nn.Sigmoid):
+        return _Match("sigmoid", torch.sigmoid)
+    if isinstance(module, nn.Hardswish):
+        return _Match("silu", F.hardswish, "Hardswish has no preset; started from 'silu'")
+    if isinstance(module, nn.Identity):
+        return _Match("identity", presets.function("identity"))
+    return _Match(None, _module_target(module))
+
+
+def _module_target(module: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``module`` as a float64 function of a 1-D tensor (for unknown activation types)."""
+
+    def target(x: Tensor) -> Tensor:
+        with torch.no_grad():
+            clone = copy.deepcopy(module).to(torch.float64).eval()
+            return clone(x)
+
+    return target
+
+
+# ----------------------------------------------------------------------------
+# Building the new modules
+# ----------------------------------------------------------------------------
+
+
+def _pwlu_sampled(
+    fn: Callable[[Tensor], Tensor], num_points: int, bound: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PWLU points, bounds and slopes (float64) that interpolate ``fn`` on [-bound, bound].
+
+    The outer slopes are ``fn``'s secants over one interval outside each bound,
+    which continues ReLU-like functions exactly.
+    """
+    h = 2 * bound / num_points
+    x = torch.linspace(-bound, bound, num_points + 1, dtype=torch.float64)
+    with torch.no_grad():
+        y = fn(x).to(torch.float64)
+        outer = fn(torch.tensor([-bound - h, bound + h], dtype=torch.float64)).to(torch.float64)
+    slopes = torch.stack([(y[0] - outer[0]) / h, (outer[1] - y[-1]) / h])
+    return y, torch.tensor([-bound, bound], dtype=torch.float64), slopes
+
+
+def _new_module(
+    to: str,
+    original: nn.Module,
+    match: _Match,
+    init: str,
+    groups: int,
+    dim: int,
+    kwargs: dict[str, Any],
+    factory: dict[str, Any],
+    fits: dict[Any, tuple[Tensor, Tensor]],
+) -> tuple[nn.Module, str]:
+    """The replacement for ``original`` and a label of its initialisation."""
+    if to == "pwlu":
+        num_points = kwargs.get("num_points", 16)
+        bound = kwargs.get("bound", 3.0)
+        native = init if init in PWLU_INITS else None
+        if init == "match" and match.preset in PWLU_INITS and not match.note:
+            native = match.preset  # the PWLU's own init is this very function
+        if native is not None:
+            module = PWLU(num_points, groups, dim, init=native, bound=bound, **factory)
+            return module, native
+        module = PWLU(num_points, groups, dim, init="relu", bound=bound, **factory)
+        if init in ("match", "fit"):
+            fn, label = match.target, f"sampled {type(original).__name__}"
+        else:
+            fn, label = presets.function(init), f"sampled {init}"
+        points, bounds, slopes = _pwlu_sampled(fn, module.num_points, module.bound)
+        with torch.no_grad():
+            module.points.copy_(points.expand_as(module.points))
+            module.bounds.copy_(bounds.expand_as(module.bounds))
+            module.slopes.copy_(slopes.expand_as(module.slopes))
+        module.init = label
+        return module, label
+
+    cls = TARGETS[to]
+    extra = {k: kwargs[k] for k in ("degrees", "variant") if k in kwargs}
+    if to == "rpau" and "alpha" in kwargs:
+        extra["alpha"] = kwargs["alpha"]
+    degrees = tuple(extra.get("degrees", (5, 4)))
+    variant = extra.get("variant", "safe")
+    if init == "fit":
+        key = (repr(original), degrees, variant)
+        if key not in fits:
+            result = fit_coefficients(match.target, degrees, variant, presets.X_RANGE)
+            fits[key] = (result.numerator, result.denominator)
+        module = cls(init=fits[key], groups=groups, dim=dim, **extra, **factory)
+        module.init = "fit"
+        return module, "fit"
+    name = match.preset if init == "match" else init
+    module = cls(init=name, groups=groups, dim=dim, **extra, **factory)
+    return module, presets._canonical(name)
+
+
+def _short(module: nn.Module) -> str:
+    return repr(module).replace("\n", " ")
+
+
+def _max_error(module: nn.Module, target: Callable[[Tensor], Tensor]) -> float:
+    """max |module(x) - target(x)| on [-3, 3] for the first group, in float64."""
+    if isinstance(module, PAU):
+        return approximation_error(
+            target,
+            module.numerator[0].detach().double().cpu(),
+            module.denominator[0].detach().double().cpu(),
+            module.variant,
+            presets.X_RANGE,
+            6001,
+        )[0]
+    x = torch.linspace(*presets.X_RANGE, 6001, dtype=torch.float64)
+    with torch.no_grad():
+        y = pwlu_reference(
+            x,
+            module.points[:1].double().cpu(),
+            module.bounds[:1].double().cpu(),
+            module.slopes[:1].double().cpu(),
+            dim=0,
+        )
+        return float((y - target(x)).abs().max())
+
+
+# ----------------------------------------------------------------------------
+# Channel counts
+# ----------------------------------------------------------------------------
+
+
+def _channel_source(module: nn.Module) -> Optional[tuple[int, int]]:
+    """(channels, dim) that an activation right after ``module`` sees, if known."""
+    for types, count, dim in _CHANNEL_SOURCES:
+        if isinstance(module, types):
+            return int(count(module)), dim
+    return None
+
+
+def _observed_shapes(
+    model: nn.Module, modules: list[nn.Module], example_input: Any
+) -> dict[int, list[torch.Size]]:
+    """Input shapes each of ``modules`` sees in one forward pass of ``example_input``."""
+    seen: dict[int, list[torch.Size]] = {id(m): [] for m in modules}
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        if args and isinstance(args[0], Tensor):
+            seen[id(module)].append(args[0].shape)
+
+    handles = [m.register_forward_pre_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            inputs = example_input if isinstance(example_input, tuple) else (example_input,)
+            model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+# ----------------------------------------------------------------------------
+# Functional activations (torch.fx)
+# ----------------------------------------------------------------------------
+
+
+def _functional_table() -> dict[Any, Callable[[tuple, dict], nn.Module]]:
+    """call_function / call_method targets -> builder of the equivalent nn module."""
+
+    def arg(args: tuple, kwargs: dict, i: int, name: str, default: Any) -> Any:
+        return args[i] if len(args) > i else kwargs.get(name, default)
+
+    def relu(a: tuple, k: dict) -> nn.Module:
+        return nn.ReLU()
+
+    def relu6(a: tuple, k: dict) -> nn.Module:
+        return nn.ReLU6()
+
+    def leaky(a: tuple, k: dict) -> nn.Module:
+        return nn.LeakyReLU(arg(a, k, 1, "negative_slope", 0.01))
+
+    def gelu(a: tuple, k: dict) -> nn.Module:
+        return nn.GELU(approximate=k.get("approximate", "none"))
+
+    def silu(a: tuple, k: dict) -> nn.Module:
+        return nn.SiLU()
+
+    def mish(a: tuple, k: dict) -> nn.Module:
+        return nn.Mish()
+
+    def elu(a: tuple, k: dict) -> nn.Module:
+        return nn.ELU(arg(a, k, 1, "alpha", 1.0))
+
+    def celu(a: tuple, k: dict) -> nn.Module:
+        return nn.CELU(arg(a, k, 1, "alpha", 1.0))
+
+    def softplus(a: tuple, k: dict) -> nn.Module:
+        return nn.Softplus(arg(a, k, 1, "beta", 1.0), arg(a, k, 2, "threshold", 20.0))
+
+    def tanh(a: tuple, k: dict) -> nn.Module:
+        return nn.Tanh()
+
+    def sigmoid(a: tuple, k: dict) -> nn.Module:
+        return nn.Sigmoid()
+
+    def hardswish(a: tuple, k: dict) -> nn.Module:
+        return nn.Hardswish()
+
+    return {
+        F.relu: relu,
+        torch.relu: relu,
+        torch.relu_: relu,
+        F.relu_: relu,
+        "relu": relu,
+        "relu_": relu,
+        F.relu6: relu6,
+        F.leaky_relu: leaky,
+        F.gelu: gelu,
+        "gelu": gelu,
+        F.silu: silu,
+        F.mish: mish,
+        F.elu: elu,
+        F.celu: celu,
+        F.softplus: softplus,
+        torch.tanh: tanh,
+        F.tanh: tanh,
+        "tanh": tanh,
+        torch.sigmoid: sigmoid,
+        F.sigmoid: sigmoid,
+        "sigmoid": sigmoid,
+        F.hardswish: hardswish,
+    }
+
+
+def _target_name(target: Any) -> str:
+    if isinstance(target, str):
+        return f"Tensor.{target}"
+    name = getattr(target, "__name__", str(target))
+    for prefix, namespace in (("F.", F), ("torch.", torch)):
+        if getattr(namespace, name, None) is target:
+            return prefix + name
+    return name
+
+
+class _Tracer(torch.fx.Tracer):
+    """Keeps activation modules and pau modules as leaves (call_module nodes)."""
+
+    def __init__(self, leaves: tuple[type[nn.Module], ...]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, self._leaves) or super().is_leaf_module(m, qualname)
+
+
+def _replace_functionals(
+    model: nn.Module, activations: tuple[type[nn.Module], ...], notes: list[str]
+) -> tuple[nn.Module, dict[str, str], dict[str, Optional[tuple[int, int]]]]:
+    """Turn functional activation calls into call_module nodes of equivalent nn modules.
+
+    Returns the (possibly new) model, {new module name: description of the
+    call it replaced} and, for those modules, the (channels, dim) of the
+    closest preceding channel-source module in execution order.
+    """
+    try:
+        tracer = _Tracer(tuple(activations) + (PAU, PWLU))
+        graph = tracer.trace(model)
+    except Exception as exc:  # fx raises many types for untraceable code
+        notes.append(
+            f"model is not torch.fx-traceable ({type(exc).__name__}); "
+            "functional activations, if any, were left alone"
+        )
+        return model, {}, {}
+    table = _functional_table()
+    modules = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    found = []
+    last_source: Optional[tuple[int, int]] = None
+    sources: dict[Any, Optional[tuple[int, int]]] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+            src = _channel_source(modules[node.target])
+            if src is not None:
+                last_source = src
+        elif node.op in ("call_function", "call_method"):
+            try:
+                builder = table.get(node.target)
+            except TypeError:  # unhashable target
+                builder = None
+            if builder is None:
+                continue
+            constant = all(not isinstance(a, torch.fx.Node) for a in node.args[1:]) and all(
+                not isinstance(v, torch.fx.Node) for v in node.kwargs.values()
+            )
+            new = builder(tuple(node.args), dict(node.kwargs)) if constant else None
+            if new is None or not isinstance(new, activations):
+                continue
+            found.append((node, new))
+            sources[node] = last_source
+    for target, count in calls.items():
+        if count > 1 and isinstance(modules[target], activations):
+            notes.append(
+                f"module {target!r} is called {count} times; its call sites share one replacement"
+            )
+    if not found:
+        return model, {}, {}
+    gm = torch.fx.GraphModule(model, graph, class_name=type(model).__name__)
+    described, channel_sources = {}, {}
+    taken = set(dict(gm.named_modules()))
+    for node, new in found:
+        name = base = f"{node.name}_act"
+        i = 1
+        while name in taken:
+            name, i = f"{base}{i}", i + 1
+        taken.add(name)
+        gm.add_submodule(name, new)
+        with gm.graph.inserting_after(node):
+            call = gm.graph.call_module(name, (node.args[0],))
+        node.replace_all_uses_with(call)
+        gm.graph.erase_node(node)
+        described[name] = f"{_target_name(node.target)} (functional, node {node.name})"
+        channel_sources[name] = sources[node]
+    gm.graph.lint()
+    gm.recompile()
+    return gm, described, channel_sources
+
+
+# ----------------------------------------------------------------------------
+# convert
+# ----------------------------------------------------------------------------
+
+
+def _check_arguments(
+    model: Any, activations: Any, to: Any, init: Any, groups: Any, kwargs: dict[str, Any]
+) -> tuple[tuple[type[nn.Module], ...], Union[str, int]]:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"pau.convert: model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(activations, type):
+        activations = (activations,)
+    if not isinstance(activations, Sequence) or isinstance(activations, str):
+        raise TypeError(
+            "pau.convert: activations must be a sequence of nn.Module subclasses, "
+            f"got {activations!r}"
+        )
+    for a in activations:
+        if not (isinstance(a, type) and issubclass(a, nn.Module)):
+            raise TypeError(
+                f"pau.convert: activations must be nn.Module subclasses such as nn.ReLU; got {a!r}"
+            )
+        if issubclass(a, (PAU, PWLU)):
+            raise ValueError(f"pau.convert: {a.__name__} is already a learnable activation")
+    if not isinstance(to, str):
+        raise TypeError(f"pau.convert: to must be a str, one of {tuple(TARGETS)}; got {to!r}")
+    if to.lower() not in TARGETS:
+        raise ValueError(f"pau.convert: unknown target to={to!r}; expected one of {tuple(TARGETS)}")
+    to = to.lower()
+    if not isinstance(init, str):
+        raise TypeError(f"pau.convert: init must be 'match', 'fit' or a preset name, got {init!r}")
+    if init not in ("match", "fit"):
+        if to == "pwlu" and init in PWLU_INITS:
+            pass
+        else:
+            try:
+                presets._canonical(init)
+            except ValueError:
+                raise ValueError(
+                    f"pau.convert: unknown init {init!r}; expected 'match', 'fit' "
+                    f"or a preset name: {', '.join(presets.names())}"
+                ) from None
+    if isinstance(groups, bool) or not (
+        groups in ("layer", "channel") or (isinstance(groups, int) and groups >= 1)
+    ):
+        raise ValueError(
+            f"pau.convert: groups must be 'layer', 'channel' or a positive int, got {groups!r}"
+        )
+    if isinstance(model, tuple(activations)):
+        raise ValueError(
+            "pau.convert: model is itself an activation; build the "
+            "replacement directly (e.g. pau.PAU(init='relu'))"
+        )
+    unknown = sorted(set(kwargs) - set(_KWARGS[to]))
+    if unknown:
+        raise TypeError(
+            f"pau.convert: unexpected keyword argument(s) {', '.join(unknown)} for "
+            f"to={to!r}; accepted: {', '.join(_KWARGS[to])}"
+        )
+    return tuple(activations), groups
+
+
+def convert(
+    model: nn.Module,
+    activations: Sequence[type[nn.Module]] = DEFAULT_ACTIVATIONS,
+    to: str = "pau",
+    init: str = "match",
+    groups: Union[str, int] = "layer",
+    *,
+    example_input: Any = None,
+    functional: bool = True,
+    inplace: bool = False,
+    **kwargs: Any,
+) -> tuple[nn.Module, ConversionSummary]:
+    """Replace the activations of ``model`` by learnable PAU, RPAU or PWLU modules.
+
+    Args:
+        model: any ``nn.Module`` (e.g. a torchvision ResNet or MobileNetV2).
+        activations: the activation module types to replace; default
+            :data:`DEFAULT_ACTIVATIONS` (ReLU, ReLU6, LeakyReLU, GELU, SiLU, Mish,
+            ELU, CELU). Also supported: Tanh, Sigmoid, Softplus, PReLU,
+            Hardswish; other types need ``init`` set to a preset or ``"fit"``.
+        to: ``"pau"``, ``"rpau"`` or ``"pwlu"``.
+        init: ``"match"`` (start as the replaced function: see the module
+            docstring), ``"fit"`` (PAU/RPAU: fit coefficients to the replaced
+            module; PWLU: same as match), or a preset name from
+            :func:`pau.presets.names` (for PWLU also its own ``"relu"``,
+            ``"leaky_relu"``, ``"identity"``) used for every replacement.
+        groups: ``"layer"`` (one unit per activation, G = 1), ``"channel"``
+            (G = C, one unit per channel) or an int G.
+        example_input: optional input (or tuple of inputs) for one forward
+            pass that records the channel count each activation sees; without
+            it see "Channel counts" below.
+        functional: also replace functional activations (``F.relu``,
+            ``torch.relu``, ``x.relu()``, ``F.gelu``, ...) when the model can
+            be traced by ``torch.fx``; the result is then a
+            ``torch.fx.GraphModule``. Untraceable models keep their type and
+            only their modules are replaced (the summary says so).
+        inplace: modify ``model`` itself instead of a deep copy.
+        **kwargs: passed to the new modules: ``degrees``, ``variant``, ``dim``
+            (PAU), plus ``alpha`` (RPAU); ``num_points``, ``bound``, ``dim`` (PWLU).
+
+    Channel counts (``groups="channel"``) and ``dim``: with ``example_input``,
+    C is the size of the dim the activation sees. Otherwise C is the output
+    channel count of the closest preceding Conv / ConvTranspose (out_channels),
+    BatchNorm / InstanceNorm (num_features), GroupNorm (num_channels), Linear
+    (out_features) or LayerNorm (last normalized size), "preceding" meaning in
+    execution order for functional activations and in the order the modules
+    are registered (``model.named_modules()``) for modules, which is the
+    execution order of torchvision-style models. Without ``dim`` in kwargs the
+    channel dim is -1 after Linear / LayerNorm (token layout) and 1 otherwise.
+    An activation with no such module before it raises ValueError (pass
+    ``example_input``).
+
+    Returns:
+        ``(model, summary)``: the converted model (``model`` itself when
+        ``inplace``) and a :class:`ConversionSummary`.
+
+    Raises:
+        TypeError: ``model`` is not a module, ``activations`` holds something
+            that is not a module type, or an unexpected keyword argument.
+        ValueError: unknown ``to``, ``init`` or ``groups``; a type without a
+            preset under ``init="match"``; a channel count that can't be inferred.
+    """
+    activations, groups = _check_arguments(model, activations, to, init, groups, kwargs)
+    to = to.lower()
+    if not inplace:
+        model = copy.deepcopy(model)
+    summary = ConversionSummary(to)
+
+    described: dict[str, str] = {}
+    fx_sources: dict[str, Optional[tuple[int, int]]] = {}
+    if functional:
+        model, described, fx_sources = _replace_functionals(model, activations, summary.notes)
+
+    named = list(model.named_modules())
+    targets = [(name, m) for name, m in named if name and isinstance(m, activations)]
+    for name, m in targets:
+        if init == "match" and _match(m).preset is None and to != "pwlu":
+            raise ValueError(
+                f"pau.convert: no preset matches {type(m).__name__} ({name!r}); "
+                "pass init='fit' or init=<preset name>"
+            )
+
+    # (channels, dim) from the closest preceding channel source, per module name.
+    static: dict[str, Optional[tuple[int, int]]] = {}
+    last: Optional[tuple[int, int]] = None
+    for name, m in named:
+        src = _channel_source(m)
+        if src is not None:
+            last = src
+        static[name] = fx_sources.get(name, last) if name in described else last
+    observed: dict[int, list[torch.Size]] = {}
+    if example_input is not None:
+        observed = _observed_shapes(model, [m for _, m in targets], example_input)
+
+    param = next(model.parameters(), None)
+    fits: dict[Any, tuple[Tensor, Tensor]] = {}
+    replaced: dict[int, nn.Module] = {}  # shared instances get one shared replacement
+    for name, original in targets:
+        if id(original) in replaced:
+            _set_submodule(model, name, replaced[id(original)])
+            continue
+        source = static.get(name)
+        dim = kwargs.get("dim", source[1] if source is not None else 1)
+        count: Optional[int] = None
+        if groups == "channel":
+            shapes = observed.get(id(original))
+            if shapes:
+                sizes = {s[dim] if -len(s) <= dim < len(s) else None for s in shapes}
+                if None in sizes or len(sizes) != 1:
+                    raise ValueError(
+                        f"pau.convert: activation {name!r} saw inputs of shapes "
+                        f"{[tuple(s) for s in shapes]}; no single channel count "
+                        f"along dim {dim}"
+                    )
+                count = int(next(iter(sizes)))
+            elif source is not None:
+                count = source[0]
+            else:
+                raise ValueError(
+                    f"pau.convert: cannot infer the channel count of activation {name!r} for "
+                    "groups='channel': no Conv/BatchNorm/GroupNorm/LayerNorm/Linear precedes it"
+                    + (
+                        " and the example input did not reach it"
+                        if example_input is not None
+                        else "; pass example_input=<a batch> to record it"
+                    )
+                )
+            g = count
+        elif groups == "layer":
+            g = 1
+        else:
+            g = int(groups)
+        factory = {
+            "device": param.device if param is not None else None,
+            "dtype": param.dtype if param is not None and param.is_floating_point() else None,
+        }
+        match = _match(original)
+        new, label = _new_module(to, original, match, init, g, dim, kwargs, factory, fits)
+        new.train(original.training)
+        _remember_initial(new)
+        error = _max_error(new, match.target)
+        note = match.note if init == "match" else ""
+        if to == "pwlu" and init in ("match", "fit"):
+            note = ""
+        kind = "functional" if name in described else "module"
+        summary.replacements.append(
+            Replacement(
+                name=name,
+                original=described.get(name, _short(original)),
+                kind=kind,
+                module=new,
+                init=label,
+                groups=g,
+                channels=count,
+                max_error=error,
+                note=note,
+            )
+        )
+        replaced[id(original)] = new
+        _set_submodule(model, name, new)
+    if not summary.replacements:
+        summary.notes.append("no activation of the requested types found")
+    for r in summary.replacements:
+        if r.note:
+            warnings.warn(f"pau.convert: {r.name}: {r.note}", UserWarning, stacklevel=2)
+    if isinstance(model, torch.fx.GraphModule):
+        model.recompile()
+    return model, summary
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def _remember_initial(module: nn.Module) -> None:
+    """Keep a CPU float64 copy of the starting parameters for :func:`pau.plot`.
+
+    A plain attribute, not a buffer: it stays out of the state dict and out of
+    exported graphs.
+    """
+    names = (
+        ("numerator", "denominator") if isinstance(module, PAU) else ("points", "bounds", "slopes")
+    )
+    module._pau_initial = {
+        n: getattr(module, n).detach().to("cpu", torch.float64).clone() for n in names
+    }
