@@ -35,8 +35,12 @@ class Net(nn.Module):
 
 def export(net: nn.Module, x: torch.Tensor, **kwargs):
     program = torch.onnx.export(
-        net, (x,), dynamo=True, custom_translation_table=pau.onnx.translation_table(),
-        verbose=False, **kwargs,
+        net,
+        (x,),
+        dynamo=True,
+        custom_translation_table=pau.onnx.translation_table(),
+        verbose=False,
+        **kwargs,
     )
     model = program.model_proto
     onnx.checker.check_model(model, full_check=True)
@@ -101,13 +105,85 @@ def test_rpau_in_eval_mode_exports_as_pau():
     x = 2 * torch.randn(2, 6, 3, 3)
     with torch.no_grad():
         expected = net(x)
-    torch.testing.assert_close(run_onnxruntime(export(net, x), x), expected,
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(run_onnxruntime(export(net, x), x), expected, rtol=1e-5, atol=1e-5)
+
+
+class PwluNet(nn.Module):
+    """A PWLU on NCHW (dim=1), then one on NHWC (dim=-1), both with ``groups`` groups."""
+
+    def __init__(self, num_points: int, groups: int) -> None:
+        super().__init__()
+        self.act1 = pau.PWLU(num_points, groups=groups, dim=1)
+        self.act2 = pau.PWLU(num_points, groups=groups, dim=-1, init="leaky_relu")
+        with torch.no_grad():
+            for act in (self.act1, self.act2):  # make the groups and pieces differ
+                act.points.add_(0.2 * torch.randn_like(act.points))
+                act.bounds.add_(0.2 * torch.rand_like(act.bounds) - 0.1)
+                act.slopes.add_(0.1 * torch.randn_like(act.slopes))
+            self.act1.slopes[0] = 0.0  # a flat outer piece: +-inf give its end point
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act2(self.act1(x).permute(0, 2, 3, 1))
+
+
+def pwlu_input(channels: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Inside and outside the bounds, on the bounds, and NaN and +-inf."""
+    x = 3 * torch.randn(2, channels, 5, channels)
+    x[0, :, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    x[0, :, 1, :2] = torch.tensor([-3.0, 3.0])  # the initial bounds (before the shifts)
+    return x.to(dtype)
+
+
+def assert_pwlu_close(y: torch.Tensor, expected: torch.Tensor, tolerance: float) -> None:
+    assert y.dtype == expected.dtype
+    assert torch.equal(y.isnan(), expected.isnan())
+    torch.testing.assert_close(
+        y.nan_to_num(0), expected.nan_to_num(0), rtol=tolerance, atol=tolerance
+    )
+
+
+@pytest.mark.parametrize("groups", ["1", "C"], ids=["G=1", "G=C"])
+@pytest.mark.parametrize("num_points", [1, 16, 64])
+def test_pwlu_onnxruntime_matches_pytorch(num_points, groups):
+    torch.manual_seed(4)
+    channels = 6
+    net = PwluNet(num_points, 1 if groups == "1" else channels).eval()
+    x = pwlu_input(channels)
+    model = export(net, x)
+    assert {node.domain for node in model.graph.node} <= {"", "ai.onnx"}
+    with torch.no_grad():
+        expected = net(x)
+    assert_pwlu_close(run_onnxruntime(model, x), expected, 1e-5)
+
+
+@pytest.mark.parametrize(
+    "dtype,tolerance", [(torch.float64, 1e-12), (torch.float16, 2e-3)], ids=["float64", "float16"]
+)
+def test_pwlu_other_input_dtypes(dtype, tolerance):
+    torch.manual_seed(5)
+    net = PwluNet(16, groups=6).eval()
+    x = pwlu_input(6, dtype)
+    with torch.no_grad():
+        expected = net(x)
+    assert_pwlu_close(run_onnxruntime(export(net, x), x), expected, tolerance)
+
+
+def test_pwlu_dynamic_shapes_and_groups_between_1_and_c():
+    torch.manual_seed(6)
+    net = PwluNet(16, groups=3).eval()
+    x = pwlu_input(6)
+    batch, height = torch.export.Dim("batch"), torch.export.Dim("height")
+    model = export(net, x, dynamic_shapes=({0: batch, 2: height},))
+    other = 3 * torch.randn(5, 6, 7, 6)
+    with torch.no_grad():
+        expected = net(other)
+    assert_pwlu_close(run_onnxruntime(model, other), expected, 1e-5)
 
 
 def test_translation_table_names_every_pau_operator_overload():
     table = pau.onnx.translation_table()
     assert torch.ops.pau.forward.default in table
+    assert torch.ops.pau.pwlu_forward.default in table
     assert all(callable(fn) for fn in table.values())
 
 

@@ -1,9 +1,11 @@
 """ONNX export of models with ``pau`` layers.
 
-``torch.onnx.export(..., dynamo=True)`` does not know ``pau::forward``; the
-translation here rewrites it into standard ONNX operators (Mul, Add, Abs, Div
-on broadcast coefficients), so the exported model runs in any ONNX runtime
-without a custom-op library::
+``torch.onnx.export(..., dynamo=True)`` does not know ``pau::forward`` or
+``pau::pwlu_forward``; the translations here rewrite them into standard ONNX
+operators (Mul, Add, Abs, Div on broadcast coefficients for PAU; Floor and two
+Gathers from per-piece tables for PWLU), so the exported model runs in any
+ONNX runtime without a custom-op library. PAU, RPAU in eval mode (which is
+PAU) and PWLU export; RPAU's training-mode noise has no translation::
 
     import pau.onnx
 
@@ -19,8 +21,12 @@ directly, as :func:`pau.reference.pau_reference` does. It does not use the
 operator's overflow-safe evaluation in 1/x for |x| > 1, so where x^m
 overflows (float32: |x| above about 1e7 for degree 5) ONNX gives inf or NaN
 where PyTorch gives the finite value. Activations in trained networks are many
-orders of magnitude smaller. Half and bfloat16 inputs are computed in float32,
-as the operator does.
+orders of magnitude smaller. PWLU evaluates the per-piece slopes and
+intercepts of :func:`pau.pwlu.segment_tables` (computed in the graph from the
+parameters, folded into constants by the exporter), which agree with the
+operator to a few ulp of the function's scale, with the same NaN and +-inf
+behaviour. Half and bfloat16 inputs are computed in float32, as the operators
+do.
 
 Adding an operator: write ``_<op>_forward(x, ..., **attributes)`` building ONNX
 ops with ``op`` (onnxscript's opset module) and add it to ``_TRANSLATIONS``
@@ -64,15 +70,19 @@ def _static_shape(value: Any, name: str) -> tuple[int, ...]:
     return dims
 
 
-def _per_element_terms(op: Any, coefficients: Any, x: Any, dim: int, ctype: Any) -> list:
+def _per_element_terms(
+    op: Any, coefficients: Any, x: Any, dim: int, ctype: Any, shape: Any = None
+) -> list:
     """Split (G, K) coefficients into K tensors that broadcast against x.
 
-    G = 1 gives K scalars. Otherwise term k has shape (1, .., C, .., 1) with C
-    at ``dim``: channel c holds group c // (C / G)'s k-th coefficient, the
-    layout of the operator. With constant coefficients (the usual initializers)
-    the exporter's optimizer folds all of this into constants.
+    ``shape`` is (G, K) for coefficients computed in the graph, whose shape
+    is unknown while tracing. G = 1 gives K scalars. Otherwise term k has
+    shape (1, .., C, .., 1) with C at ``dim``: channel c holds group
+    c // (C / G)'s k-th coefficient, the layout of the operator. With
+    constant coefficients (the usual initializers) the exporter's optimizer
+    folds all of this into constants.
     """
-    groups, count = _static_shape(coefficients, "the coefficients")
+    groups, count = shape if shape is not None else _static_shape(coefficients, "the coefficients")
     coefficients = op.Cast(coefficients, to=ctype)
     if count == 0:
         return []
@@ -136,9 +146,105 @@ def _pau_forward(
     return op.Cast(p, to=x.dtype) if x.dtype != ctype else p
 
 
+def _pwlu_tables(op: Any, points: Any, bounds: Any, slopes: Any, n: int) -> tuple:
+    """pau.pwlu.segment_tables as ONNX ops on (G, N+1), (G, 2), (G, 2) parameters.
+
+    Returns float64 (left and 1 / width as (G, 2), intercepts (G, N+3),
+    slopes (G, N+3)). The exporter folds all of it into constants when the
+    parameters are initializers.
+    """
+    double = _double_type()
+
+    def columns(t: Any, start: int, end: int) -> Any:
+        return op.Slice(
+            t,
+            op.Constant(value_ints=[start]),
+            op.Constant(value_ints=[end]),
+            op.Constant(value_ints=[1]),
+        )
+
+    y = op.Cast(points, to=double)
+    b = op.Cast(bounds, to=double)
+    k = op.Cast(slopes, to=double)
+    left, right = columns(b, 0, 1), columns(b, 1, 2)
+    k_left, k_right = columns(k, 0, 1), columns(k, 1, 2)
+    width = op.Sub(right, left)
+    inv_width = op.Div(op.Cast(op.Constant(value_float=float(n)), to=double), width)
+    lower, last = columns(y, 0, n), columns(y, n, n + 1)
+    steps = op.Sub(columns(y, 1, n + 1), lower)
+    index = op.Cast(op.Constant(value_floats=[float(i) for i in range(n)]), to=double)
+    inner_intercepts = op.Sub(lower, op.Mul(index, steps))
+    filler = op.Mul(left, op.Cast(op.Constant(value_float=0.0), to=double))  # (G, 1) zeros
+    nan = op.Add(filler, op.Cast(op.Constant(value_float=float("nan")), to=double))
+    intercepts = op.Concat(
+        columns(y, 0, 1), inner_intercepts, op.Sub(last, op.Mul(width, k_right)), nan, axis=1
+    )
+    piece_slopes = op.Concat(k_left, op.Mul(steps, inv_width), k_right, filler, axis=1)
+    return op.Concat(left, inv_width, axis=1), intercepts, piece_slopes
+
+
+def _double_type() -> Any:
+    from onnxscript import ir
+
+    return ir.DataType.DOUBLE
+
+
+def _pwlu_forward(x: Any, points: Any, bounds: Any, slopes: Any, dim: int = 1) -> Any:
+    """pau::pwlu_forward as ONNX ops, with pau.pwlu.pwlu_segments's formulation.
+
+    Per element: locate the piece s from (x - B_L) N / (B_R - B_L), gather its
+    intercept c_s and slope b_s, and return c_s + (x - B_L) b_s.
+    """
+    op = _opset()
+    groups, count = _static_shape(points, "the PWLU points")
+    n = count - 1
+    rank = len(x.shape)
+    dim = dim % rank if rank else 0
+    ctype = _compute_type(x.dtype)
+    frame, intercepts, piece_slopes = _pwlu_tables(op, points, bounds, slopes, n)
+    left, inv_width = _per_element_terms(op, frame, x, dim, ctype, shape=(groups, 2))
+    rows = n + 3
+    starts = op.Constant(value_floats=[float(g * rows + 1) for g in range(groups)])
+    (offset,) = _per_element_terms(
+        op,
+        op.Reshape(starts, op.Constant(value_ints=[groups, 1])),
+        x,
+        dim,
+        ctype,
+        shape=(groups, 1),
+    )
+    flat = op.Constant(value_ints=[-1])
+    intercepts = op.Reshape(op.Cast(intercepts, to=ctype), flat)
+    piece_slopes = op.Reshape(op.Cast(piece_slopes, to=ctype), flat)
+
+    def constant(value: float) -> Any:
+        return op.Cast(op.Constant(value_float=value), to=ctype)
+
+    xc = op.Cast(x, to=ctype) if x.dtype != ctype else x
+    dx = op.Sub(xc, left)
+    # Piece -1 (left outer), 0..N-1 (intervals), N (right outer); NaN goes to
+    # the NaN row N+1 (Max/Min do not promise to propagate NaN).
+    piece = op.Min(op.Max(op.Floor(op.Mul(dx, inv_width)), constant(-1.0)), constant(float(n)))
+    piece = op.Where(op.IsNaN(dx), constant(float(n + 1)), piece)
+    index = op.Cast(op.Add(piece, offset), to=_int64_type())
+    intercept = op.Gather(intercepts, index, axis=0)
+    slope = op.Gather(piece_slopes, index, axis=0)
+    # An infinite x on a flat outer piece gives its end point, not inf * 0.
+    dx = op.Where(op.Equal(slope, constant(0.0)), constant(0.0), dx)
+    y = op.Add(intercept, op.Mul(dx, slope))
+    return op.Cast(y, to=x.dtype) if x.dtype != ctype else y
+
+
+def _int64_type() -> Any:
+    from onnxscript import ir
+
+    return ir.DataType.INT64
+
+
 # torch.ops.pau operator name -> translation. One line per operator.
 _TRANSLATIONS: dict[str, Callable[..., Any]] = {
     "forward": _pau_forward,
+    "pwlu_forward": _pwlu_forward,
 }
 
 
