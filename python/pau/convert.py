@@ -819,8 +819,13 @@ def convert(
     if not summary.replacements:
         summary.notes.append("no activation of the requested types found")
     for r in summary.replacements:
-        if r.note:
-            warnings.warn(f"pau.convert: {r.name}: {r.note}", UserWarning, stacklevel=2)
+        # Warn only where the start is measurably worse than the preset's own
+        # fit (e.g. a LeakyReLU slope without a preset); notes such as
+        # "ReLU6 equals ReLU on [-3, 3]" stay in the summary.
+        if r.note and isinstance(r.module, PAU) and r.init != "fit":
+            recorded = presets.info(r.init, r.module.degrees, r.module.variant)["max_error"]
+            if r.max_error > 2 * recorded + 1e-6:
+                warnings.warn(f"pau.convert: {r.name}: {r.note}", UserWarning, stacklevel=2)
     if isinstance(model, torch.fx.GraphModule):
         model.recompile()
     return model, summary
