@@ -3,8 +3,9 @@
 The example (examples/libtorch) is configured and built once with CMake
 against the installed torch and pau, the way the README does it, in a build
 directory kept in pytest's cache (rebuilt when torch, pau or the compiler
-change). Its inference output and its SGD step must match Python's on the
-same TorchScript model.
+change). The one program runs two TorchScript models, make_model.py's PAU
+network and its PWLU network; its inference output and its SGD step must
+match Python's on each.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from pau.deploy import cmake_prefix_path, library_path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "libtorch"
 LR = 0.05
+# Parameter names of the activations whose updates the program writes, per model.
+ACTIVATION_PARAMETERS = {
+    "pau": (".numerator", ".denominator"),
+    "pwlu": (".points", ".bounds", ".slopes"),
+}
 
 # The example is about TorchScript, which torch 2.13 marks deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:DeprecationWarning")
@@ -51,8 +57,10 @@ def _cxx_compiler() -> str | None:
 def _run(command: list[str], what: str) -> None:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        pytest.fail(f"{what} failed ({' '.join(command)}):\n{result.stdout[-4000:]}"
-                    f"\n{result.stderr[-4000:]}")
+        pytest.fail(
+            f"{what} failed ({' '.join(command)}):\n{result.stdout[-4000:]}"
+            f"\n{result.stderr[-4000:]}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -69,17 +77,31 @@ def example_binary(request, tmp_path_factory) -> Path:
     key = "\n".join([prefix_path, torch.__version__, compiler, cmake])
     stamp_text = hashlib.sha256(key.encode()).hexdigest()
     cache = getattr(request.config, "cache", None)
-    build = (cache.mkdir("libtorch-example") if cache is not None
-             else tmp_path_factory.mktemp("libtorch-example"))
+    build = (
+        cache.mkdir("libtorch-example")
+        if cache is not None
+        else tmp_path_factory.mktemp("libtorch-example")
+    )
     build = Path(build)
     stamp = build / "pau-test-stamp"
     if not stamp.is_file() or stamp.read_text() != stamp_text:
         shutil.rmtree(build, ignore_errors=True)
         build.mkdir(parents=True)
         generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-        _run([cmake, "-S", str(EXAMPLE), "-B", str(build), *generator,
-              f"-DCMAKE_PREFIX_PATH={prefix_path}", f"-DCMAKE_CXX_COMPILER={compiler}",
-              "-DCMAKE_BUILD_TYPE=Release"], "configuring examples/libtorch")
+        _run(
+            [
+                cmake,
+                "-S",
+                str(EXAMPLE),
+                "-B",
+                str(build),
+                *generator,
+                f"-DCMAKE_PREFIX_PATH={prefix_path}",
+                f"-DCMAKE_CXX_COMPILER={compiler}",
+                "-DCMAKE_BUILD_TYPE=Release",
+            ],
+            "configuring examples/libtorch",
+        )
         stamp.write_text(stamp_text)
     _run([cmake, "--build", str(build)], "building examples/libtorch")  # no-op when current
     binary = build / "pau_example"
@@ -94,43 +116,49 @@ def _load_make_model():
     return module
 
 
-@pytest.fixture(scope="module")
-def example_run(example_binary, tmp_path_factory) -> Path:
-    """Writes the example's model and data, runs the C++ program on them."""
-    directory = tmp_path_factory.mktemp("libtorch-example-data")
-    _load_make_model().make_example(str(directory))
-    result = subprocess.run([str(example_binary), str(directory), str(LR)],
-                            capture_output=True, text=True)
+@pytest.fixture(scope="module", params=sorted(ACTIVATION_PARAMETERS))
+def example_run(request, example_binary, tmp_path_factory) -> tuple[str, Path]:
+    """Writes one of the example's models and its data, runs the C++ program on them.
+
+    Returns the model's name in make_model.MODELS and the directory.
+    """
+    directory = tmp_path_factory.mktemp(f"libtorch-example-{request.param}")
+    _load_make_model().make_example(str(directory), model=request.param)
+    result = subprocess.run(
+        [str(example_binary), str(directory), str(LR)], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "pau CPU kernels: " + pau._C.cpu_capability() in result.stdout
-    return directory
+    return request.param, directory
 
 
 def test_cpp_inference_matches_python(example_run):
-    model = torch.jit.load(str(example_run / "model.pt")).eval()
-    x = torch.load(example_run / "input.pt")
+    _, directory = example_run
+    model = torch.jit.load(str(directory / "model.pt")).eval()
+    x = torch.load(directory / "input.pt")
     with torch.no_grad():
         expected = model(x)
-    output = torch.load(example_run / "output.pt")
+    output = torch.load(directory / "output.pt")
     # The same kernels run in both processes: equal up to float32 rounding
     # (convolutions may reduce in another order with other thread counts).
     torch.testing.assert_close(output, expected, rtol=1e-6, atol=1e-6)
 
 
 def test_cpp_training_step_matches_python(example_run):
-    model = torch.jit.load(str(example_run / "model.pt")).train()
+    model_name, directory = example_run
+    model = torch.jit.load(str(directory / "model.pt")).train()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    x = torch.load(example_run / "input.pt")
-    target = torch.load(example_run / "target.pt")
+    x = torch.load(directory / "input.pt")
+    target = torch.load(directory / "target.pt")
     torch.nn.functional.mse_loss(model(x), target).backward()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.sub_(parameter.grad, alpha=LR)
     after = dict(model.named_parameters())
 
-    cpp = dict(torch.load(example_run / "coefficients.pt"))
-    expected_names = {n for n in after if n.endswith((".numerator", ".denominator"))}
-    assert set(cpp) == expected_names
+    cpp = dict(torch.load(directory / "coefficients.pt"))
+    expected_names = {n for n in after if n.endswith(ACTIVATION_PARAMETERS[model_name])}
+    assert expected_names and set(cpp) == expected_names
     for name, coefficients in cpp.items():
         step_cpp = coefficients - before[name]
         step_python = after[name].detach() - before[name]

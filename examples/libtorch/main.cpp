@@ -1,9 +1,10 @@
-// Runs and trains, in C++, a model with PAU layers that was built and saved
-// in Python by make_model.py:
+// Runs and trains, in C++, a model with PAU or PWLU layers that was built and
+// saved in Python by make_model.py:
 //   1. loads the TorchScript model DIR/model.pt and the input DIR/input.pt,
 //   2. writes the model's output to DIR/output.pt,
 //   3. takes one SGD step (forward, MSE loss against DIR/target.pt,
-//      backward(), p -= lr * grad) and writes the updated PAU coefficients
+//      backward(), p -= lr * grad) and writes the updated activation
+//      parameters (PAU numerator/denominator, PWLU points/bounds/slopes)
 //      to DIR/coefficients.pt as ((name, tensor), ...) pairs (dict() of it in
 //      Python gives {name: tensor}).
 // The .pt files are read and written with torch::jit::pickle_load/save, which
@@ -42,8 +43,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_pau_coefficient(const std::string& name) {
-  return ends_with(name, ".numerator") || ends_with(name, ".denominator");
+bool is_activation_parameter(const std::string& name) {
+  for (const char* suffix : {".numerator", ".denominator", ".points", ".bounds", ".slopes"}) {
+    if (ends_with(name, suffix)) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -74,8 +78,9 @@ int main(int argc, char** argv) {
       std::cout << "output " << output.sizes() << " written to " << dir << "/output.pt\n";
     }
 
-    // One SGD step: backward() runs pau::backward through the autograd kernel
-    // that libpau_ops registers in C++, so no Python is involved.
+    // One SGD step: backward() runs pau::backward (pau::pwlu_backward) through
+    // the autograd kernel that libpau_ops registers in C++, so no Python is
+    // involved.
     model.train();
     const at::Tensor loss = at::mse_loss(model.forward({input}).toTensor(), target);
     loss.backward();
@@ -85,14 +90,14 @@ int main(int argc, char** argv) {
       for (const auto& parameter : model.named_parameters()) {
         const at::Tensor& grad = parameter.value.grad();
         if (grad.defined()) parameter.value.sub_(grad, lr);
-        if (is_pau_coefficient(parameter.name)) {
+        if (is_activation_parameter(parameter.name)) {
           coefficients.push_back(
               c10::ivalue::Tuple::create(parameter.name, parameter.value.detach().clone()));
         }
       }
     }
     std::cout << "loss before the step " << loss.item<double>() << "; " << coefficients.size()
-              << " PAU coefficient tensors written to " << dir << "/coefficients.pt\n";
+              << " activation parameter tensors written to " << dir << "/coefficients.pt\n";
     save(c10::ivalue::Tuple::create(std::move(coefficients)), dir + "/coefficients.pt");
   } catch (const std::exception& error) {
     std::cerr << "error: " << error.what() << "\n";

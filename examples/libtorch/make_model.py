@@ -1,6 +1,6 @@
 """Build the model and data that the LibTorch example (main.cpp) runs and trains.
 
-    python examples/libtorch/make_model.py DIR
+    python examples/libtorch/make_model.py DIR [--model pau|pwlu]
 
 writes DIR/model.pt (TorchScript), DIR/input.pt and DIR/target.pt
 (``torch.save`` of plain tensors, which C++ reads with ``torch::jit::pickle_load``).
@@ -37,16 +37,41 @@ class PauNet(nn.Module):
         return self.fc2(self.act3(self.fc1(x)))
 
 
-def make_example(directory: str, seed: int = 0) -> torch.jit.ScriptModule:
-    """Writes model.pt, input.pt and target.pt into ``directory``; returns the model."""
+class PwluNet(nn.Module):
+    """A small CNN with PWLU layers: one per channel (G = C) on NCHW, one per layer
+    (G = 1) on (batch, features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.act1 = pau.PWLU(num_points=16, groups=8, dim=1, bound=0.5)
+        self.fc1 = nn.Linear(8, 16)
+        self.act2 = pau.PWLU(num_points=8, groups=1, dim=-1, init="leaky_relu", bound=0.25)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act1(self.conv1(x)).mean(dim=(2, 3))
+        return self.fc2(self.act2(self.fc1(x)))
+
+
+MODELS = {"pau": PauNet, "pwlu": PwluNet}
+
+
+def make_example(directory: str, seed: int = 0, model: str = "pau") -> torch.jit.ScriptModule:
+    """Writes model.pt, input.pt and target.pt into ``directory``; returns the model.
+
+    ``model`` picks :class:`PauNet` (``"pau"``) or :class:`PwluNet` (``"pwlu"``).
+    """
     torch.manual_seed(seed)
-    model = PauNet()
+    model = MODELS[model]()
     # Per-group perturbations so that the groups of a G = C layer differ.
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, pau.PAU):
                 module.numerator.add_(0.05 * torch.randn_like(module.numerator))
                 module.denominator.add_(0.05 * torch.randn_like(module.denominator))
+            if isinstance(module, pau.PWLU):
+                module.points.add_(0.05 * torch.randn_like(module.points))
     scripted = torch.jit.script(model)
     os.makedirs(directory, exist_ok=True)
     scripted.save(os.path.join(directory, "model.pt"))
@@ -59,8 +84,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("directory", help="where to write model.pt, input.pt and target.pt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", choices=sorted(MODELS), default="pau")
     args = parser.parse_args()
-    make_example(args.directory, args.seed)
+    make_example(args.directory, args.seed, args.model)
     print(f"wrote model.pt, input.pt and target.pt to {args.directory}")
 
 
