@@ -192,7 +192,6 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   scaled_powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   const V inv_d = Ops::broadcast(1) / r.d;
-  const V f = r.sum_a * inv_d;
 
   const V g_over_d = g * inv_d;
   for (int j = 0; j <= deg.m; ++j) {
@@ -202,18 +201,21 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
 
   // sign(A) = sign(A / M^s) since M^s > 0.
   const V sign_a = Ops::sign(r.sum_b);
-  const V minus_g_f_over_d = -(g_over_d * f);
+  // dF/db_k = -(P/M^s) c_k / D^2, formed as ((P/M^s) c_k / D) (g / D): the
+  // first factor is F c_k with |c_k| <= 1, so it overflows only where that
+  // gradient term really does, never as inf * 0 = NaN where F alone overflows
+  // (|x| near the dtype's max) but F E_k does not.
+  // safe: c_k = sign(A) E_k, with sign(A) folded into P here.
+  const V minus_p = variant == Variant::safe ? -(r.sum_a * sign_a) : -r.sum_a;
   for (int k = 1; k <= deg.n; ++k) {
     V c;
-    if (variant == Variant::safe) {
-      c = sign_a * e[k];
-    } else if (variant == Variant::abs_sum) {
+    if (variant == Variant::abs_sum) {
       c = Ops::sign(b[k - 1]) * Ops::abs(e[k]);
     } else {
       c = e[k];
     }
-    const V scale = factor ? minus_g_f_over_d * factor[deg.m + k] : minus_g_f_over_d;
-    grad_b[k - 1] = Ops::fma(scale, c, grad_b[k - 1]);
+    const V scale = factor ? g_over_d * factor[deg.m + k] : g_over_d;
+    grad_b[k - 1] = Ops::fma(scale, (minus_p * c) * inv_d, grad_b[k - 1]);
   }
 
   V dp = Ops::broadcast(0);  // P'(x) / M^s
@@ -228,7 +230,8 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   }
   if (variant == Variant::safe) dq = sign_a * dq;
   if (variant == Variant::abs_sum) dq = Ops::sign(x) * dq;
-  return g_over_d * (dp - f * dq);
+  // F Q' / M^s as (P / M^s) (Q' / M^s) / D, finite wherever the product is.
+  return g_over_d * (dp - (r.sum_a * dq) * inv_d);
 }
 
 }  // namespace math

@@ -169,7 +169,7 @@ Tensor forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& denom
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
   if (xd.numel() == 0) return out;
-  const HostCoefficients coefficients(numerator, denominator, args);
+  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type());
   const cpu::ForwardArgs launch{coefficients.problem(xd, args), xd.const_data_ptr(),
                                 out.mutable_data_ptr()};
   run_tiles(cpu::kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
@@ -191,7 +191,7 @@ std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const
   if (xd.numel() == 0) {
     return {grad_x, at::zeros_like(numerator), at::zeros_like(denominator)};
   }
-  const HostCoefficients coefficients(numerator, denominator, args);
+  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type());
   const cpu::Problem problem = coefficients.problem(xd, args);
   const cpu::Layout& l = problem.layout;
   Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},

@@ -21,6 +21,7 @@ from conftest import (
     exact_pau,
     paper_coefficients,
     random_coefficients,
+    random_x,
     reference_forward,
     reference_grads,
     to_dtype_float,
@@ -105,19 +106,6 @@ def test_large_x_high_degrees(dtype: torch.dtype, variant: str, degrees: tuple[i
 
 # Known operator bugs these tests found (open, see issue 3's closing note); strict
 # xfails so that each test must be re-enabled as soon as its bug is fixed.
-KNOWN_BUG_GRAD_OVERFLOW = (
-    "bug: backward forms -(g/D)*F before multiplying by E_k; that product overflows for |x| "
-    "near the dtype's max, giving inf*0 = NaN coefficient gradients"
-)
-KNOWN_BUG_MIXED_DEGREES = (
-    "bug: per-lane tiles scale every lane by the tile's largest effective denominator degree; "
-    "a channel with b = 0 beside rational channels underflows to inf/NaN at |x| >~ 1e9"
-)
-KNOWN_BUG_ROUNDED_DEGREES = (
-    "bug: effective degrees come from the float64 coefficients, not from their float32 "
-    "rounding; a b_k that rounds to 0 still sets the scaling degree"
-)
-
 GRADIENT_POINTS = [(dtype, magnitude) for dtype in X_DTYPES for magnitude in magnitudes(dtype)]
 
 
@@ -125,18 +113,12 @@ GRADIENT_POINTS = [(dtype, magnitude) for dtype in X_DTYPES for magnitude in mag
 @pytest.mark.parametrize(
     "dtype,magnitude", GRADIENT_POINTS, ids=[f"{d}-{m:g}" for d, m in GRADIENT_POINTS]
 )
-def test_large_x_gradients(
-    dtype: torch.dtype, magnitude: float, variant: str, request: pytest.FixtureRequest
-) -> None:
+def test_large_x_gradients(dtype: torch.dtype, magnitude: float, variant: str) -> None:
     """Gradients at large |x| are finite where the true value is representable, and right.
 
     Paper (5, 4) coefficients; where an exact coefficient gradient overflows the
     coefficient dtype, inf is the right answer.
     """
-    if dtype in (torch.float32, torch.float64, torch.bfloat16) and magnitude > (
-        torch.finfo(dtype).max / 2
-    ):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_BUG_GRAD_OVERFLOW))
     cdtype = compute_dtype(dtype)
     numerator, denominator = paper_coefficients(1, cdtype)
     for sign in (1, -1):
@@ -229,7 +211,6 @@ def test_polynomial_and_lower_denominator_degree_at_large_x(dtype: torch.dtype) 
         assert_relative(y, want, rtol=tolerance(dtype)[0])
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG_MIXED_DEGREES)
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "tokens"])
 def test_mixed_effective_degrees_per_channel_at_large_x(layout: str) -> None:
     """Channel 0 is the identity (b = 0), the others the paper's (5, 4) PAU.
@@ -260,7 +241,31 @@ def test_mixed_effective_degrees_per_channel_at_large_x(layout: str) -> None:
     )
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_BUG_ROUNDED_DEGREES)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", X_DTYPES, ids=str)
+@pytest.mark.parametrize("layout", ["channels_last", "tokens"])
+def test_mixed_effective_degrees_match_reference(
+    layout: str, dtype: torch.dtype, variant: str
+) -> None:
+    """Per-lane tiles whose channels differ in effective degrees, at ordinary x.
+
+    Channels: full (5, 4); b_4 = 0; b = 0 (a polynomial); a_5 = a_4 = 0; all a = 0;
+    then full again. Forward and all gradients against the reference.
+    """
+    channels = 6
+    numerator, denominator = random_coefficients(channels, (5, 4), variant, seed=3)
+    denominator[1, 3] = 0.0
+    denominator[2] = 0.0
+    numerator[3, 4:] = 0.0
+    numerator[4] = 0.0
+    if layout == "tokens":
+        x, dim = random_x((7, 5, channels), dtype, seed=4), -1
+    else:
+        x, dim = random_x((3, channels, 5, 7), dtype, seed=4), 1
+        x = x.contiguous(memory_format=torch.channels_last)
+    check_against_reference(x, numerator, denominator, variant, dim)
+
+
 def test_float64_coefficient_below_float32_range() -> None:
     """A float64 b_4 that rounds to 0 in float32 must act as 0 for float32 inputs.
 

@@ -68,6 +68,33 @@ def test_matches_reference_with_explicit_noise(variant, shape, dim, groups, chan
     assert not torch.allclose(y, pau_reference(xr, nr, dr, variant, dim))
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(
+    "shape,dim,channels_last", [((3, 6, 4, 5), 1, True), ((5, 3, 6), -1, False)]
+)
+def test_mixed_effective_degrees_match_reference(variant, shape, dim, channels_last):
+    """Per-lane tiles whose channels differ in effective degrees take the element-wise path."""
+    x = make_x(shape, channels_last=channels_last).requires_grad_()
+    numerator, denominator = coefficients(6, variant)
+    denominator[1] = 0.0
+    numerator[2, 3:] = 0.0
+    denominator[4, 2:] = 0.0
+    numerator.requires_grad_()
+    denominator.requires_grad_()
+    alpha = alpha_of(0.2)
+    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, variant, dim)
+    grad = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, numerator, denominator), grad)
+
+    e = rpau_noise(shape, SEED, alpha, (5, 4), 6, dim)
+    xr, nr, dr = (t.detach().clone().requires_grad_() for t in (x, numerator, denominator))
+    yr = rpau_reference(xr, nr, dr, e, variant, dim)
+    grads_ref = torch.autograd.grad(yr, (xr, nr, dr), grad)
+    torch.testing.assert_close(y, yr, rtol=1e-12, atol=1e-12)
+    for got, want in zip(grads, grads_ref):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.bfloat16, 1.6e-2)])
 def test_low_precision_matches_reference(dtype, tol):
     x = make_x((3, 8, 33, 5), dtype=dtype)
@@ -99,8 +126,9 @@ def test_noise_statistics():
     assert e.abs().max() < alpha
     std_of_mean = alpha / 3**0.5 / count**0.5
     assert e.mean(0).abs().max() < 5 * std_of_mean
-    torch.testing.assert_close(e.var(0), torch.full((10,), alpha**2 / 3, dtype=torch.float64),
-                               rtol=0.02, atol=0)
+    torch.testing.assert_close(
+        e.var(0), torch.full((10,), alpha**2 / 3, dtype=torch.float64), rtol=0.02, atol=0
+    )
     hist = torch.histc(e[:, 3], bins=32, min=-alpha, max=alpha)
     expected = count / 32
     assert ((hist - expected).abs() / expected**0.5).max() < 5
@@ -201,10 +229,11 @@ def test_saves_only_what_pau_saves():
     numerator.requires_grad_()
     alpha = torch.tensor(0.01)
     pau_bytes, pau_count = saved_bytes(
-        lambda *t: torch.ops.pau.forward(*t, "safe", 1), x, numerator, denominator)
+        lambda *t: torch.ops.pau.forward(*t, "safe", 1), x, numerator, denominator
+    )
     rpau_bytes, rpau_count = saved_bytes(
-        lambda *t: torch.ops.pau.rpau_forward(*t, alpha, SEED, "safe", 1), x, numerator,
-        denominator)
+        lambda *t: torch.ops.pau.rpau_forward(*t, alpha, SEED, "safe", 1), x, numerator, denominator
+    )
     # PAU saves x and the coefficients; RPAU adds alpha and the (2,) seed: no noise.
     assert pau_count == 3 and rpau_count == 5
     assert rpau_bytes - pau_bytes == alpha.numel() * alpha.element_size() + 16
@@ -216,24 +245,47 @@ def test_errors_name_the_problem():
     op = torch.ops.pau.rpau_forward
     a = torch.tensor(0.1)
     cases = [
-        (lambda: op(x, num, den, torch.tensor(-0.1), SEED, "safe", 1), ValueError,
-         r"alpha must be in \[0, 1\)"),
-        (lambda: op(x, num, den, torch.tensor(1.0), SEED, "safe", 1), ValueError,
-         r"alpha must be in \[0, 1\)"),
-        (lambda: op(x, num, den, torch.zeros(9), SEED, "safe", 1), ValueError,
-         r"alpha must be a scalar or broadcastable to \(G, m\+1\+n\) = \(3, 10\)"),
-        (lambda: op(x, num, den, torch.zeros(2, 10), SEED, "safe", 1), ValueError,
-         "broadcastable"),
-        (lambda: op(x, num, den, torch.tensor(1), SEED, "safe", 1), TypeError,
-         "alpha must be a floating-point tensor"),
-        (lambda: op(x, num, den, a, SEED.int(), "safe", 1), TypeError,
-         "seed_offset must be an int64"),
-        (lambda: op(x, num, den, a, SEED[:1], "safe", 1), ValueError,
-         r"seed_offset must have shape \(2,\)"),
-        (lambda: op(x, num, den, a.clone().requires_grad_(), SEED, "safe", 1), RuntimeError,
-         "alpha is a hyperparameter"),
-        (lambda: op(x, torch.ones(4, 6), torch.ones(4, 4), a, SEED, "safe", 1), ValueError,
-         "not divisible"),
+        (
+            lambda: op(x, num, den, torch.tensor(-0.1), SEED, "safe", 1),
+            ValueError,
+            r"alpha must be in \[0, 1\)",
+        ),
+        (
+            lambda: op(x, num, den, torch.tensor(1.0), SEED, "safe", 1),
+            ValueError,
+            r"alpha must be in \[0, 1\)",
+        ),
+        (
+            lambda: op(x, num, den, torch.zeros(9), SEED, "safe", 1),
+            ValueError,
+            r"alpha must be a scalar or broadcastable to \(G, m\+1\+n\) = \(3, 10\)",
+        ),
+        (lambda: op(x, num, den, torch.zeros(2, 10), SEED, "safe", 1), ValueError, "broadcastable"),
+        (
+            lambda: op(x, num, den, torch.tensor(1), SEED, "safe", 1),
+            TypeError,
+            "alpha must be a floating-point tensor",
+        ),
+        (
+            lambda: op(x, num, den, a, SEED.int(), "safe", 1),
+            TypeError,
+            "seed_offset must be an int64",
+        ),
+        (
+            lambda: op(x, num, den, a, SEED[:1], "safe", 1),
+            ValueError,
+            r"seed_offset must have shape \(2,\)",
+        ),
+        (
+            lambda: op(x, num, den, a.clone().requires_grad_(), SEED, "safe", 1),
+            RuntimeError,
+            "alpha is a hyperparameter",
+        ),
+        (
+            lambda: op(x, torch.ones(4, 6), torch.ones(4, 4), a, SEED, "safe", 1),
+            ValueError,
+            "not divisible",
+        ),
         (lambda: pau.RPAU(alpha=-0.5), ValueError, r"alpha must be in \[0, 1\)"),
         (lambda: pau.RPAU(alpha=torch.zeros(3)), ValueError, "broadcastable to"),
     ]
@@ -246,11 +298,15 @@ def test_opcheck():
     x = make_x((2, 6, 5), dtype=torch.float32)
     num, den = coefficients(3, dtype=torch.float32)
     alpha = torch.full((10,), 0.1)
-    torch.library.opcheck(torch.ops.pau.rpau_forward,
-                          (x, num.requires_grad_(), den.requires_grad_(), alpha, SEED, "safe", 1))
+    torch.library.opcheck(
+        torch.ops.pau.rpau_forward,
+        (x, num.requires_grad_(), den.requires_grad_(), alpha, SEED, "safe", 1),
+    )
     grad = torch.randn_like(x)
-    torch.library.opcheck(torch.ops.pau.rpau_backward,
-                          (grad, x, num.detach(), den.detach(), alpha, SEED, "abs_sum", 1))
+    torch.library.opcheck(
+        torch.ops.pau.rpau_backward,
+        (grad, x, num.detach(), den.detach(), alpha, SEED, "abs_sum", 1),
+    )
     torch.library.opcheck(torch.ops.pau.rpau_noise, (SEED, 17, 10))
 
 
@@ -314,7 +370,7 @@ def test_torchscript_save_load_in_fresh_process(tmp_path):
     torch.save({"x": x, "y_train": y_train, "y_eval": model.eval()(x)}, tmp_path / "io.pt")
     script = textwrap.dedent(f"""
         import torch, pau
-        io = torch.load({str(tmp_path / 'io.pt')!r})
+        io = torch.load({str(tmp_path / "io.pt")!r})
         model = torch.jit.load({str(path)!r})
         torch.manual_seed(11)
         y = model(io["x"])

@@ -25,15 +25,19 @@ at::Tensor reduce_partials(const cpu::Layout& l, int64_t count, const at::Tensor
 at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
 
 // Coefficients as double on the host plus each group's effective degrees,
-// kept alive for the duration of a kernel launch.
+// kept alive for the duration of a kernel launch. The coefficients are first
+// rounded to the kernels' compute type (double for float64 x, else float):
+// the degrees must be those of the values the kernels use, or a b_k that
+// rounds to 0 would still set the scaling degree and underflow D.
 struct HostCoefficients {
   at::Tensor numerator;
   at::Tensor denominator;
   std::vector<math::Degrees> degrees;
 
-  HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args)
-      : numerator(num.to(at::kDouble).contiguous()),
-        denominator(den.to(at::kDouble).contiguous()),
+  HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args,
+                   at::ScalarType x_dtype)
+      : numerator(in_compute_type(num, x_dtype)),
+        denominator(in_compute_type(den, x_dtype)),
         degrees(static_cast<size_t>(args.groups)) {
     const double* a = numerator.const_data_ptr<double>();
     const double* b = denominator.const_data_ptr<double>();
@@ -45,6 +49,11 @@ struct HostCoefficients {
       // b[k-1] holds b_k: an effective index i means degree i + 1.
       d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
     }
+  }
+
+  static at::Tensor in_compute_type(const at::Tensor& c, at::ScalarType x_dtype) {
+    const at::ScalarType compute = x_dtype == at::kDouble ? at::kDouble : at::kFloat;
+    return c.to(compute).to(at::kDouble).contiguous();
   }
 
   cpu::Problem problem(const at::Tensor& dense_x, const PauArgs& args) const {

@@ -63,15 +63,25 @@ class TileCoefficients {
       for (int k = 0; k < p.n; ++k) {
         table_[(p.m + 1 + k) * stride_ + c] = static_cast<T>(p.denominator[g * p.n + k]);
       }
-      // Lanes share one loop over degrees: use the largest effective degrees.
-      degrees_.m_eff = std::max(degrees_.m_eff, p.degrees[g].m_eff);
-      degrees_.n_eff = std::max(degrees_.n_eff, p.degrees[g].n_eff);
+      // Lanes share one scaling degree only if their groups agree on it.
+      mixed_ = mixed_ || p.degrees[g].m_eff != degrees_.m_eff ||
+               p.degrees[g].n_eff != degrees_.n_eff;
     }
   }
 
   const Degrees& degrees() const { return degrees_; }
   bool per_lane() const { return per_lane_; }
+  // Per-lane tile whose groups differ in effective degrees: no shared scaling
+  // degree is safe for all lanes (a b = 0 lane scaled by its neighbours' x^-4
+  // underflows to 0/0), so such tiles are evaluated one element at a time.
+  bool mixed() const { return mixed_; }
   int64_t padded_columns() const { return stride_; }
+
+  // The m + 1 + n coefficients of tile column `column` (per-lane tiles).
+  void column_coefficients(int64_t column, T* c) const {
+    const int count = degrees_.m + 1 + degrees_.n;
+    for (int j = 0; j < count; ++j) c[j] = table_[j * stride_ + column];
+  }
 
   // Coefficient vectors for the lanes starting at tile column `column`.
   // Per-lane tiles fill `a` and `b` and point to them.
@@ -93,6 +103,7 @@ class TileCoefficients {
 
  private:
   bool per_lane_;
+  bool mixed_ = false;
   Degrees degrees_{};
   Vec<T> a_[math::kMaxTerms];
   Vec<T> b_[math::kMaxTerms];
@@ -200,6 +211,19 @@ class TileNoise {
     }
   }
 
+  // perturb() for the single element at block position i (tile column
+  // `column`); c holds its m + 1 + n coefficients and is perturbed in place.
+  void perturb_element(int64_t column, int64_t i, int count, T* c, T* factor) const {
+    T base[2 * math::kMaxTerms];
+    T scale[2 * math::kMaxTerms];
+    base_.column_coefficients(column, base);
+    scale_.column_coefficients(column, scale);
+    for (int j = 0; j < count; ++j) {
+      factor[j] = scale[j] * k_[j * kBlock + i] + base[j];
+      c[j] *= factor[j];
+    }
+  }
+
  private:
   rng::Stream stream_;
   TileCoefficients<T> base_;
@@ -218,6 +242,90 @@ std::unique_ptr<TileNoise<T>> make_noise(const Problem& p, const Tile& tile) {
   }
 }
 
+// Per-lane tiles with mixed effective degrees (TileCoefficients::mixed) are
+// evaluated element by element, each with its own group's degrees. For the
+// block [begin, begin + count) of `row`, calls element(i, column,
+// coefficients, degrees, factor) with the element's (perturbed, for RPAU)
+// m + 1 + n coefficients and, for RPAU, their noise factors (else nullptr).
+template <class T, bool kNoisy, class Element>
+void for_each_element_lanewise(const Problem& p, const Tile& tile,
+                               const TileCoefficients<T>& coefficients, TileNoise<T>* noise,
+                               int64_t row, int64_t begin, int64_t count, Element&& element) {
+  const int total = p.coefficients();
+  T c[2 * math::kMaxTerms];
+  T factor[2 * math::kMaxTerms];
+  if constexpr (kNoisy) noise->generate(row * p.layout.row_length + begin, count);
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t column = begin - tile.column_begin + i;
+    const Degrees& degrees = p.degrees[tile.first_group + column / p.layout.run];
+    coefficients.column_coefficients(column, c);
+    if constexpr (kNoisy) noise->perturb_element(column, i, total, c, factor);
+    element(i, column, c, degrees, kNoisy ? factor : nullptr);
+  }
+}
+
+template <Variant variant, class scalar_t, bool kNoisy>
+void forward_tile_lanewise(const ForwardArgs& args, const Tile& tile,
+                           const TileCoefficients<opmath_t<scalar_t>>& coefficients,
+                           TileNoise<opmath_t<scalar_t>>* noise) {
+  using T = opmath_t<scalar_t>;
+  const Problem& p = args.problem;
+  const auto* x = static_cast<const scalar_t*>(args.x);
+  auto* out = static_cast<scalar_t*>(args.out);
+  alignas(64) T x_buffer[kBlock];
+  alignas(64) T y_buffer[kBlock];
+  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+      const int64_t count = std::min(kBlock, tile.column_end - begin);
+      const int64_t offset = row * p.layout.row_length + begin;
+      const T* xs = load_block(x + offset, count, x_buffer);
+      T* ys = output_block(out + offset, y_buffer);
+      for_each_element_lanewise<T, kNoisy>(
+          p, tile, coefficients, noise, row, begin, count,
+          [&](int64_t i, int64_t, const T* c, const Degrees& degrees, const T*) {
+            ys[i] = math::forward<variant, math::ScalarOps<T>>(xs[i], c, c + p.m + 1, degrees);
+          });
+      store_block(ys, count, out + offset);
+    }
+  }
+}
+
+// Adds each element's coefficient gradients to sums[k * sums_stride + column]
+// (double, in row order: deterministic).
+template <Variant variant, class scalar_t, bool kNoisy>
+void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
+                            const TileCoefficients<opmath_t<scalar_t>>& coefficients,
+                            TileNoise<opmath_t<scalar_t>>* noise, double* sums,
+                            int64_t sums_stride) {
+  using T = opmath_t<scalar_t>;
+  const Problem& p = args.problem;
+  const auto* grad = static_cast<const scalar_t*>(args.grad);
+  const auto* x = static_cast<const scalar_t*>(args.x);
+  auto* grad_x = static_cast<scalar_t*>(args.grad_x);
+  const int total = p.coefficients();
+  alignas(64) T x_buffer[kBlock];
+  alignas(64) T g_buffer[kBlock];
+  alignas(64) T gx_buffer[kBlock];
+  for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+    for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+      const int64_t count = std::min(kBlock, tile.column_end - begin);
+      const int64_t offset = row * p.layout.row_length + begin;
+      const T* xs = load_block(x + offset, count, x_buffer);
+      const T* gs = load_block(grad + offset, count, g_buffer);
+      T* gxs = output_block(grad_x + offset, gx_buffer);
+      for_each_element_lanewise<T, kNoisy>(
+          p, tile, coefficients, noise, row, begin, count,
+          [&](int64_t i, int64_t column, const T* c, const Degrees& degrees, const T* factor) {
+            T gc[2 * math::kMaxTerms] = {};
+            gxs[i] = math::backward<variant, math::ScalarOps<T>>(
+                xs[i], gs[i], c, c + p.m + 1, degrees, gc, gc + p.m + 1, factor);
+            for (int k = 0; k < total; ++k) sums[k * sums_stride + column] += gc[k];
+          });
+      store_block(gxs, count, grad_x + offset);
+    }
+  }
+}
+
 template <Variant variant, class scalar_t, bool kNoisy = false>
 void forward_tile(const ForwardArgs& args, int64_t index) {
   using T = opmath_t<scalar_t>;
@@ -233,6 +341,10 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
   const auto noise = make_noise<T, kNoisy>(p, tile);
+  if (coefficients.mixed()) {
+    return forward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients,
+                                                            noise.get());
+  }
   V a_noisy[math::kMaxTerms];
   V b_noisy[math::kMaxTerms];
   V factor[2 * math::kMaxTerms];
@@ -309,6 +421,10 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   V a_noisy[math::kMaxTerms];
   V b_noisy[math::kMaxTerms];
   V factor[2 * math::kMaxTerms];
+  if (coefficients.mixed()) {
+    backward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients, noise.get(),
+                                                      sums.data(), sums_stride);
+  } else {
   with_degrees(coefficients.degrees(), [&](const auto& degrees) {
     using Deg = std::decay_t<decltype(degrees)>;
     // Accumulated in a local array so the fixed-degree case stays in registers.
@@ -352,6 +468,7 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
     }
   });
   if (per_lane) flush();
+  }
 
   double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
   for (int64_t local = 0; local < layout.groups_per_tile; ++local) {
