@@ -1,11 +1,18 @@
-"""Benchmark of the ``pau`` operators: ``python -m pau.bench [--quick] [--device cuda]``.
+"""Benchmark of the ``pau`` operators.
+
+``python -m pau.bench [--quick] [--device cuda] [--only pau,rpau,pwlu]``
 
 Measures, in one process and with ``torch.utils.benchmark``, each operator
 against ``torch.relu`` (the memory-bound floor) and against the plain-PyTorch
 reference in eager mode and under ``torch.compile``, for the forward pass and
-forward+backward. On CUDA it also times ``x.clone()`` to express the achieved
-bandwidth as a fraction of a device-to-device copy of the same bytes. Prints a
-table and writes JSON (device name, ISA, versions) to ``benchmarks/results/``.
+forward+backward. Operators (``--only``, default all): ``pau`` (safe, degrees
+(5, 4)); ``rpau`` (training mode, alpha 0.01), timed beside ``pau`` at the same
+shape to give its overhead over PAU; ``pwlu`` (N = 16), with
+:func:`pau.reference.pwlu_reference` as the reference. On CUDA it also times
+``x.clone()`` to express the achieved bandwidth as a fraction of a
+device-to-device copy of the same bytes. Prints a table and a summary that
+checks the targets of issues 6 and 7, and writes JSON (device name, ISA,
+versions) to ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -25,17 +32,34 @@ import torch
 import torch.utils.benchmark as tbench
 
 import pau
-from pau.reference import pau_reference
+from pau.reference import pau_reference, pwlu_reference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+OPS = ("pau", "rpau", "pwlu")
+RPAU_ALPHA = 0.01
+PWLU_INTERVALS = 16
+# What issues 6 and 7 ask of the operators, checked in the summary: (op, impl,
+# baseline, direction, device type or None for any, bound, "at most"/"at least")
+# reads "time of impl / time of baseline is at most/at least bound".
+TARGETS = [
+    ("rpau", "rpau", "pau", "forward", "cpu", 1.3, "at most"),
+    ("rpau", "rpau", "pau", "forward_backward", "cpu", 1.3, "at most"),
+    ("rpau", "rpau", "pau", "forward", "cuda", 1.1, "at most"),
+    ("rpau", "rpau", "pau", "forward_backward", "cuda", 1.1, "at most"),
+    ("pwlu", "pwlu", "relu", "forward", "cpu", 1.5, "at most"),
+    ("pwlu", "reference", "pwlu", "forward_backward", None, 5.0, "at least"),
+    ("pwlu", "reference_compiled", "pwlu", "forward_backward", None, 1.5, "at least"),
+]
 
 
 @dataclass
 class Case:
     """One benchmarked configuration."""
 
-    op: str  # "pau"
-    impl: str  # "relu", "copy", "reference", "reference_compiled", "pau"
+    op: str  # "pau", "rpau" or "pwlu": the operator this configuration measures
+    # "relu", "copy", "reference", "reference_compiled", or an operator:
+    # "pau" (also under op "rpau", as its baseline), "rpau", "pwlu"
+    impl: str
     direction: str  # "forward" or "forward_backward"
     dtype: str
     numel: int
@@ -48,7 +72,12 @@ class Case:
 
 def nchw_shape(numel: int) -> tuple[int, int, int, int]:
     """An NCHW shape with ``numel`` elements (powers of two only)."""
-    shapes = {2**20: (8, 32, 64, 64), 2**24: (16, 64, 128, 128), 2**28: (64, 64, 256, 256)}
+    shapes = {
+        2**16: (4, 16, 32, 32),  # for smoke tests only: too small to time anything
+        2**20: (8, 32, 64, 64),
+        2**24: (16, 64, 128, 128),
+        2**28: (64, 64, 256, 256),
+    }
     if numel not in shapes:
         raise ValueError(f"no NCHW shape registered for {numel} elements")
     return shapes[numel]
@@ -110,7 +139,80 @@ def pau_callables(
     }
 
 
-def run(
+def rpau_callables(
+    x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, alpha: torch.Tensor
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """RPAU in training mode (a fresh seed per call, as the module) and PAU at the same shape."""
+    return {
+        "relu": torch.relu,
+        "pau": lambda t: torch.ops.pau.forward(t, numerator, denominator, "safe", 1),
+        "rpau": lambda t: pau.rpau.rpau(t, numerator, denominator, alpha, None, "safe", 1),
+    }
+
+
+def pwlu_callables(
+    points: torch.Tensor, bounds: torch.Tensor, slopes: torch.Tensor, compiled_reference
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    return {
+        "relu": torch.relu,
+        "reference": lambda t: pwlu_reference(t, points, bounds, slopes, 1),
+        "reference_compiled": lambda t: compiled_reference(t, points, bounds, slopes),
+        "pwlu": lambda t: torch.ops.pau.pwlu_forward(t, points, bounds, slopes, 1),
+    }
+
+
+def op_parameters(op: str, groups: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The trainable tensors of ``op`` for ``groups`` groups, float32, requiring grad."""
+    if op == "pwlu":
+        module = pau.PWLU(PWLU_INTERVALS, groups=groups)
+        with torch.no_grad():  # not exactly relu: every interval has its own slope
+            generator = torch.Generator().manual_seed(1)
+            module.points.add_(0.05 * torch.randn(module.points.shape, generator=generator))
+        tensors = (module.points, module.bounds, module.slopes)
+    else:
+        tensors = pau.modules.initial_coefficients("leaky_relu", (5, 4), "safe")
+        tensors = tuple(t.float().repeat(groups, 1) for t in tensors)
+    return tuple(t.detach().to(device).requires_grad_() for t in tensors)
+
+
+def op_callables(
+    op: str, x: torch.Tensor, parameters: tuple[torch.Tensor, ...], compile_reference: bool
+) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """Implementations to time for ``op``; "relu" always among them."""
+    if op == "rpau":
+        alpha = torch.tensor(RPAU_ALPHA, device=x.device)
+        return rpau_callables(x, *parameters, alpha)
+    # A fresh compilation per configuration: one shape and dtype each.
+    torch._dynamo.reset()
+    if op == "pwlu":
+        compiled = torch.compile(
+            lambda t, y, b, k: pwlu_reference(t, y, b, k, 1), fullgraph=True, dynamic=False
+        )
+        fns = pwlu_callables(*parameters, compiled)
+    else:
+        compiled = torch.compile(
+            lambda t, a, b: pau_reference(t, a, b, "safe", 1), fullgraph=True, dynamic=False
+        )
+        fns = pau_callables(x, *parameters, compiled)
+    if not compile_reference:
+        del fns["reference_compiled"]
+    return fns
+
+
+def supported(op: str, device: torch.device) -> bool:
+    """Whether ``op`` has a kernel for ``device`` (a CUDA kernel may not exist yet)."""
+    x = torch.zeros(2, 2, device=device)
+    parameters = op_parameters(op, 1, device)
+    try:
+        with torch.no_grad():
+            op_callables(op, x, parameters, compile_reference=False)[op](x)
+    except (NotImplementedError, RuntimeError):
+        return False
+    return True
+
+
+def run_op(
+    op: str,
     device: torch.device,
     dtypes: list[str],
     sizes: list[int],
@@ -118,6 +220,7 @@ def run(
     compile_reference: bool,
     log: Callable[[str], None] = print,
 ) -> list[Case]:
+    """The cases of ``op`` (see :data:`OPS`) in every dtype, size and grouping."""
     cases: list[Case] = []
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
@@ -127,20 +230,8 @@ def run(
                 g = 1 if groups == "1" else shape[1]
                 generator = torch.Generator().manual_seed(0)
                 x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
-                numerator, denominator = pau.modules.initial_coefficients(
-                    "leaky_relu", (5, 4), "safe"
-                )
-                numerator = numerator.float().repeat(g, 1).to(device).requires_grad_()
-                denominator = denominator.float().repeat(g, 1).to(device).requires_grad_()
-                # A fresh compilation per configuration: one shape and dtype each.
-                torch._dynamo.reset()
-                compiled = torch.compile(
-                    lambda t, a, b: pau_reference(t, a, b, "safe", 1), fullgraph=True,
-                    dynamic=False,
-                )
-                fns = pau_callables(x, numerator, denominator, compiled)
-                if not compile_reference:
-                    del fns["reference_compiled"]
+                parameters = op_parameters(op, g, device)
+                fns = op_callables(op, x, parameters, compile_reference)
                 grad = torch.randn_like(x)
                 calls: dict[tuple[str, str], Callable[[], object]] = {}
                 if device.type == "cuda":
@@ -150,18 +241,27 @@ def run(
                     calls[(impl, "forward")] = lambda fn=fn, xf=xf: fn(xf)
                     xg = x.detach().requires_grad_()
 
-                    def step(fn=fn, xg=xg, grad=grad, coefficients=(numerator, denominator)):
+                    def step(fn=fn, xg=xg, grad=grad, tensors=parameters):
                         fn(xg).backward(grad)
                         xg.grad = None
-                        for c in coefficients:
-                            c.grad = None
+                        for t in tensors:
+                            t.grad = None
 
                     calls[(impl, "forward_backward")] = step
                 times = measure_interleaved(calls, device, min_run_time)
                 for (impl, direction), seconds in times.items():
                     relu = times[("relu", direction)]
-                    case = Case("pau", impl, direction, dtype_name, numel, groups, shape,
-                                seconds * 1e3, seconds / relu)
+                    case = Case(
+                        op,
+                        impl,
+                        direction,
+                        dtype_name,
+                        numel,
+                        groups,
+                        shape,
+                        seconds * 1e3,
+                        seconds / relu,
+                    )
                     if ("copy", "forward") in times and impl != "copy":
                         # Bytes moved: read x and write y (+ read grad, write grad_x, read x
                         # again for backward) relative to the copy's read+write.
@@ -169,6 +269,25 @@ def run(
                         case.fraction_of_copy = copies * times[("copy", "forward")] / seconds
                     cases.append(case)
                     log(format_case(case))
+    return cases
+
+
+def run(
+    device: torch.device,
+    dtypes: list[str],
+    sizes: list[int],
+    min_run_time: float,
+    compile_reference: bool,
+    log: Callable[[str], None] = print,
+    ops: Sequence[str] = OPS,
+) -> list[Case]:
+    """Every case of ``ops``; an operator without a kernel for ``device`` is skipped."""
+    cases: list[Case] = []
+    for op in ops:
+        if not supported(op, device):
+            log(f"{op}: no {device.type} kernel, skipped")
+            continue
+        cases += run_op(op, device, dtypes, sizes, min_run_time, compile_reference, log)
     return cases
 
 
@@ -180,29 +299,46 @@ def format_case(c: Case) -> str:
     )
 
 
-def summary(cases: list[Case]) -> list[str]:
-    """Speed-ups of the pau op over the references, per configuration."""
+def summary(cases: list[Case], device_type: Optional[str] = None) -> list[str]:
+    """Per configuration: the operator's ratio to relu, RPAU's overhead over PAU, the
+    references' slowdowns, and the issue targets (met or missed) for ``device_type``."""
     lines = []
-    index = {(c.impl, c.direction, c.dtype, c.numel, c.groups): c for c in cases}
+    index = {(c.op, c.impl, c.direction, c.dtype, c.numel, c.groups): c for c in cases}
     for c in cases:
-        if c.impl != "pau":
+        if c.impl != c.op:
             continue
         key = (c.direction, c.dtype, c.numel, c.groups)
-        parts = [f"pau/relu x{c.ratio_to_relu:.2f}"]
+        parts = [f"{c.op}/relu x{c.ratio_to_relu:.2f}"]
+        baseline = index.get((c.op, "pau") + key) if c.op == "rpau" else None
+        if baseline is not None:
+            parts.append(f"rpau/pau x{c.time_ms / baseline.time_ms:.2f}")
         for ref in ("reference", "reference_compiled"):
-            other = index.get((ref,) + key)
+            other = index.get((c.op, ref) + key)
             if other is not None:
                 parts.append(f"{ref} is {other.time_ms / c.time_ms:.1f}x slower")
+        for op, impl, base, direction, device, bound, meaning in TARGETS:
+            if op != c.op or direction != c.direction or device not in (None, device_type):
+                continue
+            slow, fast = index.get((op, impl) + key), index.get((op, base) + key)
+            if slow is None or fast is None:
+                continue
+            ratio = slow.time_ms / fast.time_ms
+            met = ratio <= bound if meaning == "at most" else ratio >= bound
+            parts.append(f"[{impl}/{base} {meaning} {bound}: {'met' if met else 'MISSED'}]")
         lines.append(
-            f"{c.direction:16s} {c.dtype:9s} 2^{c.numel.bit_length() - 1} G={c.groups}: "
+            f"{c.op:4s} {c.direction:16s} {c.dtype:9s} 2^{c.numel.bit_length() - 1} G={c.groups}: "
             + ", ".join(parts)
         )
     return lines
 
 
-def results_path(directory: Path, device: torch.device, quick: bool) -> Path:
+def results_path(
+    directory: Path, device: torch.device, quick: bool, ops: Sequence[str] = OPS
+) -> Path:
+    """``<device type>-<device name>[-<ops>][-quick].json``; the ops only for a subset."""
     slug = re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
-    return directory / f"{device.type}-{slug}{'-quick' if quick else ''}.json"
+    subset = "" if set(ops) == set(OPS) else "-" + "-".join(ops)
+    return directory / f"{device.type}-{slug}{subset}{'-quick' if quick else ''}.json"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -212,6 +348,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--dtypes", default=None, help="comma list of float32,bfloat16,float16")
     parser.add_argument("--sizes", default=None, help="comma list of log2 sizes, e.g. 20,24")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled reference")
+    parser.add_argument(
+        "--only", default=None, help=f"comma list of operators to measure ({','.join(OPS)}; all)"
+    )
     parser.add_argument("--min-run-time", type=float, default=None, help="seconds per timing")
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results"), help="directory for the JSON"
@@ -222,16 +361,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
     default_sizes = [20] if args.quick else ([24, 28] if device.type == "cuda" else [20, 24])
-    sizes = [2 ** int(s) for s in args.sizes.split(",")] if args.sizes else [
-        2**s for s in default_sizes
-    ]
-    dtypes = args.dtypes.split(",") if args.dtypes else (
-        ["float32"] if args.quick else ["float32", "bfloat16"]
+    sizes = (
+        [2 ** int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else [2**s for s in default_sizes]
+    )
+    dtypes = (
+        args.dtypes.split(",")
+        if args.dtypes
+        else (["float32"] if args.quick else ["float32", "bfloat16"])
     )
     for d in dtypes:
         if d not in DTYPES:
             parser.error(f"unknown dtype {d!r}; choose from {', '.join(DTYPES)}")
     min_run_time = args.min_run_time or (0.2 if args.quick else 1.0)
+    ops = [o for o in OPS if o in args.only.split(",")] if args.only else list(OPS)
+    for o in args.only.split(",") if args.only else []:
+        if o not in OPS:
+            parser.error(f"unknown operator {o!r} in --only; choose from {', '.join(OPS)}")
 
     header = {
         "device": device_name(device),
@@ -243,14 +390,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         "python": sys.version.split()[0],
         "date": time.strftime("%Y-%m-%d"),
         "quick": args.quick,
+        "ops": ops,
     }
     print(" ".join(f"{k}={v}" for k, v in header.items()))
-    cases = run(device, dtypes, sizes, min_run_time, not args.no_compile)
+    cases = run(device, dtypes, sizes, min_run_time, not args.no_compile, ops=ops)
     print("\nsummary")
-    for line in summary(cases):
+    for line in summary(cases, device.type):
         print("  " + line)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = results_path(args.out, device, args.quick)
+    path = results_path(args.out, device, args.quick, ops)
     path.write_text(json.dumps({**header, "cases": [asdict(c) for c in cases]}, indent=1) + "\n")
     print(f"\nwrote {path}")
     return 0
