@@ -6,6 +6,7 @@ histogram the inputs recorded; the running histogram is exact; bad input fails c
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import textwrap
@@ -232,7 +233,7 @@ def test_headless_in_a_fresh_process(tmp_path):
         pau.plot(model, path={str(tmp_path / "fresh.png")!r})
         assert "matplotlib.pyplot" not in sys.modules, "plot imported pyplot"
     """)
-    env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
