@@ -268,8 +268,7 @@ def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, ch
 def test_each_isa_matches_reference():
     script = textwrap.dedent("""
         import torch, pau
-        from pau.pwlu import pwlu_segments, segment_tables
-from pau.reference import pwlu_reference
+        from pau.reference import pwlu_reference
         x = torch.randn(3, 8, 17, 9) * 2.5
         for n in (16, 40):
             points = torch.randn(8, n + 1)
