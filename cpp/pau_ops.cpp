@@ -51,9 +51,10 @@ PauArgs check_pau_args(const Tensor& x, const Tensor& numerator, const Tensor& d
   TORCH_CHECK_TYPE(is_input_dtype(x.scalar_type()),
                    "pau: x must be float32, float64, float16 or bfloat16, got ",
                    x.scalar_type());
-  TORCH_CHECK_TYPE(
-      numerator.scalar_type() == at::kFloat || numerator.scalar_type() == at::kDouble,
-      "pau: numerator must be float32 or float64, got ", numerator.scalar_type());
+  // Half and bfloat16 coefficients (a model.half()'d PAU) are used in float.
+  TORCH_CHECK_TYPE(is_input_dtype(numerator.scalar_type()),
+                   "pau: numerator must be float32, float64, float16 or bfloat16, got ",
+                   numerator.scalar_type());
   TORCH_CHECK_TYPE(denominator.scalar_type() == numerator.scalar_type(),
                    "pau: denominator dtype (", denominator.scalar_type(),
                    ") must match numerator dtype (", numerator.scalar_type(), ")");

@@ -27,8 +27,10 @@ PwluArgs check_pwlu_args(const Tensor& x, const Tensor& points, const Tensor& bo
   TORCH_CHECK_TYPE(is_input_dtype(x.scalar_type()),
                    "pwlu: x must be float32, float64, float16 or bfloat16, got ",
                    x.scalar_type());
-  TORCH_CHECK_TYPE(points.scalar_type() == at::kFloat || points.scalar_type() == at::kDouble,
-                   "pwlu: points must be float32 or float64, got ", points.scalar_type());
+  // Half and bfloat16 parameters (a model.half()'d PWLU) are used in float.
+  TORCH_CHECK_TYPE(is_input_dtype(points.scalar_type()),
+                   "pwlu: points must be float32, float64, float16 or bfloat16, got ",
+                   points.scalar_type());
   TORCH_CHECK_TYPE(bounds.scalar_type() == points.scalar_type() &&
                        slopes.scalar_type() == points.scalar_type(),
                    "pwlu: bounds (", bounds.scalar_type(), ") and slopes (",
@@ -87,11 +89,18 @@ void check_bounds_values(const P* b, int64_t groups) {
   }
 }
 
+// A parameter on the host, contiguous, float16/bfloat16 widened to float32
+// (the kernels' tables are float or double).
+Tensor host_parameter(const Tensor& t) {
+  const at::ScalarType type = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  return t.detach().to(at::kCPU, type).contiguous();
+}
+
 }  // namespace
 
 void check_pwlu_bounds(const Tensor& bounds) {
   // Reading the values needs them on the host (a device sync on GPUs).
-  const Tensor host = bounds.detach().to(at::kCPU).contiguous();
+  const Tensor host = host_parameter(bounds);
   if (host.scalar_type() == at::kDouble) {
     check_bounds_values(host.const_data_ptr<double>(), host.size(0));
   } else {
@@ -138,9 +147,9 @@ struct HostTables {
              const PwluArgs& args, at::ScalarType ctype) {
     const int n = args.intervals;
     const int64_t g = args.groups;
-    const Tensor y = points.detach().to(at::kCPU).contiguous();
-    const Tensor b = bounds.detach().to(at::kCPU).contiguous();
-    const Tensor k = slopes.detach().to(at::kCPU).contiguous();
+    const Tensor y = host_parameter(points);
+    const Tensor b = host_parameter(bounds);
+    const Tensor k = host_parameter(slopes);
     storage = at::empty({g * (2 * (n + 1) + pwlu::kParams)}, y.options().dtype(ctype));
     auto fill = [&](auto p_tag, auto t_tag) {
       using P = decltype(p_tag);

@@ -48,20 +48,10 @@ FORWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
         TypeError,
         r"denominator dtype \(Double\) must match numerator dtype \(Float\)",
     ),
-    "float16_coefficients": (
-        lambda: forward(_x(), _num(dtype=torch.float16), _den(dtype=torch.float16)),
-        TypeError,
-        r"numerator must be float32 or float64, got Half",
-    ),
-    "bfloat16_coefficients": (
-        lambda: forward(_x(), _num(dtype=torch.bfloat16), _den(dtype=torch.bfloat16)),
-        TypeError,
-        r"numerator must be float32 or float64, got BFloat16",
-    ),
     "integer_coefficients": (
         lambda: forward(_x(), _num().int(), _den().int()),
         TypeError,
-        r"numerator must be float32 or float64, got Int",
+        r"numerator must be float32, float64, float16 or bfloat16, got Int",
     ),
     "coefficients_on_other_device": (
         lambda: forward(_x(), _num().to("meta"), _den().to("meta")),

@@ -9,7 +9,7 @@ import pau
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import VARIANTS, check_against_reference, random_x
+from conftest import VARIANTS, check_against_reference, random_x, tolerance
 from pau.reference import pau_reference
 from torch import nn
 
@@ -193,3 +193,30 @@ def test_module_to_float64() -> None:
     assert layer.numerator.dtype == torch.float64
     x = random_x((2, 2, 3), torch.float64, seed=10)
     check_against_reference(x, layer.numerator.detach(), layer.denominator.detach(), "safe", 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["pau", "rpau", "pwlu"])
+def test_model_cast_to_half_precision_trains(kind: str, dtype: torch.dtype) -> None:
+    """model.half() / .bfloat16() casts the activation's parameters too; it still runs,
+    matches the float32 module on the same (rounded) parameters, and trains."""
+    torch.manual_seed(0)
+    layer = {"pau": pau.PAU, "rpau": pau.RPAU, "pwlu": pau.PWLU}[kind](groups=3).eval()
+    reference = copy.deepcopy(layer)
+    layer = layer.to(dtype)
+    assert all(p.dtype == dtype for p in layer.parameters())
+    for p in reference.parameters():  # the float32 module with the rounded parameters
+        p.data = p.data.to(dtype).float()
+    x = torch.randn(2, 3, 4, 5).to(dtype)
+    y = layer(x)
+    assert y.dtype == dtype
+    want = reference(x.float())
+    torch.testing.assert_close(y.float(), want, rtol=tolerance(dtype)[0] * 4, atol=1e-3)
+
+    layer.train()
+    y = layer(x.requires_grad_())
+    y.float().square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.dtype == dtype, name
+        assert torch.isfinite(p.grad).all(), name
+    assert x.grad is not None and x.grad.dtype == dtype

@@ -597,7 +597,7 @@ def test_errors_name_the_problem():
     nan_bounds[1, 0] = float("nan")
     cases = [
         (lambda: op(x.long(), points, bounds, slopes, 1), TypeError, "x must be float32"),
-        (lambda: op(x, points.half(), bounds, slopes, 1), TypeError, "points must be float32"),
+        (lambda: op(x, points.int(), bounds, slopes, 1), TypeError, "points must be float32"),
         (lambda: op(x, points, bounds.double(), slopes, 1), TypeError, "dtype of points"),
         (lambda: op(x, points, bounds.to("meta"), slopes, 1), RuntimeError, "same device"),
         (
