@@ -32,9 +32,44 @@ if(NOT PAU_CUDA STREQUAL "OFF")
   endif()
 endif()
 
+# The architectures, in CMake's CUDA_ARCHITECTURES syntax: PAU_CUDA_ARCHITECTURES
+# if given, else torch's TORCH_CUDA_ARCH_LIST environment variable (what
+# torch.utils.cpp_extension builds honour, e.g. "8.0;9.0+PTX" or "8.0 9.0a"),
+# else sm_80 and sm_90 (A100, H100/H200) with PTX for newer GPUs.
+function(pau_arch_list_to_cmake torch_list out_var)
+  string(REPLACE " " ";" _entries "${torch_list}")
+  set(_archs "")
+  foreach(_entry IN LISTS _entries)
+    if(_entry STREQUAL "")
+      continue()
+    endif()
+    if(NOT _entry MATCHES "^([0-9]+)\\.([0-9]+)([a-z]?)(\\+PTX)?$")
+      message(FATAL_ERROR "pau: cannot read '${_entry}' of TORCH_CUDA_ARCH_LIST='${torch_list}'; "
+                          "use numbers such as 8.0;9.0+PTX or set PAU_CUDA_ARCHITECTURES")
+    endif()
+    set(_arch "${CMAKE_MATCH_1}${CMAKE_MATCH_2}${CMAKE_MATCH_3}")
+    # +PTX: machine code and PTX (CMake's plain number); else machine code only.
+    if(CMAKE_MATCH_4)
+      list(APPEND _archs "${_arch}")
+    else()
+      list(APPEND _archs "${_arch}-real")
+    endif()
+  endforeach()
+  set(${out_var} "${_archs}" PARENT_SCOPE)
+endfunction()
+
 if(PAU_WITH_CUDA)
+  if(PAU_CUDA_ARCHITECTURES)
+    set(_pau_archs_from "PAU_CUDA_ARCHITECTURES")
+  elseif(NOT "$ENV{TORCH_CUDA_ARCH_LIST}" STREQUAL "")
+    pau_arch_list_to_cmake("$ENV{TORCH_CUDA_ARCH_LIST}" PAU_CUDA_ARCHITECTURES)
+    set(_pau_archs_from "TORCH_CUDA_ARCH_LIST=$ENV{TORCH_CUDA_ARCH_LIST}")
+  else()
+    set(PAU_CUDA_ARCHITECTURES "80-real;90")
+    set(_pau_archs_from "default")
+  endif()
   if(NOT PAU_CUDA_ARCHITECTURES)
-    message(FATAL_ERROR "pau: PAU_CUDA_ARCHITECTURES is empty (e.g. \"80;90\")")
+    message(FATAL_ERROR "pau: no CUDA architectures (${_pau_archs_from}); e.g. -DPAU_CUDA_ARCHITECTURES=\"80;90\"")
   endif()
   # Only consulted if the CUDA language is not enabled yet; the target property
   # below is what counts.
@@ -78,5 +113,6 @@ function(pau_add_cuda_sources target)
   # c10_cuda (stream, device guard, error checks) and the CUDA runtime.
   target_link_libraries(${target} PRIVATE ${TORCH_CUDA_LIBRARIES})
   target_compile_definitions(${target} PRIVATE PAU_WITH_CUDA)
-  message(STATUS "pau: CUDA kernels enabled for architectures ${PAU_CUDA_ARCHITECTURES}")
+  message(STATUS "pau: CUDA kernels enabled for architectures ${PAU_CUDA_ARCHITECTURES} "
+                 "(${_pau_archs_from})")
 endfunction()

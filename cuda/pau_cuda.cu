@@ -14,6 +14,8 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <tuple>
 
@@ -39,12 +41,20 @@ cuda::DType cuda_dtype(at::ScalarType type) {
 
 // Grid cap: blocks loop over tiles beyond it. 32 blocks per SM keeps every SM
 // busy (8 resident blocks of 256 threads at most) with little tail; the
-// results do not depend on it (tiling.h).
+// results do not depend on it (tiling.h). The SM count is looked up once per
+// device: the attribute query is a driver call on every launch otherwise.
 int64_t max_blocks(const Tensor& x) {
-  int multiprocessors = 0;
-  C10_CUDA_CHECK(
-      cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, x.get_device()));
-  return static_cast<int64_t>(multiprocessors > 0 ? multiprocessors : 1) * 32;
+  constexpr int kDevices = 64;
+  static std::array<std::atomic<int>, kDevices> cached{};
+  const int device = x.get_device();
+  int multiprocessors = device < kDevices ? cached[device].load(std::memory_order_relaxed) : 0;
+  if (multiprocessors == 0) {
+    C10_CUDA_CHECK(
+        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
+    if (multiprocessors < 1) multiprocessors = 1;
+    if (device < kDevices) cached[device].store(multiprocessors, std::memory_order_relaxed);
+  }
+  return static_cast<int64_t>(multiprocessors) * 32;
 }
 
 void check_cuda_inputs(const char* op, const Tensor& x) {

@@ -1,6 +1,6 @@
 // How the CUDA kernels of pau::forward / pau::backward cut a tensor into tiles.
 // Torch-free and CUDA-free (host and device): the kernels, the launchers and
-// the host-side geometry check (tiling_check.cpp, run by ci_compile.sh) share
+// the CPU emulation check (emulation_check.cpp, run by ci_compile.sh) share
 // this one definition.
 //
 // As on the CPU (cpp/cpu/tiling.h), a dense tensor is, in memory order,
@@ -102,6 +102,9 @@ PAU_HOST_DEVICE int64_t gcd(int64_t a, int64_t b) {
 inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficients,
                       int element_size, int compute_size) {
   Plan p;
+  // One group: the whole tensor is one run whatever the caller's run, so a
+  // single row needs only its start aligned for 128-bit items.
+  if (groups == 1) run = numel;
   p.numel = numel;
   p.groups = groups;
   p.run = run;
@@ -112,8 +115,8 @@ inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficien
   p.rows = numel / p.row_length;
   p.per_lane = run < kMinRun && groups > 1;
   if (!p.per_lane) {
-    // 128-bit items. One row (G == 1: the whole tensor is one run) only needs
-    // its start aligned; several rows need every run to start on an item.
+    // 128-bit items. One group is one row (above) that only needs its start
+    // aligned; several rows need every run to start on an item.
     p.lanes = 16 / element_size;
     p.vector_layout = groups == 1 || run % p.lanes == 0;
     p.threads = kThreads;

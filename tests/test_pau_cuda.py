@@ -70,7 +70,8 @@ def coefficients(groups: int, degrees=(5, 4), variant: str = "safe", dtype=torch
 
 def make_x(shape, dtype=torch.float32, channels_last=False, scale=2.0, seed: int = 1):
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    x = (x * scale).to(dtype)
+    # Clamped at 4 sigma: the largest |x| (hence |x|^m) does not grow with the size.
+    x = (x.clamp(-4.0, 4.0) * scale).to(dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -99,18 +100,41 @@ def assert_close_scaled(got, want, tol, what):
     torch.testing.assert_close(got, want, rtol=tol, atol=tol * scale, msg=lambda m: f"{what}: {m}")
 
 
+def is_dense(t):
+    channels_last = t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last)
+    return t.is_contiguous() or channels_last
+
+
+def pole_free(denominator, x):
+    """Scales each group's b so that sum_k |b_k| max|x|^k <= 0.5: plain's 1 + A(x) stays >= 0.5.
+
+    Near a pole F and its gradients are ill-conditioned (or overflow the dtype), which
+    tests the inputs, not the kernels.
+    """
+    bound = x.detach().abs().max().double().cpu().clamp_min(1.0)
+    powers = bound ** torch.arange(1, denominator.shape[1] + 1, dtype=torch.float64)
+    total = (denominator.double().abs() * powers).sum(dim=1, keepdim=True)
+    return (denominator.double() * (0.5 / total).clamp(max=1.0)).to(denominator.dtype)
+
+
 def compare(x, numerator, denominator, variant, dim, *, check_cpu=True, seed=2):
     """CUDA vs CPU operator vs float64 reference: forward, grad_x and coefficient grads."""
     dtype = x.dtype
+    if variant == "plain":
+        denominator = pole_free(denominator, x)
     grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed),
                        dtype=torch.float64).to(dtype)
     if x.is_contiguous(memory_format=torch.channels_last) and x.dim() == 4:
         grad = grad.contiguous(memory_format=torch.channels_last)
     cuda = run_op(x.cuda(), numerator.cuda(), denominator.cuda(), variant, dim, grad.cuda())
     assert cuda[0].dtype == dtype and cuda[0].device.type == "cuda"
-    assert cuda[0].stride() == x.stride() or not x.is_non_overlapping_and_dense()
+    # Dense layouts (channels-last included) are kept, anything else comes back contiguous.
+    assert cuda[0].stride() == x.stride() if is_dense(x) else cuda[0].is_contiguous()
     want = reference(x, numerator, denominator, variant, dim, grad)
     tol, sum_tol = TOLERANCES[dtype], SUM_TOLERANCES[dtype]
+    if numerator.dtype == torch.float32:
+        # float32 coefficients get float32 gradients: one more rounding.
+        sum_tol = max(sum_tol, 1e-6)
     names = ("forward", "grad_x", "grad_numerator", "grad_denominator")
     for i, name in enumerate(names):
         tolerance = tol if i < 2 else sum_tol
@@ -128,6 +152,8 @@ def test_build_has_cuda_kernels():
     assert pau._C.has_cuda_kernels(), (
         "this pau build has no CUDA kernels although CUDA is available: reinstall with "
         "`pip install --no-build-isolation .` next to a CUDA toolkit (see cuda/README.md)")
+    for op in ("pau::forward", "pau::backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(op, "CUDA"), op
 
 
 def test_cpu_only_torch_builds_without_cuda_kernels():
@@ -141,8 +167,9 @@ def test_cpu_only_torch_builds_without_cuda_kernels():
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
 def test_matches_cpu_and_reference(shape, dim, groups, channels_last, variant, dtype, degrees):
-    # High degrees: |x| < ~2.5 keeps x^16 and the coefficient noise well conditioned.
-    scale = 2.0 if degrees[0] <= 8 else 0.6
+    # Higher degrees need smaller |x| for x^m and the coefficient noise to stay well
+    # conditioned in half precision (|F'| grows like |x|^(m - n - 1) times the noise).
+    scale = {5: 2.0, 3: 2.0, 8: 0.75}.get(degrees[0], 0.4)
     x = make_x(shape, dtype, channels_last, scale=scale)
     coefficient_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     numerator, denominator = coefficients(groups, degrees, variant, coefficient_dtype)
@@ -322,6 +349,59 @@ def test_module_trains_on_cuda():
     act(x).square().mean().backward()
     optimizer.step()
     assert not torch.equal(before, act.numerator.detach())
+
+
+@requires_cuda
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_compile_fullgraph(backend, dtype):
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1), pau.PAU(groups=4),
+                                torch.nn.Conv2d(4, 2, 1), pau.PAU(variant="abs_sum")).cuda()
+    # The coefficients stay float32 (the operator takes float32/float64 ones).
+    model[0].to(dtype)
+    model[2].to(dtype)
+    x = torch.randn(3, 4, 10, 10, device="cuda", dtype=dtype)
+
+    def grads(module):
+        module.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_()
+        out = module(xg)
+        out.square().sum().backward()
+        return [out, xg.grad] + [p.grad for p in model.parameters()]
+
+    eager = grads(model)
+    compiled = grads(torch.compile(model, fullgraph=True, backend=backend))
+    for got, want in zip(compiled, eager):
+        assert got.device.type == "cuda"
+        # Inductor may fuse the convolutions' epilogues differently: not bitwise.
+        assert_close_scaled(got, want, 1e-5 if dtype == torch.float32 else 2e-2, "compiled")
+
+
+@requires_cuda
+def test_export_runs_on_cuda():
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), pau.PAU(groups=8, dim=-1)).cuda()
+    x = torch.randn(4, 5, 8, device="cuda")
+    exported = torch.export.export(model, (x,))
+    assert "pau.forward" in str(exported.graph)
+    torch.testing.assert_close(exported.module()(x), model(x), rtol=0, atol=0)
+
+
+@requires_cuda
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_module_gradients_bitwise_deterministic(channels_last):
+    """Forward + backward through autograd five times: identical bits every time."""
+    act = pau.PAU(groups=16).cuda()
+    x = make_x((8, 16, 40, 40), channels_last=channels_last).cuda()
+    results = []
+    for _ in range(5):
+        act.zero_grad(set_to_none=True)
+        xg = x.clone().requires_grad_()
+        act(xg).sum().backward()
+        results.append((xg.grad, act.numerator.grad.clone(), act.denominator.grad.clone()))
+    for again in results[1:]:
+        for a, b in zip(results[0], again):
+            assert torch.equal(a, b)
 
 
 def test_ci_compile_script():
