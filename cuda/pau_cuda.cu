@@ -64,10 +64,24 @@ void check_cuda_inputs(const char* op, const Tensor& x) {
               x.device());
 }
 
+// The kernels read float or double coefficients. Half and bfloat16 ones (a
+// model.half()'d PAU) are used in float, as on the CPU, and their gradients
+// are computed in float and rounded once at the end.
+at::ScalarType kernel_coefficient_type(const Tensor& numerator) {
+  return numerator.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+Tensor kernel_coefficients(const Tensor& c) {
+  return c.to(kernel_coefficient_type(c)).contiguous();
+}
+
 cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
                            const Tensor& denominator, const PauArgs& args) {
   TORCH_CHECK(numerator.is_contiguous() && denominator.is_contiguous(),
               "pau: internal error: coefficients must be contiguous here");
+  TORCH_CHECK(numerator.scalar_type() == at::kFloat || numerator.scalar_type() == at::kDouble,
+              "pau: internal error: the CUDA kernels take float or double coefficients, got ",
+              numerator.scalar_type());
   cuda::Problem p;
   p.dtype = cuda_dtype(dense_x.scalar_type());
   p.variant = args.variant;
@@ -95,8 +109,8 @@ Tensor forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor& deno
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
   if (xd.numel() == 0) return out;
-  const Tensor num = numerator.contiguous();
-  const Tensor den = denominator.contiguous();
+  const Tensor num = kernel_coefficients(numerator);
+  const Tensor den = kernel_coefficients(denominator);
   const cuda::Problem problem = make_problem(xd, num, den, args);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   C10_CUDA_CHECK(cuda::launch_forward(problem, xd.const_data_ptr(), out.mutable_data_ptr(), stream));
@@ -119,15 +133,18 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
                           : at::empty_like(xd).copy_(grad_output);
   Tensor grad_x = at::empty_like(xd);
   // Contiguous (G, m + 1) and (G, n), as the CPU and meta kernels return.
-  Tensor grad_numerator = at::empty({args.groups, args.m + 1}, numerator.options());
-  Tensor grad_denominator = at::empty({args.groups, args.n}, denominator.options());
+  const auto kernel_options = numerator.options().dtype(kernel_coefficient_type(numerator));
+  Tensor grad_numerator = at::empty({args.groups, args.m + 1}, kernel_options);
+  Tensor grad_denominator = at::empty({args.groups, args.n}, kernel_options);
+  // In the coefficients' own dtype, contiguous (G, m + 1) and (G, n).
+  const auto as_coefficients = [&](const Tensor& g) { return g.to(numerator.scalar_type()); };
   if (xd.numel() == 0) {
     grad_numerator.zero_();
     grad_denominator.zero_();
-    return {grad_x, grad_numerator, grad_denominator};
+    return {grad_x, as_coefficients(grad_numerator), as_coefficients(grad_denominator)};
   }
-  const Tensor num = numerator.contiguous();
-  const Tensor den = denominator.contiguous();
+  const Tensor num = kernel_coefficients(numerator);
+  const Tensor den = kernel_coefficients(denominator);
   const cuda::Problem problem = make_problem(xd, num, den, args);
   const int64_t workspace_elements = problem.plan.workspace_elements();
   TORCH_CHECK(workspace_elements > 0, "pau: internal error: empty CUDA workspace");
@@ -137,7 +154,7 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
       problem, grad.const_data_ptr(), xd.const_data_ptr(), grad_x.mutable_data_ptr(),
       workspace.mutable_data_ptr<double>(), grad_numerator.mutable_data_ptr(),
       args.n > 0 ? grad_denominator.mutable_data_ptr() : nullptr, stream));
-  return {grad_x, grad_numerator, grad_denominator};
+  return {grad_x, as_coefficients(grad_numerator), as_coefficients(grad_denominator)};
 }
 
 }  // namespace

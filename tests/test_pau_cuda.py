@@ -51,6 +51,7 @@ TOLERANCES = {torch.float64: 1e-10, torch.float32: 2e-5, torch.float16: 2e-3,
               torch.bfloat16: 1.6e-2}
 SUM_TOLERANCES = {torch.float64: 1e-10, torch.float32: 1e-4, torch.float16: 1e-4,
                   torch.bfloat16: 1e-4}
+COEFFICIENT_ROUNDING = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 
 def coefficients(groups: int, degrees=(5, 4), variant: str = "safe", dtype=torch.float32,
@@ -132,9 +133,8 @@ def compare(x, numerator, denominator, variant, dim, *, check_cpu=True, seed=2):
     assert cuda[0].stride() == x.stride() if is_dense(x) else cuda[0].is_contiguous()
     want = reference(x, numerator, denominator, variant, dim, grad)
     tol, sum_tol = TOLERANCES[dtype], SUM_TOLERANCES[dtype]
-    if numerator.dtype == torch.float32:
-        # float32 coefficients get float32 gradients: one more rounding.
-        sum_tol = max(sum_tol, 1e-6)
+    # Coefficient gradients come back in the coefficients' dtype: one more rounding.
+    sum_tol = max(sum_tol, COEFFICIENT_ROUNDING.get(numerator.dtype, 0.0))
     names = ("forward", "grad_x", "grad_numerator", "grad_denominator")
     for i, name in enumerate(names):
         tolerance = tol if i < 2 else sum_tol
@@ -182,6 +182,18 @@ def test_float64_coefficients_with_low_precision_input(dtype):
     x = make_x((3, 5, 33), dtype)
     numerator, denominator = coefficients(5, dtype=torch.float64)
     compare(x, numerator, denominator, "safe", 1)
+
+
+@requires_cuda
+@pytest.mark.parametrize("coefficient_dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("groups", [1, 6])
+def test_half_precision_coefficients(groups, dtype, coefficient_dtype):
+    """model.half(): float16/bfloat16 coefficients, used in float, gradients in their dtype."""
+    x = make_x((3, 6, 33), dtype)
+    numerator, denominator = coefficients(groups, dtype=coefficient_dtype)
+    y, *grads = compare(x, numerator, denominator, "safe", 1)
+    assert grads[1].dtype == coefficient_dtype and grads[2].dtype == coefficient_dtype
 
 
 @requires_cuda
