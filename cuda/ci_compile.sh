@@ -11,9 +11,11 @@
 #     it. Nothing is linked: only a CUDA torch can do that (see cuda/README.md).
 #  3. cuda/emulation_check.cpp runs the kernels on the CPU against a float64
 #     reference (geometry, both tile kinds, all dtypes, variants and degree
-#     paths, bitwise determinism across grid sizes and alignments).
+#     paths, RPAU's counter-hash noise, bitwise determinism across grid sizes
+#     and alignments).
 # Exits non-zero on the first failure. PAU_CI_JOBS: parallel compiles
-# (default: number of CPUs). PAU_CI_SKIP_EMULATION=1 skips step 3.
+# (default: number of CPUs). PAU_CI_SKIP_NVCC=1 skips step 1,
+# PAU_CI_SKIP_EMULATION=1 step 3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,13 +55,17 @@ export PAU_NVCC_FLAGS="-std=c++17 -O3 -lineinfo --expt-relaxed-constexpr \
 -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ \
 --Werror all-warnings -Xcompiler=-Wall,-Wextra,-Werror ${PAU_CI_NVCC_FLAGS:-}"
 
+if [ "${PAU_CI_SKIP_NVCC:-0}" = "1" ]; then
+  echo "::: PAU_CI_SKIP_NVCC=1: skipping the nvcc compiles"
+  archs=""
+fi
 echo "::: nvcc: ${#kernel_sources[@]} kernel sources for sm_${archs//;/, sm_} ($jobs jobs)"
 start=$(date +%s)
 for arch in ${archs//;/ }; do
   for f in "${kernel_sources[@]}"; do
     printf '%s %s\n' "$arch" "$f"
   done
-done | xargs -P "$jobs" -n 2 bash -c '
+done | xargs -r -P "$jobs" -n 2 bash -c '
   arch=$0 source=$1
   object="$PAU_OUT/$(basename "$source" .cu).sm_$arch.o"
   # shellcheck disable=SC2086
@@ -89,11 +95,28 @@ if [ ${#glue_sources[@]} -gt 0 ]; then
 fi
 
 if [ "${PAU_CI_SKIP_EMULATION:-0}" != "1" ]; then
-  echo "::: CPU emulation of the CUDA kernels"
-  "${CXX:-g++}" -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unknown-pragmas \
-    -isystem "$cuda_include" cuda/emulation_check.cpp -o "$out/emulation_check"
+  # Two programs (PAU's kernels, RPAU's), compiled and run in parallel.
+  echo "::: CPU emulation of the CUDA kernels (PAU and RPAU)"
   start=$(date +%s)
-  "$out/emulation_check"
-  echo "::: emulation done in $(( $(date +%s) - start )) s"
+  pids=()
+  for rpau in 0 1; do
+    (
+      "${CXX:-g++}" -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unknown-pragmas \
+        -DPAU_EMULATION_RPAU=$rpau -isystem "$cuda_include" cuda/emulation_check.cpp \
+        -o "$out/emulation_check_$rpau" &&
+        "$out/emulation_check_$rpau"
+    ) >"$out/emulation_$rpau.log" 2>&1 &
+    pids+=($!)
+  done
+  status=0
+  for i in 0 1; do
+    if ! wait "${pids[$i]}"; then status=1; fi
+    cat "$out/emulation_$i.log"
+  done
+  echo "::: emulation (compile and run) done in $(( $(date +%s) - start )) s"
+  if [ "$status" -ne 0 ]; then
+    echo "::: FAILED: CPU emulation of the CUDA kernels" >&2
+    exit 1
+  fi
 fi
 echo "::: CUDA checks passed"

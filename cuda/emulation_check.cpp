@@ -1,5 +1,6 @@
-// Runs the CUDA kernels of pau_kernels.cuh on the CPU, one fiber per CUDA
-// thread, and checks them against a float64 evaluation of pau_math.h: every
+// Runs the CUDA kernels of pau_kernels.cuh (PAU, and RPAU with the counter
+// hash of counter_rng.h) on the CPU, one fiber per CUDA thread, and checks
+// them against a float64 evaluation of pau_math.h: every
 // output element written exactly where it belongs (guard zones around every
 // buffer), forward, grad_x and the coefficient gradients within tolerance,
 // and the coefficient gradients bitwise identical for other grid sizes and
@@ -334,7 +335,9 @@ void fail(const std::string& what) {
   std::printf("FAIL %s\n", what.c_str());
 }
 
-template <class S, Variant V>
+// kNoisy: the RPAU kernels, checked against the float64 reference evaluated
+// with the same counter-hash noise (counter_rng.h) per logical element index.
+template <class S, Variant V, bool kNoisy>
 struct Runner {
   using T = pau::cuda::detail::compute_t<S>;
 
@@ -344,6 +347,8 @@ struct Runner {
   int K;
   std::vector<double> num, den;  // (G, m + 1), (G, n) as double
   std::vector<float> num_f, den_f;
+  std::vector<double> noise_base, noise_scale;  // (G, K), RPAU only
+  pau::rng::Stream stream{};
   std::vector<S> x, g;
 
   explicit Runner(const Case& cs) : c(cs) {
@@ -382,14 +387,31 @@ struct Runner {
     problem.n = c.n;
     problem.coefficients_double = c.coefficients_double;
     problem.plan = pau::cuda::make_problem_plan(numel, c.groups, c.groups == 1 ? numel : c.run,
-                                                c.m, c.n, problem.dtype);
+                                                c.m, c.n, problem.dtype, kNoisy);
+    if (kNoisy) {
+      // alpha per group and coefficient, up to 0.4: the noise moves every value
+      // far beyond the tolerances, so a wrong element index or table shows.
+      noise_base.resize(static_cast<size_t>(c.groups * K));
+      noise_scale.resize(noise_base.size());
+      for (size_t i = 0; i < noise_base.size(); ++i) {
+        const double alpha = uniform(0.0, 0.4);
+        noise_base[i] = pau::rng::factor_base(alpha);
+        noise_scale[i] = pau::rng::factor_scale(alpha);
+      }
+      const auto seed = static_cast<uint64_t>(uniform(0.0, 1.0) * 9007199254740992.0);
+      // An offset past 2^32 elements exercises the high index word of the key.
+      stream = pau::rng::make_stream(seed, (uint64_t(1) << 32) + 12345, K);
+      problem.noise_base = noise_base.data();
+      problem.noise_scale = noise_scale.data();
+      problem.stream = stream;
+    }
   }
 
   std::string label() const {
     char buffer[256];
     std::snprintf(buffer, sizeof(buffer),
-                  "%s %s m=%d n=%d rows=%lld G=%lld R=%lld zero_group=%d coef=%s [%s L=%d]",
-                  name_of<S>(), variant_name(V), c.m, c.n, static_cast<long long>(c.rows),
+                  "%s%s %s m=%d n=%d rows=%lld G=%lld R=%lld zero_group=%d coef=%s [%s L=%d]",
+                  kNoisy ? "RPAU " : "", name_of<S>(), variant_name(V), c.m, c.n, static_cast<long long>(c.rows),
                   static_cast<long long>(c.groups), static_cast<long long>(c.run),
                   c.zero_leading_group, c.coefficients_double ? "f64" : "f32",
                   problem.plan.per_lane ? "per-lane" : "broadcast", problem.plan.lanes);
@@ -413,6 +435,9 @@ struct Runner {
     a.coefficients_double = c.coefficients_double;
     a.numerator = coefficients_num;
     a.denominator = coefficients_den;
+    a.noise_base = problem.noise_base;
+    a.noise_scale = problem.noise_scale;
+    a.stream = problem.stream;
     return a;
   }
 
@@ -450,10 +475,12 @@ struct Runner {
     namespace d = pau::cuda::detail;
     if (plan.per_lane) {
       const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), false));
-      launch(fixed ? d::forward_per_lane<V, S, FM, FN> : d::forward_per_lane<V, S, -1, -1>, grid,
-             plan.threads, shared, fa);
+      launch(fixed ? d::forward_per_lane<V, S, FM, FN, kNoisy>
+                   : d::forward_per_lane<V, S, -1, -1, kNoisy>,
+             grid, plan.threads, shared, fa);
     } else {
-      launch(fixed ? d::forward_broadcast<V, S, FM, FN> : d::forward_broadcast<V, S, -1, -1>,
+      launch(fixed ? d::forward_broadcast<V, S, FM, FN, kNoisy>
+                   : d::forward_broadcast<V, S, -1, -1, kNoisy>,
              grid, pau::cuda::kThreads, 0, fa);
     }
 
@@ -466,10 +493,12 @@ struct Runner {
     ba.vector = plan.vector_layout && aligned(ba.grad) && aligned(ba.x) && aligned(ba.out);
     if (plan.per_lane) {
       const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), true));
-      launch(fixed ? d::backward_per_lane<V, S, FM, FN> : d::backward_per_lane<V, S, -1, -1>,
+      launch(fixed ? d::backward_per_lane<V, S, FM, FN, kNoisy>
+                   : d::backward_per_lane<V, S, -1, -1, kNoisy>,
              grid, plan.threads, shared, ba);
     } else {
-      launch(fixed ? d::backward_broadcast<V, S, FM, FN> : d::backward_broadcast<V, S, -1, -1>,
+      launch(fixed ? d::backward_broadcast<V, S, FM, FN, kNoisy>
+                   : d::backward_broadcast<V, S, -1, -1, kNoisy>,
              grid, pau::cuda::kThreads, 0, ba);
     }
     Outputs out;
@@ -528,14 +557,32 @@ struct Runner {
       const int64_t group = (o / group_run) % c.groups;
       const double* a = &num[group * (c.m + 1)];
       const double* b = c.n ? &den[group * c.n] : nullptr;
+      // RPAU: c' = c * f, f_j = base_j + scale_j * (w_oj >> 8), o the logical index.
+      double pa[pau::math::kMaxTerms] = {};
+      double pb[pau::math::kMaxTerms] = {};
+      double factor[2 * pau::math::kMaxTerms] = {};
+      if (kNoisy) {
+        for (int j = 0; j < K; ++j) {
+          const double u = pau::rng::uniform(stream, static_cast<uint64_t>(o), j);
+          const double k = u / pau::rng::kUnit - 0.5;  // w >> 8, exactly
+          factor[j] = noise_base[group * K + j] + noise_scale[group * K + j] * k;
+          if (j <= c.m) {
+            pa[j] = a[j] * factor[j];
+          } else {
+            pb[j - c.m - 1] = b[j - c.m - 1] * factor[j];
+          }
+        }
+        a = pa;
+        b = pb;
+      }
       const pau::math::Degrees deg = degrees(group);
       const double xv = to_double(x[o]);
       const double gv = to_double(g[o]);
       const double y = pau::math::forward<V, pau::math::ScalarOps<double>>(xv, a, b, deg);
       double ga[pau::math::kMaxTerms] = {};
       double gb[pau::math::kMaxTerms] = {};
-      const double gx =
-          pau::math::backward<V, pau::math::ScalarOps<double>>(xv, gv, a, b, deg, ga, gb);
+      const double gx = pau::math::backward<V, pau::math::ScalarOps<double>>(
+          xv, gv, a, b, deg, ga, gb, kNoisy ? factor : nullptr);
       for (int j = 0; j <= c.m; ++j) {
         ref_num[group * (c.m + 1) + j] += ga[j];
         abs_num[group * (c.m + 1) + j] += std::fabs(ga[j]);
@@ -597,21 +644,33 @@ struct Runner {
   }
 };
 
-template <class S>
+template <class S, bool kNoisy>
 void run_dtype(const Case& c) {
-  Runner<S, Variant::safe>(c).check();
-  Runner<S, Variant::abs_sum>(c).check();
-  Runner<S, Variant::plain>(c).check();
+  Runner<S, Variant::safe, kNoisy>(c).check();
+  Runner<S, Variant::abs_sum, kNoisy>(c).check();
+  Runner<S, Variant::plain, kNoisy>(c).check();
 }
 
+// RPAU runs in the two compute types only: its noise code does not depend on
+// the storage type, and every dtype doubles this check's compile and run time.
+template <bool kNoisy>
 void run_all(const Case& c) {
-  run_dtype<float>(c);
-  run_dtype<double>(c);
-  run_dtype<__half>(c);
-  run_dtype<__nv_bfloat16>(c);
+  run_dtype<float, kNoisy>(c);
+  run_dtype<double, kNoisy>(c);
+  if constexpr (!kNoisy) {
+    run_dtype<__half, kNoisy>(c);
+    run_dtype<__nv_bfloat16, kNoisy>(c);
+  }
 }
 
 }  // namespace
+
+// PAU's kernels, or with -DPAU_EMULATION_RPAU=1 RPAU's: two programs that
+// ci_compile.sh builds and runs in parallel.
+#if !defined(PAU_EMULATION_RPAU)
+#define PAU_EMULATION_RPAU 0
+#endif
+constexpr bool kRpau = PAU_EMULATION_RPAU != 0;
 
 int main(int argc, char** argv) {
   // Optional: indices of the cases to run (default: all).
@@ -652,11 +711,12 @@ int main(int argc, char** argv) {
     ++index;
     if (!only.empty() && std::find(only.begin(), only.end(), index) == only.end()) continue;
     const int before = failures;
-    run_all(c);
+    run_all<kRpau>(c);
     std::printf("%s rows=%lld G=%lld R=%lld m=%d n=%d\n", failures == before ? "ok  " : "FAIL",
                 static_cast<long long>(c.rows), static_cast<long long>(c.groups),
                 static_cast<long long>(c.run), c.m, c.n);
   }
-  std::printf("%d configurations checked, %d failures\n", checks, failures);
+  std::printf("%s: %d configurations checked, %d failures\n", kRpau ? "RPAU" : "PAU", checks,
+              failures);
   return failures == 0 ? 0 : 1;
 }

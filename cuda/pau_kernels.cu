@@ -29,8 +29,13 @@ unsigned int grid_size(const Problem& p) {
   return static_cast<unsigned int>(blocks);
 }
 
+bool noisy(const Problem& p) { return p.noise_base != nullptr; }
+
 bool valid(const Problem& p) {
-  return p.plan.numel > 0 && p.plan.tiles() > 0 && p.m >= 0 && p.n >= 0 &&
+  const bool noise_ok = noisy(p) ? p.noise_scale != nullptr && p.plan.tables == 3 &&
+                                       p.stream.words == p.m + 1 + p.n
+                                 : p.plan.tables == 1;
+  return noise_ok && p.plan.numel > 0 && p.plan.tiles() > 0 && p.m >= 0 && p.n >= 0 &&
          p.m <= math::kMaxDegree && p.n <= math::kMaxDegree &&
          p.plan.coefficients == p.m + 1 + p.n &&
          p.plan.element_size == element_size(p.dtype) && p.numerator != nullptr &&
@@ -46,7 +51,39 @@ detail::KernelArgs kernel_args(const Problem& p) {
   args.coefficients_double = p.coefficients_double;
   args.numerator = p.numerator;
   args.denominator = p.denominator;
+  args.noise_base = p.noise_base;
+  args.noise_scale = p.noise_scale;
+  args.stream = p.stream;
   return args;
+}
+
+template <bool kNoisy>
+cudaError_t forward_for_dtype(const Problem& p, const detail::KernelArgs& args,
+                              unsigned int blocks, cudaStream_t stream) {
+  switch (p.dtype) {
+    case DType::float32: return detail::launch_forward_typed<float, kNoisy>(p, args, blocks, stream);
+    case DType::float64: return detail::launch_forward_typed<double, kNoisy>(p, args, blocks, stream);
+    case DType::float16: return detail::launch_forward_typed<__half, kNoisy>(p, args, blocks, stream);
+    case DType::bfloat16:
+      return detail::launch_forward_typed<__nv_bfloat16, kNoisy>(p, args, blocks, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+template <bool kNoisy>
+cudaError_t backward_for_dtype(const Problem& p, const detail::KernelArgs& args,
+                               unsigned int blocks, cudaStream_t stream) {
+  switch (p.dtype) {
+    case DType::float32:
+      return detail::launch_backward_typed<float, kNoisy>(p, args, blocks, stream);
+    case DType::float64:
+      return detail::launch_backward_typed<double, kNoisy>(p, args, blocks, stream);
+    case DType::float16:
+      return detail::launch_backward_typed<__half, kNoisy>(p, args, blocks, stream);
+    case DType::bfloat16:
+      return detail::launch_backward_typed<__nv_bfloat16, kNoisy>(p, args, blocks, stream);
+  }
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace
@@ -59,14 +96,8 @@ cudaError_t launch_forward(const Problem& p, const void* x, void* out, cudaStrea
   const int bytes = item_bytes(p.plan);
   args.vector = p.plan.vector_layout && aligned(x, bytes) && aligned(out, bytes);
   const unsigned int blocks = grid_size(p);
-  switch (p.dtype) {
-    case DType::float32: return detail::launch_forward_typed<float>(p, args, blocks, stream);
-    case DType::float64: return detail::launch_forward_typed<double>(p, args, blocks, stream);
-    case DType::float16: return detail::launch_forward_typed<__half>(p, args, blocks, stream);
-    case DType::bfloat16:
-      return detail::launch_forward_typed<__nv_bfloat16>(p, args, blocks, stream);
-  }
-  return cudaErrorInvalidValue;
+  return noisy(p) ? forward_for_dtype<true>(p, args, blocks, stream)
+                  : forward_for_dtype<false>(p, args, blocks, stream);
 }
 
 cudaError_t launch_backward(const Problem& p, const void* grad, const void* x, void* grad_x,
@@ -88,21 +119,8 @@ cudaError_t launch_backward(const Problem& p, const void* grad, const void* x, v
   args.vector = p.plan.vector_layout && aligned(grad, bytes) && aligned(x, bytes) &&
                 aligned(grad_x, bytes);
   const unsigned int blocks = grid_size(p);
-  cudaError_t error = cudaErrorInvalidValue;
-  switch (p.dtype) {
-    case DType::float32:
-      error = detail::launch_backward_typed<float>(p, args, blocks, stream);
-      break;
-    case DType::float64:
-      error = detail::launch_backward_typed<double>(p, args, blocks, stream);
-      break;
-    case DType::float16:
-      error = detail::launch_backward_typed<__half>(p, args, blocks, stream);
-      break;
-    case DType::bfloat16:
-      error = detail::launch_backward_typed<__nv_bfloat16>(p, args, blocks, stream);
-      break;
-  }
+  const cudaError_t error = noisy(p) ? backward_for_dtype<true>(p, args, blocks, stream)
+                                      : backward_for_dtype<false>(p, args, blocks, stream);
   if (error != cudaSuccess) return error;
   int64_t groups = p.plan.groups;
   if (groups > 65535) groups = 65535;  // the kernel loops over the rest

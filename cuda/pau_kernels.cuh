@@ -12,6 +12,9 @@
 //    (degrees up to kMaxDegree = 32, zero leading coefficients) runs the
 //    run-time math::Degrees path.
 //
+// and on kNoisy: RPAU, the same kernels with every coefficient of every element
+// multiplied by its noise factor (counter_rng.h, regenerated in backward).
+//
 // Coefficient gradients are never accumulated with atomics: every thread sums
 // its elements in a fixed order in the compute type, the block sums the
 // threads in a fixed order in double (warp shuffles with a fixed butterfly,
@@ -28,6 +31,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "../cpp/counter_rng.h"
 #include "../cpp/pau_math.h"
 #include "pau_launch.h"
 #include "tiling.h"
@@ -38,6 +42,11 @@ namespace detail {
 
 using math::Degrees;
 using math::Variant;
+
+// Loops over coefficients are unrolled on compile-time degrees only (see
+// kUnroll below): the run-time path loops up to 33 times.
+template <class Deg>
+constexpr int kUnrollTerms = std::is_same_v<Deg, Degrees> ? 1 : Deg::max_terms;
 
 // Storage <-> compute conversions. Explicit intrinsics, so the kernels also
 // compile with torch's -D__CUDA_NO_HALF_CONVERSIONS__ style flags.
@@ -143,6 +152,96 @@ __device__ __forceinline__ void load_coefficients(const KernelArgs& args, int64_
   }
 }
 
+// Rows [first, first + count) of a (G, K) table of doubles (RPAU's noise base
+// or scale) into table[(g - first) * K + k], in the compute type as on the CPU.
+template <class T>
+__device__ __forceinline__ void load_noise_table(const double* source, int K, int64_t first,
+                                                 int64_t count, T* table) {
+  for (int64_t i = threadIdx.x; i < count * K; i += blockDim.x) {
+    table[i] = static_cast<T>(source[first * K + i]);
+  }
+}
+
+// One rounding, like the CPU kernels' at::vec::fmadd of the noise factor.
+#if defined(PAU_CUDA_EMULATION)
+template <class T>
+inline T fused_multiply_add(T a, T b, T c) {
+  return std::fma(a, b, c);
+}
+#else
+__device__ __forceinline__ float fused_multiply_add(float a, float b, float c) {
+  return __fmaf_rn(a, b, c);
+}
+__device__ __forceinline__ double fused_multiply_add(double a, double b, double c) {
+  return __fma_rn(a, b, c);
+}
+#endif
+
+// RPAU: one element's perturbed coefficients a' = a * f, b' = b * f and the
+// factors f (m + 1 + n of them, as math::backward takes them), f_j = base_j +
+// scale_j * (w_ij >> 8) for the element's logical index i.
+template <class T, class Deg>
+struct Perturbed {
+  T a[Deg::max_terms];
+  T b[Deg::max_terms];
+  T factor[2 * Deg::max_terms];
+};
+
+template <class T, class Deg>
+__device__ __forceinline__ void perturb(const rng::Stream& stream, int64_t index, const T* a,
+                                        const T* b, const T* base, const T* scale,
+                                        const Deg& deg, Perturbed<T, Deg>& out) {
+  const auto i = static_cast<uint64_t>(index);
+  const uint32_t state = rng::element_state<rng::ScalarOps>(
+      stream, static_cast<uint32_t>(i), static_cast<uint32_t>(i >> 32));
+#pragma unroll kUnrollTerms<Deg>
+  for (int j = 0; j <= deg.m; ++j) {
+    const T k = static_cast<T>(rng::word24<rng::ScalarOps>(stream, state, j));
+    out.factor[j] = fused_multiply_add(scale[j], k, base[j]);
+    out.a[j] = a[j] * out.factor[j];
+  }
+#pragma unroll kUnrollTerms<Deg>
+  for (int q = 0; q < deg.n; ++q) {
+    const int j = deg.m + 1 + q;
+    const T k = static_cast<T>(rng::word24<rng::ScalarOps>(stream, state, j));
+    out.factor[j] = fused_multiply_add(scale[j], k, base[j]);
+    out.b[q] = b[q] * out.factor[j];
+  }
+}
+
+// F(x) of one element, with RPAU's perturbation when kNoisy (base and scale:
+// the group's noise rows; index: the element's logical index).
+template <Variant variant, bool kNoisy, class T, class Deg>
+__device__ __forceinline__ T element_forward(const KernelArgs& args, int64_t index, T x,
+                                             const T* a, const T* b, const T* base,
+                                             const T* scale, const Deg& deg) {
+  if constexpr (kNoisy) {
+    Perturbed<T, Deg> c;
+    perturb(args.stream, index, a, b, base, scale, deg, c);
+    return math::forward<variant, math::ScalarOps<T>, Deg>(x, c.a, c.b, deg);
+  } else {
+    (void)args, (void)index, (void)base, (void)scale;
+    return math::forward<variant, math::ScalarOps<T>, Deg>(x, a, b, deg);
+  }
+}
+
+// dL/dx of one element; adds its coefficient gradients to grad_a, grad_b.
+template <Variant variant, bool kNoisy, class T, class Deg>
+__device__ __forceinline__ T element_backward(const KernelArgs& args, int64_t index, T x, T g,
+                                              const T* a, const T* b, const T* base,
+                                              const T* scale, const Deg& deg, T* grad_a,
+                                              T* grad_b) {
+  if constexpr (kNoisy) {
+    Perturbed<T, Deg> c;
+    perturb(args.stream, index, a, b, base, scale, deg, c);
+    return math::backward<variant, math::ScalarOps<T>, Deg>(x, g, c.a, c.b, deg, grad_a,
+                                                            grad_b, c.factor);
+  } else {
+    (void)args, (void)index, (void)base, (void)scale;
+    return math::backward<variant, math::ScalarOps<T>, Deg>(x, g, a, b, deg, grad_a, grad_b);
+  }
+}
+
 // Effective degrees of one group's coefficients (table row), as
 // HostCoefficients computes them for the CPU kernels.
 template <class T>
@@ -205,18 +304,24 @@ __device__ __forceinline__ unsigned char* dynamic_shared_memory() {
 }
 #endif
 
-// The per-lane dynamic shared memory: coefficient table, effective degrees,
-// per-group sum buffer (the layout of Plan::shared_bytes).
+// The per-lane dynamic shared memory: coefficient table (then, for RPAU, the
+// noise base and scale tables), effective degrees, per-group sum buffer (the
+// layout of Plan::shared_bytes).
 template <class T>
 struct PerLaneShared {
   T* coefficients;
+  T* noise_base;   // RPAU only
+  T* noise_scale;  // RPAU only
   int* degrees;
   double* sums;
 
   __device__ __forceinline__ PerLaneShared(unsigned char* base, const Plan& plan) {
     int64_t offset = 0;
+    const int64_t table = plan.groups_per_tile * plan.coefficients;
     coefficients = reinterpret_cast<T*>(base);
-    offset += plan.groups_per_tile * plan.coefficients * static_cast<int64_t>(sizeof(T));
+    noise_base = coefficients + table;
+    noise_scale = noise_base + table;
+    offset += table * plan.tables * static_cast<int64_t>(sizeof(T));
     offset = (offset + 15) / 16 * 16;
     degrees = reinterpret_cast<int*>(base + offset);
     offset += plan.groups_per_tile * 2 * static_cast<int64_t>(sizeof(int));
@@ -228,11 +333,15 @@ struct PerLaneShared {
 // Loads a per-lane tile's coefficient table and effective degrees. Returns,
 // to every thread, whether all its groups have the full degrees (m, n).
 // Callers synchronise before (the previous tile may still read the table).
-template <class T>
+template <bool kNoisy, class T>
 __device__ __forceinline__ bool load_table(const KernelArgs& args, const Tile& tile,
                                            const PerLaneShared<T>& shared) {
   const int K = args.m + 1 + args.n;
   load_coefficients(args, tile.first_group, tile.group_count, shared.coefficients);
+  if constexpr (kNoisy) {
+    load_noise_table(args.noise_base, K, tile.first_group, tile.group_count, shared.noise_base);
+    load_noise_table(args.noise_scale, K, tile.first_group, tile.group_count, shared.noise_scale);
+  }
   __syncthreads();
   bool full = true;
   for (int64_t local = threadIdx.x; local < tile.group_count; local += blockDim.x) {
@@ -247,10 +356,13 @@ __device__ __forceinline__ bool load_table(const KernelArgs& args, const Tile& t
 // ---------------------------------------------------------------------------
 // Forward
 
-template <Variant variant, class S, class Deg>
+template <Variant variant, class S, bool kNoisy, class Deg>
 __device__ __forceinline__ void forward_broadcast_tile(const KernelArgs& args, const Tile& tile,
                                                        const compute_t<S>* a,
-                                                       const compute_t<S>* b, const Deg& deg) {
+                                                       const compute_t<S>* b,
+                                                       const compute_t<S>* base,
+                                                       const compute_t<S>* scale,
+                                                       const Deg& deg) {
   using T = compute_t<S>;
   constexpr int L = kBroadcastLanes<S>;
   const auto* __restrict__ x = static_cast<const S*>(args.x);
@@ -266,45 +378,90 @@ __device__ __forceinline__ void forward_broadcast_tile(const KernelArgs& args, c
     T v[L];
     load_item<S, L>(x + offset, count, args.vector, v);
 #pragma unroll kUnroll<Deg, L>
-    for (int l = 0; l < L; ++l) v[l] = math::forward<variant, math::ScalarOps<T>, Deg>(v[l], a, b, deg);
+    for (int l = 0; l < L; ++l) {
+      v[l] = element_forward<variant, kNoisy>(args, offset + l, v[l], a, b, base, scale, deg);
+    }
     store_item<S, L>(out + offset, count, args.vector, v);
   }
 }
 
-template <Variant variant, class S, int FM, int FN>
+// A broadcast tile's group coefficients (and RPAU noise rows): shared memory,
+// copied to registers on the compile-time-degree path.
+template <class T>
+struct BroadcastShared {
+  T coefficients[2 * math::kMaxTerms];
+  T noise_base[2 * math::kMaxTerms];
+  T noise_scale[2 * math::kMaxTerms];
+};
+
+// Loads group `group` into `shared` unless it is there already (`loaded`).
+// Block-uniform: every thread calls it with the same tile.
+template <bool kNoisy, class T>
+__device__ __forceinline__ void load_group(const KernelArgs& args, int64_t group,
+                                           BroadcastShared<T>& shared, int64_t& loaded) {
+  if (group == loaded) return;
+  __syncthreads();  // the previous tile may still read the tables
+  load_coefficients(args, group, 1, shared.coefficients);
+  if constexpr (kNoisy) {
+    const int K = args.m + 1 + args.n;
+    load_noise_table(args.noise_base, K, group, 1, shared.noise_base);
+    load_noise_table(args.noise_scale, K, group, 1, shared.noise_scale);
+  }
+  __syncthreads();
+  loaded = group;
+}
+
+// Calls f(a, b, base, scale, degrees) with register copies and compile-time
+// degrees when the group's effective degrees are exactly (FM, FN), else with
+// the shared tables and run-time degrees.
+template <int FM, int FN, bool kNoisy, class T, class F>
+__device__ __forceinline__ void with_group(const KernelArgs& args,
+                                           const BroadcastShared<T>& shared, F&& f) {
+  const T* a = shared.coefficients;
+  const T* b = shared.coefficients + args.m + 1;
+  const Degrees deg = degrees_of(shared.coefficients, args.m, args.n);
+  if constexpr (FM >= 0) {
+    if (is_fixed<FM, FN>(deg)) {
+      constexpr int K = FM + 1 + FN;
+      T ra[FM + 1];
+      T rb[FN > 0 ? FN : 1];
+      T rbase[kNoisy ? K : 1];
+      T rscale[kNoisy ? K : 1];
+#pragma unroll
+      for (int j = 0; j <= FM; ++j) ra[j] = a[j];
+#pragma unroll
+      for (int k = 0; k < FN; ++k) rb[k] = b[k];
+      if constexpr (kNoisy) {
+#pragma unroll
+        for (int k = 0; k < K; ++k) {
+          rbase[k] = shared.noise_base[k];
+          rscale[k] = shared.noise_scale[k];
+        }
+      }
+      f(ra, rb, rbase, rscale, math::FixedDegrees<FM, FN>{});
+      return;
+    }
+  }
+  f(a, b, shared.noise_base, shared.noise_scale, deg);
+}
+
+template <Variant variant, class S, int FM, int FN, bool kNoisy>
 __global__ void __launch_bounds__(kThreads) forward_broadcast(const KernelArgs args) {
   using T = compute_t<S>;
-  __shared__ T coefficients[2 * math::kMaxTerms];
+  __shared__ BroadcastShared<T> shared;
   const Plan& plan = args.plan;
   int64_t loaded = -1;
   for (int64_t index = blockIdx.x; index < plan.tiles(); index += gridDim.x) {
     const Tile tile = tile_at(plan, index);
-    if (tile.first_group != loaded) {
-      __syncthreads();
-      load_coefficients(args, tile.first_group, 1, coefficients);
-      __syncthreads();
-      loaded = tile.first_group;
-    }
-    const T* a = coefficients;
-    const T* b = coefficients + args.m + 1;
-    const Degrees deg = degrees_of(coefficients, args.m, args.n);
-    if constexpr (FM >= 0) {
-      if (is_fixed<FM, FN>(deg)) {
-        T ra[FM + 1];
-        T rb[FN > 0 ? FN : 1];
-#pragma unroll
-        for (int j = 0; j <= FM; ++j) ra[j] = a[j];
-#pragma unroll
-        for (int k = 0; k < FN; ++k) rb[k] = b[k];
-        forward_broadcast_tile<variant, S>(args, tile, ra, rb, math::FixedDegrees<FM, FN>{});
-        continue;
-      }
-    }
-    forward_broadcast_tile<variant, S>(args, tile, a, b, deg);
+    load_group<kNoisy>(args, tile.first_group, shared, loaded);
+    with_group<FM, FN, kNoisy>(args, shared, [&](const T* a, const T* b, const T* base,
+                                                 const T* scale, const auto& deg) {
+      forward_broadcast_tile<variant, S, kNoisy>(args, tile, a, b, base, scale, deg);
+    });
   }
 }
 
-template <Variant variant, class S, class Deg>
+template <Variant variant, class S, bool kNoisy, class Deg>
 __device__ __forceinline__ void forward_per_lane_tile(const KernelArgs& args, const Tile& tile,
                                                       const PerLaneShared<compute_t<S>>& shared) {
   using T = compute_t<S>;
@@ -320,11 +477,13 @@ __device__ __forceinline__ void forward_per_lane_tile(const KernelArgs& args, co
   if (count <= 0) return;
   // This thread's lanes always hold the same columns, hence the same groups.
   const T* a[L];
+  int64_t row_of_group[L];
   Deg deg[L];
 #pragma unroll
   for (int l = 0; l < L; ++l) {
     const int64_t local = l < count ? (column + l) / plan.run : 0;
-    a[l] = shared.coefficients + local * K;
+    row_of_group[l] = local * K;
+    a[l] = shared.coefficients + row_of_group[l];
     deg[l] = lane_degrees<Deg>(shared.degrees, local, args.m, args.n);
   }
   for (int64_t row = tile.row_begin + slot; row < tile.row_end; row += plan.row_slots) {
@@ -334,30 +493,32 @@ __device__ __forceinline__ void forward_per_lane_tile(const KernelArgs& args, co
 #pragma unroll kUnroll<Deg, L>
     for (int l = 0; l < L; ++l) {
       if (l < count) {
-        v[l] = math::forward<variant, math::ScalarOps<T>, Deg>(v[l], a[l], a[l] + deg[l].m + 1,
-                                                               deg[l]);
+        v[l] = element_forward<variant, kNoisy>(
+            args, offset + l, v[l], a[l], a[l] + deg[l].m + 1,
+            shared.noise_base + row_of_group[l], shared.noise_scale + row_of_group[l], deg[l]);
       }
     }
     store_item<S, L>(out + offset, count, args.vector, v);
   }
 }
 
-template <Variant variant, class S, int FM, int FN>
+template <Variant variant, class S, int FM, int FN, bool kNoisy>
 __global__ void __launch_bounds__(kThreads) forward_per_lane(const KernelArgs args) {
   using T = compute_t<S>;
   const PerLaneShared<T> shared(dynamic_shared_memory(), args.plan);
   for (int64_t index = blockIdx.x; index < args.plan.tiles(); index += gridDim.x) {
     const Tile tile = tile_at(args.plan, index);
     __syncthreads();
-    const bool full = load_table(args, tile, shared);
+    const bool full = load_table<kNoisy>(args, tile, shared);
     if constexpr (FM >= 0) {
       if (full && args.m == FM && args.n == FN) {
-        forward_per_lane_tile<variant, S, math::FixedDegrees<FM, FN>>(args, tile, shared);
+        forward_per_lane_tile<variant, S, kNoisy, math::FixedDegrees<FM, FN>>(args, tile,
+                                                                              shared);
         continue;
       }
     }
     (void)full;
-    forward_per_lane_tile<variant, S, Degrees>(args, tile, shared);
+    forward_per_lane_tile<variant, S, kNoisy, Degrees>(args, tile, shared);
   }
 }
 
@@ -392,10 +553,12 @@ __device__ __forceinline__ void block_sum(const T (&acc)[KA], int K, double* war
   __syncthreads();
 }
 
-template <Variant variant, class S, class Deg>
+template <Variant variant, class S, bool kNoisy, class Deg>
 __device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, const Tile& tile,
                                                         const compute_t<S>* a,
-                                                        const compute_t<S>* b, const Deg& deg,
+                                                        const compute_t<S>* b,
+                                                        const compute_t<S>* base,
+                                                        const compute_t<S>* scale, const Deg& deg,
                                                         double* warp_sums, double* dst) {
   using T = compute_t<S>;
   constexpr int L = kBroadcastLanes<S>;
@@ -422,8 +585,8 @@ __device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, 
 #pragma unroll kUnroll<Deg, L>
     for (int l = 0; l < L; ++l) {
       if (l < count) {
-        xv[l] = math::backward<variant, math::ScalarOps<T>, Deg>(xv[l], gv[l], a, b, deg, acc,
-                                                                 acc + deg.m + 1);
+        xv[l] = element_backward<variant, kNoisy>(args, offset + l, xv[l], gv[l], a, b, base,
+                                                  scale, deg, acc, acc + deg.m + 1);
       }
     }
     store_item<S, L>(grad_x + offset, count, args.vector, xv);
@@ -431,44 +594,28 @@ __device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, 
   block_sum<KA, kFixedDegrees<Deg>>(acc, K, warp_sums, dst);
 }
 
-template <Variant variant, class S, int FM, int FN>
+template <Variant variant, class S, int FM, int FN, bool kNoisy>
 __global__ void __launch_bounds__(kThreads) backward_broadcast(const KernelArgs args) {
   using T = compute_t<S>;
-  __shared__ T coefficients[2 * math::kMaxTerms];
+  __shared__ BroadcastShared<T> shared;
   __shared__ double warp_sums[(kThreads / 32) * 2 * math::kMaxTerms];
   const Plan& plan = args.plan;
   const int K = args.m + 1 + args.n;
   int64_t loaded = -1;
   for (int64_t index = blockIdx.x; index < plan.tiles(); index += gridDim.x) {
     const Tile tile = tile_at(plan, index);
-    if (tile.first_group != loaded) {
-      __syncthreads();
-      load_coefficients(args, tile.first_group, 1, coefficients);
-      __syncthreads();
-      loaded = tile.first_group;
-    }
+    load_group<kNoisy>(args, tile.first_group, shared, loaded);
     double* dst = args.workspace + index * K;
-    const T* a = coefficients;
-    const T* b = coefficients + args.m + 1;
-    const Degrees deg = degrees_of(coefficients, args.m, args.n);
-    if constexpr (FM >= 0) {
-      if (is_fixed<FM, FN>(deg)) {
-        T ra[FM + 1];
-        T rb[FN > 0 ? FN : 1];
-#pragma unroll
-        for (int j = 0; j <= FM; ++j) ra[j] = a[j];
-#pragma unroll
-        for (int k = 0; k < FN; ++k) rb[k] = b[k];
-        backward_broadcast_tile<variant, S>(args, tile, ra, rb, math::FixedDegrees<FM, FN>{},
-                                            warp_sums, dst);
-        continue;
-      }
-    }
-    backward_broadcast_tile<variant, S>(args, tile, a, b, deg, warp_sums, dst);
+    double* warps = warp_sums;  // (named outside the lambda: GCC's unused-variable check)
+    with_group<FM, FN, kNoisy>(args, shared, [&](const T* a, const T* b, const T* base,
+                                                 const T* scale, const auto& deg) {
+      backward_broadcast_tile<variant, S, kNoisy>(args, tile, a, b, base, scale, deg, warps,
+                                                  dst);
+    });
   }
 }
 
-template <Variant variant, class S, class Deg>
+template <Variant variant, class S, bool kNoisy, class Deg>
 __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, const Tile& tile,
                                                        const PerLaneShared<compute_t<S>>& shared,
                                                        double* dst) {
@@ -493,11 +640,13 @@ __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, c
   }
   if (count > 0) {
     const T* a[L];
+    int64_t row_of_group[L];
     Deg deg[L];
 #pragma unroll
     for (int l = 0; l < L; ++l) {
       const int64_t local = l < count ? (column + l) / plan.run : 0;
-      a[l] = shared.coefficients + local * K;
+      row_of_group[l] = local * K;
+      a[l] = shared.coefficients + row_of_group[l];
       deg[l] = lane_degrees<Deg>(shared.degrees, local, args.m, args.n);
     }
     for (int64_t row = tile.row_begin + slot; row < tile.row_end; row += plan.row_slots) {
@@ -509,8 +658,10 @@ __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, c
 #pragma unroll kUnroll<Deg, L>
       for (int l = 0; l < L; ++l) {
         if (l < count) {
-          xv[l] = math::backward<variant, math::ScalarOps<T>, Deg>(
-              xv[l], gv[l], a[l], a[l] + deg[l].m + 1, deg[l], acc[l], acc[l] + deg[l].m + 1);
+          xv[l] = element_backward<variant, kNoisy>(
+              args, offset + l, xv[l], gv[l], a[l], a[l] + deg[l].m + 1,
+              shared.noise_base + row_of_group[l], shared.noise_scale + row_of_group[l], deg[l],
+              acc[l], acc[l] + deg[l].m + 1);
         }
       }
       store_item<S, L>(grad_x + offset, count, args.vector, xv);
@@ -541,7 +692,7 @@ __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, c
   }
 }
 
-template <Variant variant, class S, int FM, int FN>
+template <Variant variant, class S, int FM, int FN, bool kNoisy>
 __global__ void __launch_bounds__(kThreads) backward_per_lane(const KernelArgs args) {
   using T = compute_t<S>;
   const PerLaneShared<T> shared(dynamic_shared_memory(), args.plan);
@@ -550,15 +701,16 @@ __global__ void __launch_bounds__(kThreads) backward_per_lane(const KernelArgs a
     const Tile tile = tile_at(args.plan, index);
     double* dst = args.workspace + index * partials_per_tile;
     __syncthreads();
-    const bool full = load_table(args, tile, shared);
+    const bool full = load_table<kNoisy>(args, tile, shared);
     if constexpr (FM >= 0) {
       if (full && args.m == FM && args.n == FN) {
-        backward_per_lane_tile<variant, S, math::FixedDegrees<FM, FN>>(args, tile, shared, dst);
+        backward_per_lane_tile<variant, S, kNoisy, math::FixedDegrees<FM, FN>>(args, tile, shared,
+                                                                               dst);
         continue;
       }
     }
     (void)full;
-    backward_per_lane_tile<variant, S, Degrees>(args, tile, shared, dst);
+    backward_per_lane_tile<variant, S, kNoisy, Degrees>(args, tile, shared, dst);
   }
 }
 
@@ -628,7 +780,7 @@ cudaError_t dispatch_variant_and_degrees(const Problem& p, F&& f) {
   return cudaErrorInvalidValue;
 }
 
-template <class S>
+template <class S, bool kNoisy>
 cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
                                  cudaStream_t stream) {
   return dispatch_variant_and_degrees(p, [&](auto variant, auto degrees) -> cudaError_t {
@@ -637,15 +789,15 @@ cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsig
     constexpr int FN = decltype(degrees)::n;
     if (p.plan.per_lane) {
       const auto shared = static_cast<size_t>(p.plan.shared_bytes(sizeof(compute_t<S>), false));
-      forward_per_lane<V, S, FM, FN><<<blocks, p.plan.threads, shared, stream>>>(args);
+      forward_per_lane<V, S, FM, FN, kNoisy><<<blocks, p.plan.threads, shared, stream>>>(args);
     } else {
-      forward_broadcast<V, S, FM, FN><<<blocks, kThreads, 0, stream>>>(args);
+      forward_broadcast<V, S, FM, FN, kNoisy><<<blocks, kThreads, 0, stream>>>(args);
     }
     return cudaGetLastError();
   });
 }
 
-template <class S>
+template <class S, bool kNoisy>
 cudaError_t launch_backward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
                                   cudaStream_t stream) {
   return dispatch_variant_and_degrees(p, [&](auto variant, auto degrees) -> cudaError_t {
@@ -654,9 +806,9 @@ cudaError_t launch_backward_typed(const Problem& p, const KernelArgs& args, unsi
     constexpr int FN = decltype(degrees)::n;
     if (p.plan.per_lane) {
       const auto shared = static_cast<size_t>(p.plan.shared_bytes(sizeof(compute_t<S>), true));
-      backward_per_lane<V, S, FM, FN><<<blocks, p.plan.threads, shared, stream>>>(args);
+      backward_per_lane<V, S, FM, FN, kNoisy><<<blocks, p.plan.threads, shared, stream>>>(args);
     } else {
-      backward_broadcast<V, S, FM, FN><<<blocks, kThreads, 0, stream>>>(args);
+      backward_broadcast<V, S, FM, FN, kNoisy><<<blocks, kThreads, 0, stream>>>(args);
     }
     return cudaGetLastError();
   });

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "../cpp/counter_rng.h"
 #include "../cpp/pau_math.h"
 #include "tiling.h"
 
@@ -37,6 +38,16 @@ struct Problem {
   bool coefficients_double = false;
   const void* numerator = nullptr;
   const void* denominator = nullptr;
+  // RPAU when noise_base is set (PAU kernels otherwise): coefficient j of the
+  // element with logical index i (x contiguous) is multiplied by
+  // noise_base[g][j] + noise_scale[g][j] * (w_ij >> 8), with w_ij the counter
+  // hash of counter_rng.h for `stream`, the CPU kernels' noise bit for bit.
+  // Tables (G, m + 1 + n) of doubles, a_0..a_m then b_1..b_n (see
+  // rng::factor_base / factor_scale); the plan must come from
+  // make_problem_plan(..., noisy = true).
+  const double* noise_base = nullptr;
+  const double* noise_scale = nullptr;
+  rng::Stream stream{};
   Plan plan;
   // Upper bound for the grid (blocks loop over tiles); 0: one block per tile.
   // The results do not depend on it.
@@ -45,8 +56,9 @@ struct Problem {
 
 // The plan of a problem; numel > 0.
 inline Plan make_problem_plan(int64_t numel, int64_t groups, int64_t run, int m, int n,
-                              DType dtype) {
-  return make_plan(numel, groups, run, m + 1 + n, element_size(dtype), compute_size(dtype));
+                              DType dtype, bool noisy = false) {
+  return make_plan(numel, groups, run, m + 1 + n, element_size(dtype), compute_size(dtype),
+                   noisy ? 3 : 1);
 }
 
 // Bytes of the double workspace launch_backward needs.

@@ -6,7 +6,7 @@ namespace pau {
 namespace cuda {
 namespace detail {
 
-PAU_CUDA_TYPED_LAUNCHERS(, __nv_bfloat16)
+PAU_CUDA_TYPED_LAUNCHERS(, __nv_bfloat16, false)
 
 }  // namespace detail
 }  // namespace cuda

@@ -6,7 +6,7 @@ namespace pau {
 namespace cuda {
 namespace detail {
 
-PAU_CUDA_TYPED_LAUNCHERS(, double)
+PAU_CUDA_TYPED_LAUNCHERS(, double, false)
 
 }  // namespace detail
 }  // namespace cuda

@@ -6,7 +6,7 @@ namespace pau {
 namespace cuda {
 namespace detail {
 
-PAU_CUDA_TYPED_LAUNCHERS(, float)
+PAU_CUDA_TYPED_LAUNCHERS(, float, false)
 
 }  // namespace detail
 }  // namespace cuda

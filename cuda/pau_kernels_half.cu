@@ -6,7 +6,7 @@ namespace pau {
 namespace cuda {
 namespace detail {
 
-PAU_CUDA_TYPED_LAUNCHERS(, __half)
+PAU_CUDA_TYPED_LAUNCHERS(, __half, false)
 
 }  // namespace detail
 }  // namespace cuda

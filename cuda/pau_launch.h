@@ -27,29 +27,38 @@ struct KernelArgs {
   const void* x;
   void* out;                // forward: F(x); backward: grad_x
   double* workspace;        // backward only: (tiles, groups_per_tile, K)
+  const double* noise_base;   // RPAU kernels only: (G, K), see Problem
+  const double* noise_scale;  // (G, K)
+  rng::Stream stream;
 };
 
 // Launch the forward kernel / the backward kernel (without the final
-// reduction) for storage type S (float, double, __half, __nv_bfloat16).
-// Defined in pau_kernels.cuh, instantiated in pau_kernels_<dtype>.cu.
-template <class S>
+// reduction) for storage type S (float, double, __half, __nv_bfloat16), PAU
+// (kNoisy false) or RPAU (true). Defined in pau_kernels.cuh, instantiated in
+// pau_kernels_<dtype>.cu (PAU) and rpau_kernels_<dtype>.cu (RPAU).
+template <class S, bool kNoisy>
 cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
                                  cudaStream_t stream);
-template <class S>
+template <class S, bool kNoisy>
 cudaError_t launch_backward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
                                   cudaStream_t stream);
 
-// Instantiated only in pau_kernels_<dtype>.cu: other translation units that
-// see the definitions must not compile the kernels again.
-#define PAU_CUDA_TYPED_LAUNCHERS(PREFIX, S)                                              \
-  PREFIX template cudaError_t launch_forward_typed<S>(const Problem&, const KernelArgs&,  \
-                                                      unsigned int, cudaStream_t);        \
-  PREFIX template cudaError_t launch_backward_typed<S>(const Problem&, const KernelArgs&, \
-                                                       unsigned int, cudaStream_t);
-PAU_CUDA_TYPED_LAUNCHERS(extern, float)
-PAU_CUDA_TYPED_LAUNCHERS(extern, double)
-PAU_CUDA_TYPED_LAUNCHERS(extern, __half)
-PAU_CUDA_TYPED_LAUNCHERS(extern, __nv_bfloat16)
+// Instantiated only in the per-dtype files: other translation units that see
+// the definitions must not compile the kernels again. (A macro because an
+// explicit instantiation cannot be written by a template.)
+#define PAU_CUDA_TYPED_LAUNCHERS(PREFIX, S, NOISY)                                      \
+  PREFIX template cudaError_t launch_forward_typed<S, NOISY>(                          \
+      const Problem&, const KernelArgs&, unsigned int, cudaStream_t);                  \
+  PREFIX template cudaError_t launch_backward_typed<S, NOISY>(                         \
+      const Problem&, const KernelArgs&, unsigned int, cudaStream_t);
+PAU_CUDA_TYPED_LAUNCHERS(extern, float, false)
+PAU_CUDA_TYPED_LAUNCHERS(extern, double, false)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __half, false)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __nv_bfloat16, false)
+PAU_CUDA_TYPED_LAUNCHERS(extern, float, true)
+PAU_CUDA_TYPED_LAUNCHERS(extern, double, true)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __half, true)
+PAU_CUDA_TYPED_LAUNCHERS(extern, __nv_bfloat16, true)
 
 }  // namespace detail
 }  // namespace cuda

@@ -46,6 +46,7 @@ struct Plan {
   int64_t run = 0;              // R
   int64_t row_length = 0;       // P = G * R
   int coefficients = 0;         // K = m + 1 + n
+  int tables = 1;               // (G, K) tables a per-lane tile keeps: 1 (PAU), 3 (RPAU: + noise base, scale)
   int element_size = 0;         // bytes of one element of x
   int lanes = 1;                // elements per item
   bool per_lane = false;
@@ -66,11 +67,12 @@ struct Plan {
     return tiles() * groups_per_tile * coefficients;
   }
   // Bytes of dynamic shared memory of a per-lane block (0 for broadcast):
-  // the coefficient table in the compute type, the effective degrees, and
-  // (backward only) one double per thread and lane for the per-group sums.
+  // the coefficient (and RPAU noise) tables in the compute type, the effective
+  // degrees, and (backward only) one double per thread and lane for the
+  // per-group sums.
   PAU_HOST_DEVICE int64_t shared_bytes(int compute_size, bool backward) const {
     if (!per_lane) return 0;
-    int64_t bytes = groups_per_tile * coefficients * compute_size;
+    int64_t bytes = groups_per_tile * coefficients * compute_size * static_cast<int64_t>(tables);
     bytes = (bytes + 15) / 16 * 16;
     bytes += groups_per_tile * 2 * static_cast<int64_t>(sizeof(int));
     bytes = (bytes + 15) / 16 * 16;
@@ -98,9 +100,10 @@ PAU_HOST_DEVICE int64_t gcd(int64_t a, int64_t b) {
 }
 
 // numel elements of element_size bytes; `groups` groups with runs of `run`
-// elements; K coefficients per group, computed in compute_size bytes.
+// elements; K coefficients per group, computed in compute_size bytes; `tables`
+// coefficient-shaped tables per group (3 for RPAU's noise base and scale).
 inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficients,
-                      int element_size, int compute_size) {
+                      int element_size, int compute_size, int tables = 1) {
   Plan p;
   // One group: the whole tensor is one run whatever the caller's run, so a
   // single row needs only its start aligned for 128-bit items.
@@ -110,6 +113,7 @@ inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficien
   p.run = run;
   p.row_length = groups * run;
   p.coefficients = coefficients;
+  p.tables = tables;
   p.element_size = element_size;
   if (numel == 0 || p.row_length == 0) return p;
   p.rows = numel / p.row_length;
@@ -131,8 +135,8 @@ inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficien
     p.lanes = element_size == 8 ? 2 : 4;
     const int64_t max_columns = static_cast<int64_t>(kPerLaneMaxVectors) * p.lanes;
     int64_t per_tile = max_columns / run;
-    const int64_t by_memory =
-        kPerLaneCoefficientBytes / (static_cast<int64_t>(coefficients) * compute_size);
+    const int64_t by_memory = kPerLaneCoefficientBytes /
+                              (static_cast<int64_t>(coefficients) * compute_size * tables);
     if (by_memory < per_tile) per_tile = by_memory;
     if (per_tile < 1) per_tile = 1;
     if (per_tile >= groups) {
