@@ -28,6 +28,7 @@
 #include "cpu/kernels.h"
 #include "cpu/launch.h"
 #include "pau_ops.h"
+#include "rpau_ops.h"
 
 namespace pau {
 
@@ -58,6 +59,8 @@ void check_rpau_extra_args(const Tensor& x, const Tensor& alpha, const Tensor& s
                     seed_offset.sym_sizes());
 }
 
+}  // namespace
+
 PauArgs check_rpau_args(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                         const Tensor& alpha, const Tensor& seed_offset,
                         c10::string_view variant, int64_t dim) {
@@ -83,6 +86,8 @@ rng::Stream stream_of(const Tensor& seed_offset, int words) {
   const int64_t* v = so.const_data_ptr<int64_t>();
   return rng::make_stream(static_cast<uint64_t>(v[0]), static_cast<uint64_t>(v[1]), words);
 }
+
+namespace {
 
 // The noise factors' tables for the kernels (see cpu::Noise), built from alpha.
 struct HostNoise {

@@ -1,4 +1,5 @@
-// CUDA backend of pau::forward and pau::backward: torch glue only. Checks the
+// CUDA backend of pau::forward and pau::backward, and of RPAU's
+// pau::rpau_forward and pau::rpau_backward: torch glue only. Checks the
 // arguments (the same checks as the CPU backend), makes x dense, picks the
 // device and stream, allocates outputs and the workspace through torch, and
 // calls the torch-free launchers of pau_kernels.h.
@@ -7,6 +8,7 @@
 // cuBLAS/cuSPARSE headers): the stream, the device guard and error checks are
 // all c10's, and at::cuda::getCurrentCUDAStream is c10's function re-exported.
 #include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
@@ -19,7 +21,9 @@
 #include <cstdint>
 #include <tuple>
 
+#include "../cpp/counter_rng.h"
 #include "../cpp/pau_ops.h"
+#include "../cpp/rpau_ops.h"
 #include "pau_kernels.h"
 
 namespace pau {
@@ -75,8 +79,9 @@ Tensor kernel_coefficients(const Tensor& c) {
   return c.to(kernel_coefficient_type(c)).contiguous();
 }
 
+// noisy: the plan of RPAU's kernels (noise tables beside the coefficients).
 cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
-                           const Tensor& denominator, const PauArgs& args) {
+                           const Tensor& denominator, const PauArgs& args, bool noisy = false) {
   TORCH_CHECK(numerator.is_contiguous() && denominator.is_contiguous(),
               "pau: internal error: coefficients must be contiguous here");
   TORCH_CHECK(numerator.scalar_type() == at::kFloat || numerator.scalar_type() == at::kDouble,
@@ -91,7 +96,7 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
   p.numerator = numerator.const_data_ptr();
   p.denominator = args.n > 0 ? denominator.const_data_ptr() : nullptr;
   p.plan = cuda::make_problem_plan(dense_x.numel(), args.groups, group_run(dense_x, args), args.m,
-                                   args.n, p.dtype);
+                                   args.n, p.dtype, noisy);
   p.max_blocks = max_blocks(dense_x);
   TORCH_CHECK(p.plan.tiles() > 0, "pau: internal error: empty CUDA tile plan for ",
               dense_x.numel(), " elements");
@@ -157,11 +162,139 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
   return {grad_x, as_coefficients(grad_numerator), as_coefficients(grad_denominator)};
 }
 
+// ---------------------------------------------------------------------------
+// RPAU
+
+// RPAU's noise factor tables, (G, m + 1 + n) doubles on x's device:
+// factor_j = base_j + scale_j * (w_ij >> 8) (counter_rng.h). alpha is read on
+// the host (one small copy): its range is checked as on the CPU, and alpha == 0
+// everywhere makes RPAU exactly PAU.
+struct DeviceNoise {
+  Tensor base;
+  Tensor scale;
+  bool zero = true;
+
+  DeviceNoise(const Tensor& alpha, const PauArgs& args, const Tensor& x) {
+    const int64_t count = args.m + 1 + args.n;
+    const Tensor a =
+        alpha.to(at::kCPU, at::kDouble).expand({args.groups, count}).contiguous();
+    const double* values = a.const_data_ptr<double>();
+    Tensor host_base = at::empty({args.groups, count}, a.options());
+    Tensor host_scale = at::empty({args.groups, count}, a.options());
+    double* b = host_base.mutable_data_ptr<double>();
+    double* s = host_scale.mutable_data_ptr<double>();
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      TORCH_CHECK_VALUE(values[i] >= 0.0 && values[i] < 1.0, "pau: alpha must be in [0, 1), got ",
+                        values[i]);
+      zero = zero && values[i] == 0.0;
+      b[i] = rng::factor_base(values[i]);
+      s[i] = rng::factor_scale(values[i]);
+    }
+    base = host_base.to(x.device());
+    scale = host_scale.to(x.device());
+  }
+};
+
+// The kernels index the noise by the element's logical (row-major) index,
+// i.e. its offset in a contiguous x; a result for a channels-last (or other)
+// x is written back in x's layout, as the CPU backend does.
+Tensor like_x(const Tensor& x, const Tensor& computed) {
+  Tensor out = at::empty_like(x);
+  return out.is_contiguous() ? computed : out.copy_(computed);
+}
+
+cuda::Problem make_rpau_problem(const Tensor& xc, const Tensor& num, const Tensor& den,
+                                const PauArgs& args, const DeviceNoise& noise,
+                                const Tensor& seed_offset) {
+  cuda::Problem p = make_problem(xc, num, den, args, /*noisy=*/true);
+  p.noise_base = noise.base.const_data_ptr<double>();
+  p.noise_scale = noise.scale.const_data_ptr<double>();
+  p.stream = stream_of(seed_offset, args.m + 1 + args.n);
+  return p;
+}
+
+// alpha == 0: PAU's CUDA kernels, so results are PAU's bit for bit (as on the CPU).
+const c10::DispatchKeySet kCudaKeys(c10::DispatchKey::CUDA);
+
+using PauForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, c10::string_view,
+                                   int64_t);
+using PauBackwardSignature = std::tuple<Tensor, Tensor, Tensor>(
+    const Tensor&, const Tensor&, const Tensor&, const Tensor&, c10::string_view, int64_t);
+
+Tensor rpau_forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
+                         const Tensor& alpha, const Tensor& seed_offset, c10::string_view variant,
+                         int64_t dim) {
+  const PauArgs args =
+      check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant, dim);
+  check_cuda_inputs("rpau_forward", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const DeviceNoise noise(alpha, args, x);
+  if (noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::forward", "")
+                               .typed<PauForwardSignature>();
+    return op.redispatch(kCudaKeys, x, numerator, denominator, variant, dim);
+  }
+  const Tensor xc = x.contiguous();
+  Tensor out = at::empty_like(xc);
+  if (xc.numel() == 0) return like_x(x, out);
+  const Tensor num = kernel_coefficients(numerator);
+  const Tensor den = kernel_coefficients(denominator);
+  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, noise, seed_offset);
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
+  C10_CUDA_CHECK(
+      cuda::launch_forward(problem, xc.const_data_ptr(), out.mutable_data_ptr(), stream));
+  return like_x(x, out);
+}
+
+std::tuple<Tensor, Tensor, Tensor> rpau_backward_cuda(
+    const Tensor& grad_output, const Tensor& x, const Tensor& numerator,
+    const Tensor& denominator, const Tensor& alpha, const Tensor& seed_offset,
+    c10::string_view variant, int64_t dim) {
+  const PauArgs args = check_rpau_backward_args(grad_output, x, numerator, denominator, alpha,
+                                                seed_offset, variant, dim);
+  check_cuda_inputs("rpau_backward", x);
+  const c10::cuda::CUDAGuard device_guard(x.device());
+  const DeviceNoise noise(alpha, args, x);
+  if (noise.zero) {
+    static const auto op = c10::Dispatcher::singleton()
+                               .findSchemaOrThrow("pau::backward", "")
+                               .typed<PauBackwardSignature>();
+    return op.redispatch(kCudaKeys, grad_output, x, numerator, denominator, variant, dim);
+  }
+  const Tensor xc = x.contiguous();
+  const Tensor grad = grad_output.contiguous();
+  Tensor grad_x = at::empty_like(xc);
+  const auto kernel_options = numerator.options().dtype(kernel_coefficient_type(numerator));
+  Tensor grad_numerator = at::empty({args.groups, args.m + 1}, kernel_options);
+  Tensor grad_denominator = at::empty({args.groups, args.n}, kernel_options);
+  const auto as_coefficients = [&](const Tensor& g) { return g.to(numerator.scalar_type()); };
+  if (xc.numel() == 0) {
+    grad_numerator.zero_();
+    grad_denominator.zero_();
+    return {like_x(x, grad_x), as_coefficients(grad_numerator),
+            as_coefficients(grad_denominator)};
+  }
+  const Tensor num = kernel_coefficients(numerator);
+  const Tensor den = kernel_coefficients(denominator);
+  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, noise, seed_offset);
+  const Tensor workspace =
+      at::empty({problem.plan.workspace_elements()}, xc.options().dtype(at::kDouble));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
+  C10_CUDA_CHECK(cuda::launch_backward(
+      problem, grad.const_data_ptr(), xc.const_data_ptr(), grad_x.mutable_data_ptr(),
+      workspace.mutable_data_ptr<double>(), grad_numerator.mutable_data_ptr(),
+      args.n > 0 ? grad_denominator.mutable_data_ptr() : nullptr, stream));
+  return {like_x(x, grad_x), as_coefficients(grad_numerator), as_coefficients(grad_denominator)};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(pau, CUDA, m) {
   m.impl("forward", &forward_cuda);
   m.impl("backward", &backward_cuda);
+  m.impl("rpau_forward", &rpau_forward_cuda);
+  m.impl("rpau_backward", &rpau_backward_cuda);
 }
 
 }  // namespace pau

@@ -5,7 +5,8 @@ Run it under each tool (see cuda/README.md), e.g.
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
         --error-exitcode 1 python cuda/sanitizer_check.py
 
-It launches every kernel kind once or a few times on small tensors: both tile
+It launches every kernel kind (PAU's and RPAU's) once or a few times on small
+tensors: both tile
 kinds (broadcast: one group, NCHW per channel, runs longer than a tile;
 per-lane: channels-last per channel, (batch, tokens, C) in groups, runs that
 are no multiple of the vector width), the compile-time (5, 4) and the
@@ -86,6 +87,33 @@ def run_case(x_cpu, numerator, denominator, variant, dim, backward_only) -> list
     return problems
 
 
+SEED_OFFSET = torch.tensor([7, (1 << 32) + 3], dtype=torch.int64)
+
+
+def run_rpau_case(x_cpu, numerator, denominator, dim, backward_only) -> list[str]:
+    """RPAU's kernels (the same tiles with noise tables in shared memory)."""
+    problems = []
+    alpha = torch.tensor(0.2, dtype=numerator.dtype)
+    x, num, den, a = x_cpu.cuda(), numerator.cuda(), denominator.cuda(), alpha.cuda()
+    grad_cpu = torch.empty_like(x_cpu).copy_(torch.randn(x_cpu.shape, dtype=torch.float64))
+    label = f"RPAU {tuple(x.shape)} dim={dim} G={numerator.shape[0]} {x.dtype}"
+    tolerance = TOLERANCE[x.dtype]
+    if not backward_only:
+        y = torch.ops.pau.rpau_forward(x, num, den, a, SEED_OFFSET, "safe", dim)
+        want = torch.ops.pau.rpau_forward(x_cpu, numerator, denominator, alpha, SEED_OFFSET,
+                                          "safe", dim)
+        if not close(y, want, tolerance):
+            problems.append(f"{label}: forward differs from the CPU operator")
+    got = torch.ops.pau.rpau_backward(grad_cpu.cuda(), x, num, den, a, SEED_OFFSET, "safe", dim)
+    want = torch.ops.pau.rpau_backward(grad_cpu, x_cpu, numerator, denominator, alpha,
+                                       SEED_OFFSET, "safe", dim)
+    for name, g, w in zip(("grad_x", "grad_numerator", "grad_denominator"), got, want):
+        if not close(g, w, tolerance):
+            problems.append(f"{label}: {name} differs from the CPU operator")
+    torch.cuda.synchronize()
+    return problems
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backward-only", action="store_true")
@@ -115,6 +143,10 @@ def main(argv=None) -> int:
                         num, den = coefficients(groups, degrees, coefficient_dtype, zero_leading)
                         problems += run_case(xd, num, den, variant, dim, args.backward_only)
                         launches += 1
+            for degrees in DEGREES:
+                num, den = coefficients(groups, degrees, coefficient_dtype, False)
+                problems += run_rpau_case(xd, num, den, dim, args.backward_only)
+                launches += 1
     # A misaligned dense view (scalar loads) and an empty tensor.
     base = torch.randn(1 + 1001, dtype=torch.float64).float()
     num, den = coefficients(1, (5, 4), torch.float32, False)

@@ -416,6 +416,135 @@ def test_module_gradients_bitwise_deterministic(channels_last):
             assert torch.equal(a, b)
 
 
+# ---------------------------------------------------------------------------
+# RPAU: the same kernels with counter-hash noise (cpp/counter_rng.h) per element.
+
+SEED_OFFSET = torch.tensor([1234, (1 << 32) + 5], dtype=torch.int64)
+
+
+def rpau_run(x, numerator, denominator, alpha, variant, dim, grad, seed_offset=SEED_OFFSET):
+    x, numerator, denominator = (t.detach().clone().requires_grad_()
+                                 for t in (x, numerator, denominator))
+    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, seed_offset, variant, dim)
+    return (y.detach(), *torch.autograd.grad(y, (x, numerator, denominator), grad))
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("shape,dim,groups,channels_last", [
+    ((4, 6, 5, 7), 1, 1, False),
+    ((4, 6, 5, 7), 1, 6, False),
+    ((4, 6, 5, 7), 1, 6, True),
+    ((2, 9, 48), -1, 4, False),
+    ((2, 4, 130, 130), 1, 2, False),
+])
+def test_rpau_matches_cpu(shape, dim, groups, channels_last, variant, dtype):
+    x = make_x(shape, dtype, channels_last)
+    coefficient_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    numerator, denominator = coefficients(groups, variant=variant, dtype=coefficient_dtype)
+    if variant == "plain":
+        denominator = pole_free(denominator, x) * 0.5  # the noise moves b by up to 30%
+    alpha = torch.full((groups, 10), 0.3, dtype=coefficient_dtype)
+    alpha[:, 0] = 0.1
+    grad = torch.randn(shape, dtype=torch.float64).to(dtype)
+    cpu = rpau_run(x, numerator, denominator, alpha, variant, dim, grad)
+    cuda = rpau_run(x.cuda(), numerator.cuda(), denominator.cuda(), alpha.cuda(), variant, dim,
+                    grad.cuda())
+    names = ("forward", "grad_x", "grad_numerator", "grad_denominator")
+    sum_tol = max(SUM_TOLERANCES[dtype], COEFFICIENT_ROUNDING.get(numerator.dtype, 0.0))
+    for i, name in enumerate(names):
+        tolerance = TOLERANCES[dtype] if i < 2 else sum_tol
+        assert_close_scaled(cuda[i], cpu[i], tolerance, f"RPAU CUDA vs CPU {name}")
+    assert cuda[0].stride() == x.stride()
+
+
+@requires_cuda
+def test_rpau_noise_is_the_counter_hash_bit_for_bit():
+    """F(x) = a_1 x with |x| <= 1 is a_1 (1 + e) x exactly: the noise CUDA applies is the
+    CPU's bit for bit, and equals u of pau::rpau_noise (counter_rng.h)."""
+    count = 4097
+    x = torch.linspace(-1, 1, count, dtype=torch.float64)
+    numerator = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    denominator = torch.zeros(1, 4, dtype=torch.float64)
+    alpha = torch.tensor(0.25, dtype=torch.float64)
+    y_cpu = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED_OFFSET, "safe", 0)
+    y_cuda = torch.ops.pau.rpau_forward(x.cuda(), numerator.cuda(), denominator.cuda(),
+                                        alpha.cuda(), SEED_OFFSET, "safe", 0).cpu()
+    assert torch.equal(y_cuda, y_cpu)
+    u = torch.ops.pau.rpau_noise(SEED_OFFSET, count, 10)[:, 1]
+    torch.testing.assert_close(y_cuda, x * (1 + 0.25 * (2 * u - 1)), rtol=1e-15, atol=0)
+
+
+@requires_cuda
+def test_rpau_deterministic_layouts_and_zero_alpha():
+    x = make_x((8, 16, 20, 20)).cuda()
+    numerator, denominator = (t.cuda() for t in coefficients(16))
+    alpha = torch.tensor(0.2, device="cuda")
+    grad = torch.randn(x.shape, device="cuda")
+    backward = torch.ops.pau.rpau_backward
+    first = backward(grad, x, numerator, denominator, alpha, SEED_OFFSET, "safe", 1)
+    for _ in range(4):
+        again = backward(grad, x, numerator, denominator, alpha, SEED_OFFSET, "safe", 1)
+        for a, b in zip(first, again):
+            assert torch.equal(a, b)
+    # The noise follows the logical element index: channels-last gives the same values.
+    xl = x.contiguous(memory_format=torch.channels_last)
+    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED_OFFSET, "safe", 1)
+    yl = torch.ops.pau.rpau_forward(xl, numerator, denominator, alpha, SEED_OFFSET, "safe", 1)
+    assert yl.is_contiguous(memory_format=torch.channels_last) and torch.equal(yl, y)
+    # Another offset, other noise.
+    other = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha,
+                                       SEED_OFFSET + torch.tensor([0, 1]), "safe", 1)
+    assert not torch.equal(other, y)
+    # alpha == 0 is PAU, bit for bit.
+    zero = torch.zeros((), device="cuda")
+    assert torch.equal(
+        torch.ops.pau.rpau_forward(x, numerator, denominator, zero, SEED_OFFSET, "safe", 1),
+        torch.ops.pau.forward(x, numerator, denominator, "safe", 1))
+
+
+@requires_cuda
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_rpau_gradcheck_and_opcheck(variant):
+    x = make_x((2, 3, 5), torch.float64).abs() + 0.3
+    x = x * torch.where(torch.arange(x.numel()) % 2 == 0, 1.0, -1.0).reshape(x.shape)
+    numerator, denominator = coefficients(3, variant=variant, dtype=torch.float64)
+    alpha = torch.tensor(0.1, dtype=torch.float64, device="cuda")
+    inputs = tuple(t.cuda().requires_grad_() for t in (x, numerator, denominator))
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: torch.ops.pau.rpau_forward(a, b, c, alpha, SEED_OFFSET, variant, 1),
+        inputs)
+    torch.library.opcheck(torch.ops.pau.rpau_forward,
+                          (*inputs, alpha, SEED_OFFSET, variant, 1))
+
+
+@requires_cuda
+def test_rpau_errors_on_cuda():
+    x = torch.randn(2, 6, 3, device="cuda")
+    numerator, denominator = (t.cuda() for t in coefficients(3))
+    with pytest.raises(RuntimeError, match="alpha must be on x's device"):
+        torch.ops.pau.rpau_forward(x, numerator, denominator, torch.tensor(0.1), SEED_OFFSET,
+                                   "safe", 1)
+    with pytest.raises(RuntimeError, match="seed_offset must be a CPU tensor"):
+        torch.ops.pau.rpau_forward(x, numerator, denominator, torch.tensor(0.1, device="cuda"),
+                                   SEED_OFFSET.cuda(), "safe", 1)
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        torch.ops.pau.rpau_forward(x, numerator, denominator, torch.tensor(1.5, device="cuda"),
+                                   SEED_OFFSET, "safe", 1)
+
+
+@requires_cuda
+def test_rpau_module_trains_on_cuda():
+    act = pau.RPAU(groups=4).cuda().train()
+    x = torch.randn(2, 4, 9, 9, device="cuda")
+    before = act.numerator.detach().clone()
+    optimizer = torch.optim.SGD(act.parameters(), lr=0.1)
+    act(x).square().mean().backward()
+    optimizer.step()
+    assert not torch.equal(before, act.numerator.detach())
+
+
 def test_ci_compile_script():
     """nvcc compile + CPU emulation of the kernels (minutes; .ci/run runs it anyway)."""
     if os.environ.get("PAU_TEST_CUDA_COMPILE") != "1":
