@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sys
@@ -400,6 +401,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "date": time.strftime("%Y-%m-%d"),
         "quick": args.quick,
         "ops": ops,
+        # glibc's allocator settings decide whether each large output is a fresh
+        # mmap (page faults on first touch, often most of a 2^24 case's time).
+        "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
     print(" ".join(f"{k}={v}" for k, v in header.items()))
     cases = run(device, dtypes, sizes, min_run_time, not args.no_compile, ops=ops)
