@@ -333,8 +333,10 @@ def summary(cases: list[Case], device_type: Optional[str] = None) -> list[str]:
         copy_target = COPY_TARGETS.get((c.op, c.direction))
         if copy_target is not None and c.fraction_of_copy is not None:
             met = c.fraction_of_copy >= copy_target
-            parts.append(f"copy-bw {c.fraction_of_copy:.1%} "
-                         f"[at least {copy_target:.0%}: {'met' if met else 'MISSED'}]")
+            parts.append(
+                f"copy-bw {c.fraction_of_copy:.1%} "
+                f"[at least {copy_target:.0%}: {'met' if met else 'MISSED'}]"
+            )
         lines.append(
             f"{c.op:4s} {c.direction:16s} {c.dtype:9s} 2^{c.numel.bit_length() - 1} G={c.groups}: "
             + ", ".join(parts)
