@@ -30,7 +30,7 @@ from functools import cache
 from pathlib import Path
 from typing import Optional
 
-import pau  # noqa: F401  (registers torch.ops.pau)
+import pau
 import pytest
 import torch
 from pau.reference import pau_reference
@@ -451,3 +451,28 @@ def restore_threads():
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
+
+
+def preset_like_coefficients(
+    groups: int,
+    degrees: tuple[int, int] = (5, 4),
+    variant: str = "safe",
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+) -> tuple[Tensor, Tensor]:
+    """Coefficients near the leaky_relu (5, 4) preset, one random perturbation per group.
+
+    Other degrees take the preset's leading terms and random ones beyond. For
+    ``plain`` the denominator is scaled down so that 1 + A(x) stays away from
+    zero on the tests' input range.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    num, den = pau.presets.coefficients("leaky_relu", (5, 4), variant)
+    m, n = degrees
+    numerator = torch.randn(groups, m + 1, generator=generator, dtype=torch.float64) * 0.1
+    denominator = torch.randn(groups, n, generator=generator, dtype=torch.float64) * 0.1
+    numerator[:, : min(m + 1, 6)] += num[: m + 1]
+    denominator[:, : min(n, 4)] += den[:n]
+    if variant == "plain":
+        denominator = denominator * 0.05
+    return numerator.to(dtype), denominator.to(dtype)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
+from conftest import preset_like_coefficients as coefficients
 from pau.reference import VARIANTS, pau_reference
 
 LAYOUTS = [
@@ -29,20 +30,6 @@ LAYOUTS = [
     ((129,), 0, 1, False),
 ]
 
-
-def coefficients(groups: int, degrees=(5, 4), variant: str = "safe", dtype=torch.float64,
-                 seed: int = 0):
-    """Random coefficients near the leaky_relu preset, one perturbation per group."""
-    generator = torch.Generator().manual_seed(seed)
-    num, den = pau.presets.coefficients("leaky_relu", (5, 4), variant)
-    m, n = degrees
-    numerator = torch.randn(groups, m + 1, generator=generator, dtype=torch.float64) * 0.1
-    denominator = torch.randn(groups, n, generator=generator, dtype=torch.float64) * 0.1
-    numerator[:, : min(m + 1, 6)] += num[: m + 1]
-    denominator[:, : min(n, 4)] += den[:n]
-    if variant == "plain":
-        denominator = denominator * 0.05  # keep 1 + A(x) away from zero on the test range
-    return numerator.to(dtype), denominator.to(dtype)
 
 
 def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
