@@ -101,8 +101,17 @@ PauArgs check_pau_backward_args(const Tensor& grad_output, const Tensor& x,
   return args;
 }
 
+at::ScalarType compute_type(at::ScalarType t) {
+  return t == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 Tensor dense(const Tensor& x) {
   return x.is_non_overlapping_and_dense() ? x : x.contiguous();
+}
+
+Tensor in_memory_order_of(const Tensor& grad_output, const Tensor& dense_x) {
+  return grad_output.strides() == dense_x.strides() ? grad_output
+                                                    : at::empty_like(dense_x).copy_(grad_output);
 }
 
 int64_t group_run(const Tensor& dense_x, int64_t dim, int64_t groups) {
@@ -184,10 +193,7 @@ std::tuple<Tensor, Tensor, Tensor> backward_cpu(const Tensor& grad_output, const
   const PauArgs args =
       check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
   const Tensor xd = dense(x);
-  // The kernel walks grad_output in x's memory order.
-  const Tensor grad = grad_output.strides() == xd.strides()
-                          ? grad_output
-                          : at::empty_like(xd).copy_(grad_output);
+  const Tensor grad = in_memory_order_of(grad_output, xd);
   Tensor grad_x = at::empty_like(xd);
   if (xd.numel() == 0) {
     return {grad_x, at::zeros_like(numerator), at::zeros_like(denominator)};

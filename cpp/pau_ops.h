@@ -41,8 +41,16 @@ bool is_input_dtype(at::ScalarType t);
 // `groups`; returns dim wrapped into [0, x.dim()) (0 for a 0-d x).
 int64_t check_channel_dim(const at::Tensor& x, int64_t dim, int64_t groups, const char* op);
 
+// The type the kernels compute in for values of dtype t: double for float64,
+// float for float32, float16 and bfloat16.
+at::ScalarType compute_type(at::ScalarType t);
+
 // x itself when it is dense in memory (any permutation of a contiguous
 // layout, e.g. channels_last), else a contiguous copy.
 at::Tensor dense(const at::Tensor& x);
+
+// grad_output with dense_x's strides (itself when it has them, else a copy):
+// the backward kernels walk both in dense_x's memory order.
+at::Tensor in_memory_order_of(const at::Tensor& grad_output, const at::Tensor& dense_x);
 
 }  // namespace pau

@@ -92,8 +92,7 @@ void check_bounds_values(const P* b, int64_t groups) {
 // A parameter on the host, contiguous, float16/bfloat16 widened to float32
 // (the kernels' tables are float or double).
 Tensor host_parameter(const Tensor& t) {
-  const at::ScalarType type = t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  return t.detach().to(at::kCPU, type).contiguous();
+  return t.detach().to(at::kCPU, compute_type(t.scalar_type())).contiguous();
 }
 
 }  // namespace
@@ -109,11 +108,6 @@ void check_pwlu_bounds(const Tensor& bounds) {
 }
 
 namespace {
-
-// x of dtype float32/float16/bfloat16 computes in float32, float64 in float64.
-at::ScalarType compute_type(const Tensor& x) {
-  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
 
 // Fills the group tables of the kernels (see cpu::PwluProblem) from the
 // parameters (dtype P, contiguous, on the host): steps and derived values in
@@ -196,7 +190,7 @@ Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bou
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
   if (xd.numel() == 0) return out;
-  const HostTables tables(points, bounds, slopes, args, compute_type(x));
+  const HostTables tables(points, bounds, slopes, args, compute_type(x.scalar_type()));
   const cpu::PwluForwardArgs launch{tables.problem(xd, args), xd.const_data_ptr(),
                                     out.mutable_data_ptr()};
   run_tiles(cpu::pwlu_kernel_table().forward[static_cast<int>(dtype_of(x))], launch);
@@ -210,17 +204,14 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
   const PwluArgs args = check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
   check_pwlu_bounds(bounds);
   const Tensor xd = dense(x);
-  // The kernel walks grad_output in x's memory order.
-  const Tensor grad = grad_output.strides() == xd.strides()
-                          ? grad_output
-                          : at::empty_like(xd).copy_(grad_output);
+  const Tensor grad = in_memory_order_of(grad_output, xd);
   Tensor grad_x = at::empty_like(xd);
   if (xd.numel() == 0) {
     return {grad_x, at::zeros_like(points, at::MemoryFormat::Contiguous),
             at::zeros_like(bounds, at::MemoryFormat::Contiguous),
             at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
   }
-  const HostTables tables(points, bounds, slopes, args, compute_type(x));
+  const HostTables tables(points, bounds, slopes, args, compute_type(x.scalar_type()));
   const cpu::PwluProblem problem = tables.problem(xd, args);
   const cpu::Layout& l = problem.layout;
   Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},

@@ -71,12 +71,8 @@ void check_cuda_inputs(const char* op, const Tensor& x) {
 // The kernels read float or double coefficients. Half and bfloat16 ones (a
 // model.half()'d PAU) are used in float, as on the CPU, and their gradients
 // are computed in float and rounded once at the end.
-at::ScalarType kernel_coefficient_type(const Tensor& numerator) {
-  return numerator.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-}
-
 Tensor kernel_coefficients(const Tensor& c) {
-  return c.to(kernel_coefficient_type(c)).contiguous();
+  return c.to(compute_type(c.scalar_type())).contiguous();
 }
 
 // noisy: the plan of RPAU's kernels (noise tables beside the coefficients).
@@ -131,14 +127,10 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
   check_cuda_inputs("backward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const Tensor xd = dense(x);
-  // The kernel reads grad_output in x's memory order (an expanded or
-  // differently strided gradient is copied once).
-  const Tensor grad = grad_output.strides() == xd.strides()
-                          ? grad_output
-                          : at::empty_like(xd).copy_(grad_output);
+  const Tensor grad = in_memory_order_of(grad_output, xd);
   Tensor grad_x = at::empty_like(xd);
   // Contiguous (G, m + 1) and (G, n), as the CPU and meta kernels return.
-  const auto kernel_options = numerator.options().dtype(kernel_coefficient_type(numerator));
+  const auto kernel_options = numerator.options().dtype(compute_type(numerator.scalar_type()));
   Tensor grad_numerator = at::empty({args.groups, args.m + 1}, kernel_options);
   Tensor grad_denominator = at::empty({args.groups, args.n}, kernel_options);
   // In the coefficients' own dtype, contiguous (G, m + 1) and (G, n).
@@ -265,7 +257,7 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cuda(
   const Tensor xc = x.contiguous();
   const Tensor grad = grad_output.contiguous();
   Tensor grad_x = at::empty_like(xc);
-  const auto kernel_options = numerator.options().dtype(kernel_coefficient_type(numerator));
+  const auto kernel_options = numerator.options().dtype(compute_type(numerator.scalar_type()));
   Tensor grad_numerator = at::empty({args.groups, args.m + 1}, kernel_options);
   Tensor grad_denominator = at::empty({args.groups, args.n}, kernel_options);
   const auto as_coefficients = [&](const Tensor& g) { return g.to(numerator.scalar_type()); };

@@ -52,8 +52,7 @@ struct HostCoefficients {
   }
 
   static at::Tensor in_compute_type(const at::Tensor& c, at::ScalarType x_dtype) {
-    const at::ScalarType compute = x_dtype == at::kDouble ? at::kDouble : at::kFloat;
-    return c.to(compute).to(at::kDouble).contiguous();
+    return c.to(compute_type(x_dtype)).to(at::kDouble).contiguous();
   }
 
   cpu::Problem problem(const at::Tensor& dense_x, const PauArgs& args) const {
