@@ -425,49 +425,49 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
     backward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients, noise.get(),
                                                       sums.data(), sums_stride);
   } else {
-  with_degrees(coefficients.degrees(), [&](const auto& degrees) {
-    using Deg = std::decay_t<decltype(degrees)>;
-    // Accumulated in a local array so the fixed-degree case stays in registers.
-    V acc[2 * math::kMaxTerms];
-    for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-      for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
-        const int64_t count = std::min(kBlock, tile.column_end - begin);
-        const int64_t offset = row * layout.row_length + begin;
-        const T* xs = load_block(x + offset, count, x_buffer);
-        const T* gs = load_block(grad + offset, count, g_buffer);
-        T* gxs = output_block(grad_x + offset, gx_buffer);
-        if (!per_lane) {
-          for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
-        }
-        if constexpr (kNoisy) noise->generate(offset, count);
-        for (int64_t i = 0; i < count; i += kLanes) {
-          const int64_t lanes = std::min<int64_t>(kLanes, count - i);
-          const int64_t column = begin - tile.column_begin + i;
-          const V* a;
-          const V* b;
-          coefficients.lanes(column, a, b, a_lanes, b_lanes);
-          if constexpr (kNoisy) {
-            noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
-            a = a_noisy;
-            b = b_noisy;
+    with_degrees(coefficients.degrees(), [&](const auto& degrees) {
+      using Deg = std::decay_t<decltype(degrees)>;
+      // Accumulated in a local array so the fixed-degree case stays in registers.
+      V acc[2 * math::kMaxTerms];
+      for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+        for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+          const int64_t count = std::min(kBlock, tile.column_end - begin);
+          const int64_t offset = row * layout.row_length + begin;
+          const T* xs = load_block(x + offset, count, x_buffer);
+          const T* gs = load_block(grad + offset, count, g_buffer);
+          T* gxs = output_block(grad_x + offset, gx_buffer);
+          if (!per_lane) {
+            for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
           }
-          // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
-          V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
-          const V gx = math::backward<variant, VecOps<T>, Deg>(
-              load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
-              target + p.m + 1, kNoisy ? factor : nullptr);
-          store_lanes(gx, gxs + i, lanes);
+          if constexpr (kNoisy) noise->generate(offset, count);
+          for (int64_t i = 0; i < count; i += kLanes) {
+            const int64_t lanes = std::min<int64_t>(kLanes, count - i);
+            const int64_t column = begin - tile.column_begin + i;
+            const V* a;
+            const V* b;
+            coefficients.lanes(column, a, b, a_lanes, b_lanes);
+            if constexpr (kNoisy) {
+              noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
+              a = a_noisy;
+              b = b_noisy;
+            }
+            // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
+            V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
+            const V gx = math::backward<variant, VecOps<T>, Deg>(
+                load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
+                target + p.m + 1, kNoisy ? factor : nullptr);
+            store_lanes(gx, gxs + i, lanes);
+          }
+          store_block(gxs, count, grad_x + offset);
+          if (!per_lane) {
+            for (int k = 0; k < count_coefficients; ++k) accumulators[k] = acc[k];
+            flush();
+          }
         }
-        store_block(gxs, count, grad_x + offset);
-        if (!per_lane) {
-          for (int k = 0; k < count_coefficients; ++k) accumulators[k] = acc[k];
-          flush();
-        }
+        if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
       }
-      if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
-    }
-  });
-  if (per_lane) flush();
+    });
+    if (per_lane) flush();
   }
 
   double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
