@@ -6,169 +6,29 @@
 // and the coefficient gradients bitwise identical for other grid sizes and
 // for misaligned (scalar-path) buffers.
 //
-// This is not a GPU test: it cannot see warp-synchronous timing, the memory
-// model, register limits or real vector loads. It checks what a GPU run would otherwise be the
-// first to check: the tile geometry, the per-thread item mapping, the fixed-
-// and run-time-degree paths, the per-lane and broadcast reductions and the
-// final per-group reduction. cuda/ci_compile.sh builds and runs it:
-//   g++ -std=c++17 -O1 -pthread -I<cuda>/include cuda/emulation_check.cpp
-//
-// The emulated built-ins: threadIdx/blockIdx/blockDim/gridDim, __syncthreads
-// and __syncthreads_and (a block barrier), __shfl_down_sync (an exchange
-// buffer between two barriers), __shared__ (function-local statics:
-// blocks run one after another, so one copy is enough) and the dynamic shared
-// memory buffer.
-#define PAU_CUDA_EMULATION 1
-#define __shared__ static
-#define __launch_bounds__(...)
-
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
-#include <ucontext.h>
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <functional>
-#include <memory>
-#include <string>
-#include <type_traits>
-#include <vector>
-
-namespace emu {
-
-// One block at a time; its CUDA threads are fibers on this OS thread. A fiber
-// runs until it reaches a barrier or returns; when every fiber of the block
-// waits at the barrier, all are released. Deterministic, and far cheaper than
-// one OS thread per CUDA thread. On x86-64 a fiber switch is a few
-// instructions (callee-saved registers and the stack pointer); elsewhere
-// ucontext, whose swapcontext also makes a signal-mask system call.
-void entry();
-
-#if defined(__x86_64__)
-extern "C" void pau_emu_switch(void** save_sp, void* load_sp);
-asm(R"(
-    .text
-    .globl pau_emu_switch
-    .type pau_emu_switch, @function
-pau_emu_switch:
-    pushq %rbp
-    pushq %rbx
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    movq %rsp, (%rdi)
-    movq %rsi, %rsp
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %rbx
-    popq %rbp
-    ret
-    .size pau_emu_switch, .-pau_emu_switch
-)");
-
-struct Context {
-  void* sp = nullptr;
-};
-Context scheduler;
-
-// A fresh fiber "returns" into entry() with the stack aligned as after a call.
-void prepare(Context& context, std::vector<char>& stack) {
-  auto top = reinterpret_cast<std::uintptr_t>(stack.data() + stack.size()) & ~std::uintptr_t(15);
-  void** sp = reinterpret_cast<void**>(top);
-  *--sp = nullptr;                                  // entry()'s return address: never used
-  *--sp = reinterpret_cast<void*>(&entry);          // popped by ret
-  for (int i = 0; i < 6; ++i) *--sp = nullptr;      // rbp, rbx, r12-r15
-  context.sp = sp;
-}
-void switch_to(Context& from, Context& to) { pau_emu_switch(&from.sp, to.sp); }
-#else
-struct Context {
-  ucontext_t context;
-};
-Context scheduler;
-
-void prepare(Context& context, std::vector<char>& stack) {
-  getcontext(&context.context);
-  context.context.uc_stack.ss_sp = stack.data();
-  context.context.uc_stack.ss_size = stack.size();
-  context.context.uc_link = &scheduler.context;
-  makecontext(&context.context, entry, 0);
-}
-void switch_to(Context& from, Context& to) { swapcontext(&from.context, &to.context); }
-#endif
-
-struct Fiber {
-  Context context;
-  std::vector<char> stack;
-  bool done = false;
-  bool predicate = true;
-};
-
-std::vector<Fiber> fibers;
-unsigned int current = 0;
-bool barrier_result = true;
-std::vector<double> exchange;        // __shfl_down_sync
-std::vector<double> dynamic_shared;  // doubles: 8-byte aligned
-std::function<void()> body;          // the kernel call of the running block
-
-// Waits until every thread of the block is here; returns the AND of the
-// threads' predicates (__syncthreads_and).
-bool barrier(bool predicate) {
-  fibers[current].predicate = predicate;
-  switch_to(fibers[current].context, scheduler);
-  return barrier_result;
-}
-
-void entry() {
-  body();
-  fibers[current].done = true;
-  switch_to(fibers[current].context, scheduler);  // never resumed
-  std::abort();
-}
-
-}  // namespace emu
-
-uint3 threadIdx;
-uint3 blockIdx;
-dim3 blockDim;
-dim3 gridDim;
-
-void __syncthreads() { emu::barrier(true); }
-int __syncthreads_and(int predicate) { return emu::barrier(predicate != 0) ? 1 : 0; }
-// All threads of a block call the shuffles of block_sum together, so a block
-// barrier stands in for the warp's.
-double __shfl_down_sync(unsigned int, double value, int offset) {
-  const unsigned int t = threadIdx.x;
-  emu::exchange[t] = value;
-  emu::barrier(true);
-  const unsigned int lane = t % 32;
-  const double result =
-      lane + static_cast<unsigned int>(offset) < 32 ? emu::exchange[t + offset] : value;
-  emu::barrier(true);
-  return result;
-}
-
-namespace pau {
-namespace cuda {
-namespace detail {
-unsigned char* dynamic_shared_memory() {
-  return reinterpret_cast<unsigned char*>(emu::dynamic_shared.data());
-}
-}  // namespace detail
-}  // namespace cuda
-}  // namespace pau
+// It checks what a GPU run would otherwise be the first to check: the tile
+// geometry, the per-thread item mapping, the fixed- and run-time-degree
+// paths, the per-lane and broadcast reductions and the final per-group
+// reduction (emulation.h says what the emulation cannot see).
+// cuda/ci_compile.sh builds and runs it:
+//   g++ -std=c++17 -O2 -I<cuda>/include cuda/emulation_check.cpp
+#include "emulation.h"  // first: defines the emulated CUDA built-ins
 
 #include "pau_kernels.cuh"
 
 namespace {
+
+using emu::checks;
+using emu::dtype_of;
+using emu::fail;
+using emu::failures;
+using emu::from_double;
+using emu::Guarded;
+using emu::launch;
+using emu::name_of;
+using emu::same_bits;
+using emu::to_double;
+using emu::uniform;
 
 using pau::cuda::DType;
 using pau::cuda::Plan;
@@ -176,145 +36,9 @@ using pau::cuda::Problem;
 using pau::cuda::detail::KernelArgs;
 using pau::math::Variant;
 
-// Runs kernel(args) on a grid of `grid` blocks of `threads` threads.
-void launch(const std::function<void(const KernelArgs&)>& kernel, unsigned int grid,
-            unsigned int threads, size_t shared_bytes, const KernelArgs& args) {
-  constexpr size_t kStack = 256 * 1024;
-  emu::fibers.resize(threads);
-  for (auto& fiber : emu::fibers) {
-    if (fiber.stack.size() != kStack) fiber.stack.assign(kStack, 0);
-  }
-  emu::exchange.assign(threads, 0.0);
-  // Garbage, not zeros: the kernels must initialise what they read.
-  emu::dynamic_shared.assign(shared_bytes / sizeof(double) + 2, std::nan(""));
-  emu::body = [&] { kernel(args); };
-  gridDim = dim3(grid);
-  blockDim = dim3(threads);
-  for (unsigned int b = 0; b < grid; ++b) {
-    blockIdx = make_uint3(b, 0, 0);
-    for (auto& fiber : emu::fibers) {
-      emu::prepare(fiber.context, fiber.stack);
-      fiber.done = false;
-    }
-    for (;;) {
-      unsigned int running = 0;
-      bool all = true;
-      for (unsigned int t = 0; t < threads; ++t) {
-        if (emu::fibers[t].done) continue;
-        emu::current = t;
-        threadIdx = make_uint3(t, 0, 0);
-        emu::switch_to(emu::scheduler, emu::fibers[t].context);
-        if (!emu::fibers[t].done) {
-          ++running;
-          all = all && emu::fibers[t].predicate;
-        }
-      }
-      if (running == 0) break;
-      if (running != threads) {
-        // Some threads returned while others wait at a barrier: a hang or
-        // undefined behaviour on a GPU.
-        std::printf("FAIL block %u: %u of %u threads wait at a barrier the others never reach\n",
-                    b, running, threads);
-        std::exit(2);
-      }
-      emu::barrier_result = all;
-    }
-  }
-}
-
-uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-double uniform(double lo, double hi) {
-  rng_state ^= rng_state << 13;
-  rng_state ^= rng_state >> 7;
-  rng_state ^= rng_state << 17;
-  return lo + (hi - lo) * static_cast<double>(rng_state >> 11) / 9007199254740992.0;
-}
-
-template <class S>
-S from_double(double v) {
-  if constexpr (std::is_same_v<S, __half>) {
-    return __float2half_rn(static_cast<float>(v));
-  } else if constexpr (std::is_same_v<S, __nv_bfloat16>) {
-    return __float2bfloat16_rn(static_cast<float>(v));
-  } else {
-    return static_cast<S>(v);
-  }
-}
-
-template <class S>
-double to_double(S v) {
-  if constexpr (std::is_same_v<S, __half>) {
-    return __half2float(v);
-  } else if constexpr (std::is_same_v<S, __nv_bfloat16>) {
-    return __bfloat162float(v);
-  } else {
-    return static_cast<double>(v);
-  }
-}
-
-template <class S>
-bool same_bits(S a, S b) {
-  return std::memcmp(&a, &b, sizeof(S)) == 0;
-}
-
-template <class S>
-constexpr DType dtype_of() {
-  if constexpr (std::is_same_v<S, float>) return DType::float32;
-  if constexpr (std::is_same_v<S, double>) return DType::float64;
-  if constexpr (std::is_same_v<S, __half>) return DType::float16;
-  return DType::bfloat16;
-}
-
-template <class S>
-const char* name_of() {
-  if constexpr (std::is_same_v<S, float>) return "float32";
-  if constexpr (std::is_same_v<S, double>) return "float64";
-  if constexpr (std::is_same_v<S, __half>) return "float16";
-  return "bfloat16";
-}
-
 const char* variant_name(Variant v) {
   return v == Variant::safe ? "safe" : v == Variant::abs_sum ? "abs_sum" : "plain";
 }
-
-// A buffer of n elements at `offset` elements past a 64-byte boundary, with
-// guard elements on both sides.
-template <class T>
-class Guarded {
- public:
-  Guarded(int64_t n, int offset, T fill) : n_(n), offset_(offset) {
-    storage_.assign(static_cast<size_t>(n + 2 * kGuard + 64), fill);
-    std::memset(static_cast<void*>(storage_.data()), 0x5A, storage_.size() * sizeof(T));
-    begin_ = first_aligned() + kGuard + offset;
-    for (int64_t i = 0; i < n; ++i) data()[i] = fill;
-  }
-  T* data() { return storage_.data() + begin_; }
-  const T* data() const { return storage_.data() + begin_; }
-  bool guards_intact() const {
-    const unsigned char* bytes = reinterpret_cast<const unsigned char*>(storage_.data());
-    const size_t lo = static_cast<size_t>(begin_) * sizeof(T);
-    const size_t hi = static_cast<size_t>(begin_ + n_) * sizeof(T);
-    for (size_t i = 0; i < lo; ++i) {
-      if (bytes[i] != 0x5A) return false;
-    }
-    for (size_t i = hi; i < storage_.size() * sizeof(T); ++i) {
-      if (bytes[i] != 0x5A) return false;
-    }
-    return true;
-  }
-
- private:
-  static constexpr int64_t kGuard = 32;
-  int64_t first_aligned() const {
-    const auto address = reinterpret_cast<std::uintptr_t>(storage_.data());
-    const std::uintptr_t aligned = (address + 63) / 64 * 64;
-    return static_cast<int64_t>((aligned - address) / sizeof(T));
-  }
-  std::vector<T> storage_;
-  int64_t n_;
-  int offset_;
-  int64_t begin_ = 0;
-};
 
 struct Case {
   int64_t rows;
@@ -326,14 +50,6 @@ struct Case {
   double x_scale;
   bool coefficients_double;
 };
-
-int failures = 0;
-int checks = 0;
-
-void fail(const std::string& what) {
-  ++failures;
-  std::printf("FAIL %s\n", what.c_str());
-}
 
 // kNoisy: the RPAU kernels, checked against the float64 reference evaluated
 // with the same counter-hash noise (counter_rng.h) per logical element index.

@@ -12,23 +12,6 @@ namespace pau {
 namespace cuda {
 namespace {
 
-bool aligned(const void* pointer, int bytes) {
-  return reinterpret_cast<std::uintptr_t>(pointer) % static_cast<std::uintptr_t>(bytes) == 0;
-}
-
-// Bytes of one item of the plan's tile kind (a 128-bit vector in broadcast
-// tiles).
-int item_bytes(const Plan& plan) { return plan.lanes * plan.element_size; }
-
-unsigned int grid_size(const Problem& p) {
-  int64_t blocks = p.plan.tiles();
-  if (p.max_blocks > 0 && blocks > p.max_blocks) blocks = p.max_blocks;
-  // gridDim.x allows 2^31 - 1; the kernels loop over the remaining tiles.
-  constexpr int64_t kMaxGrid = (int64_t(1) << 31) - 1;
-  if (blocks > kMaxGrid) blocks = kMaxGrid;
-  return static_cast<unsigned int>(blocks);
-}
-
 bool noisy(const Problem& p) { return p.noise_base != nullptr; }
 
 bool valid(const Problem& p) {
@@ -93,9 +76,8 @@ cudaError_t launch_forward(const Problem& p, const void* x, void* out, cudaStrea
   detail::KernelArgs args = kernel_args(p);
   args.x = x;
   args.out = out;
-  const int bytes = item_bytes(p.plan);
-  args.vector = p.plan.vector_layout && aligned(x, bytes) && aligned(out, bytes);
-  const unsigned int blocks = grid_size(p);
+  args.vector = p.plan.vector_layout && items_aligned(p.plan, {x, out});
+  const unsigned int blocks = grid_blocks(p.plan, p.max_blocks);
   return noisy(p) ? forward_for_dtype<true>(p, args, blocks, stream)
                   : forward_for_dtype<false>(p, args, blocks, stream);
 }
@@ -113,12 +95,10 @@ cudaError_t launch_backward(const Problem& p, const void* grad, const void* x, v
   args.x = x;
   args.out = grad_x;
   args.workspace = workspace;
-  const int bytes = item_bytes(p.plan);
   // The alignment only selects vector or scalar loads of the same items, so
   // the results do not depend on it.
-  args.vector = p.plan.vector_layout && aligned(grad, bytes) && aligned(x, bytes) &&
-                aligned(grad_x, bytes);
-  const unsigned int blocks = grid_size(p);
+  args.vector = p.plan.vector_layout && items_aligned(p.plan, {grad, x, grad_x});
+  const unsigned int blocks = grid_blocks(p.plan, p.max_blocks);
   const cudaError_t error = noisy(p) ? backward_for_dtype<true>(p, args, blocks, stream)
                                       : backward_for_dtype<false>(p, args, blocks, stream);
   if (error != cudaSuccess) return error;

@@ -33,6 +33,7 @@
 
 #include "../cpp/counter_rng.h"
 #include "../cpp/pau_math.h"
+#include "device_common.cuh"
 #include "pau_launch.h"
 #include "tiling.h"
 
@@ -48,91 +49,6 @@ using math::Variant;
 template <class Deg>
 constexpr int kUnrollTerms = std::is_same_v<Deg, Degrees> ? 1 : Deg::max_terms;
 
-// Storage <-> compute conversions. Explicit intrinsics, so the kernels also
-// compile with torch's -D__CUDA_NO_HALF_CONVERSIONS__ style flags.
-template <class S>
-struct Element;
-
-template <>
-struct Element<float> {
-  using compute = float;
-  static __device__ __forceinline__ float to_compute(float v) { return v; }
-  static __device__ __forceinline__ float from_compute(float v) { return v; }
-};
-
-template <>
-struct Element<double> {
-  using compute = double;
-  static __device__ __forceinline__ double to_compute(double v) { return v; }
-  static __device__ __forceinline__ double from_compute(double v) { return v; }
-};
-
-template <>
-struct Element<__half> {
-  using compute = float;
-  static __device__ __forceinline__ float to_compute(__half v) { return __half2float(v); }
-  static __device__ __forceinline__ __half from_compute(float v) { return __float2half_rn(v); }
-};
-
-template <>
-struct Element<__nv_bfloat16> {
-  using compute = float;
-  static __device__ __forceinline__ float to_compute(__nv_bfloat16 v) {
-    return __bfloat162float(v);
-  }
-  static __device__ __forceinline__ __nv_bfloat16 from_compute(float v) {
-    return __float2bfloat16_rn(v);
-  }
-};
-
-template <class S>
-using compute_t = typename Element<S>::compute;
-
-// Elements per item: 128 bits in broadcast tiles; in per-lane tiles 4 (2 for
-// double), because each lane keeps its own gradient accumulators.
-template <class S>
-constexpr int kBroadcastLanes = static_cast<int>(16 / sizeof(S));
-template <class S>
-constexpr int kPerLaneLanes = sizeof(S) == 8 ? 2 : 4;
-
-// L elements loaded or stored with one instruction when aligned.
-template <class S, int L>
-struct alignas(sizeof(S) * L) Pack {
-  S v[L];
-};
-
-// Loads the `count` (<= L) elements of an item; lanes past count read as 0.
-// `vector`: the item start is aligned for a Pack.
-template <class S, int L>
-__device__ __forceinline__ void load_item(const S* __restrict__ src, int count, bool vector,
-                                          compute_t<S> (&out)[L]) {
-  if (vector && count == L) {
-    const Pack<S, L> pack = *reinterpret_cast<const Pack<S, L>*>(src);
-#pragma unroll
-    for (int l = 0; l < L; ++l) out[l] = Element<S>::to_compute(pack.v[l]);
-  } else {
-#pragma unroll
-    for (int l = 0; l < L; ++l) {
-      out[l] = l < count ? Element<S>::to_compute(src[l]) : compute_t<S>(0);
-    }
-  }
-}
-
-template <class S, int L>
-__device__ __forceinline__ void store_item(S* __restrict__ dst, int count, bool vector,
-                                           const compute_t<S> (&in)[L]) {
-  if (vector && count == L) {
-    Pack<S, L> pack;
-#pragma unroll
-    for (int l = 0; l < L; ++l) pack.v[l] = Element<S>::from_compute(in[l]);
-    *reinterpret_cast<Pack<S, L>*>(dst) = pack;
-  } else {
-#pragma unroll
-    for (int l = 0; l < L; ++l) {
-      if (l < count) dst[l] = Element<S>::from_compute(in[l]);
-    }
-  }
-}
 
 // Coefficients of groups [first, first + count) into table[(g - first) * K + k]
 // (a_0..a_m, then b_1..b_n), converted to the compute type as on the CPU.
@@ -295,14 +211,6 @@ __device__ __forceinline__ Deg lane_degrees(const int* effective, int64_t local,
   }
 }
 
-// Dynamic shared memory of a block. cuda/emulation_check.cpp, which runs these
-// kernels on the CPU, provides its own.
-#if !defined(PAU_CUDA_EMULATION)
-__device__ __forceinline__ unsigned char* dynamic_shared_memory() {
-  extern __shared__ __align__(16) unsigned char pau_dynamic_shared[];
-  return pau_dynamic_shared;
-}
-#endif
 
 // The per-lane dynamic shared memory: coefficient table (then, for RPAU, the
 // noise base and scale tables), effective degrees, per-group sum buffer (the
@@ -525,34 +433,6 @@ __global__ void __launch_bounds__(kThreads) forward_per_lane(const KernelArgs ar
 // ---------------------------------------------------------------------------
 // Backward
 
-// Sums acc[0..K) over the block (fixed order) and writes the K doubles to dst.
-// Every thread of the (whole-warp) block calls it.
-template <int KA, bool unroll, class T>
-__device__ __forceinline__ void block_sum(const T (&acc)[KA], int K, double* warp_sums,
-                                          double* __restrict__ dst) {
-  constexpr int kStride = 2 * math::kMaxTerms;
-  const int lane = threadIdx.x & 31;
-  const int warp = threadIdx.x >> 5;
-#pragma unroll(unroll ? KA : 1)
-  for (int k = 0; k < KA; ++k) {
-    if (k < K) {
-      double v = static_cast<double>(acc[k]);
-#pragma unroll
-      for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-      if (lane == 0) warp_sums[warp * kStride + k] = v;
-    }
-  }
-  __syncthreads();
-  const int warps = static_cast<int>(blockDim.x >> 5);
-  for (int k = threadIdx.x; k < K; k += blockDim.x) {
-    double total = 0.0;
-    for (int w = 0; w < warps; ++w) total += warp_sums[w * kStride + k];
-    dst[k] = total;
-  }
-  // warp_sums is reused by the next tile.
-  __syncthreads();
-}
-
 template <Variant variant, class S, bool kNoisy, class Deg>
 __device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, const Tile& tile,
                                                         const compute_t<S>* a,
@@ -598,7 +478,7 @@ template <Variant variant, class S, int FM, int FN, bool kNoisy>
 __global__ void __launch_bounds__(kThreads) backward_broadcast(const KernelArgs args) {
   using T = compute_t<S>;
   __shared__ BroadcastShared<T> shared;
-  __shared__ double warp_sums[(kThreads / 32) * 2 * math::kMaxTerms];
+  __shared__ double warp_sums[(kThreads / 32) * kBlockSumStride];
   const Plan& plan = args.plan;
   const int K = args.m + 1 + args.n;
   int64_t loaded = -1;
@@ -668,28 +548,8 @@ __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, c
     }
   }
 
-  // Per-group sums, one coefficient at a time: each thread publishes its
-  // lanes' accumulators at sums[slot][column + l], then thread `local` adds
-  // its group's R columns over all row slots in a fixed order.
-  const int stride = plan.vectors_per_row * L;
-#pragma unroll kUnroll<Deg, KA>
-  for (int k = 0; k < KA; ++k) {
-    if (k < K) {
-      __syncthreads();
-#pragma unroll
-      for (int l = 0; l < L; ++l) shared.sums[slot * stride + column + l] = static_cast<double>(acc[l][k]);
-      __syncthreads();
-      for (int64_t local = threadIdx.x; local < plan.groups_per_tile; local += blockDim.x) {
-        double total = 0.0;
-        if (local < tile.group_count) {
-          for (int64_t c = local * plan.run; c < (local + 1) * plan.run; ++c) {
-            for (int s = 0; s < plan.row_slots; ++s) total += shared.sums[s * stride + c];
-          }
-        }
-        dst[local * K + k] = total;
-      }
-    }
-  }
+  per_lane_group_sums<KA, L, kFixedDegrees<Deg>>(acc, K, plan, tile, column, slot, shared.sums,
+                                                   dst, K);
 }
 
 template <Variant variant, class S, int FM, int FN, bool kNoisy>
@@ -724,28 +584,16 @@ __global__ void __launch_bounds__(kReduceThreads)
                     C* __restrict__ grad_denominator) {
   __shared__ double sums[kReduceThreads];
   const int K = m + 1 + n;
-  const int64_t count = partials_per_group(plan);
   for (int64_t g = blockIdx.x; g < plan.groups; g += gridDim.x) {
     for (int k = 0; k < K; ++k) {
-      double total = 0.0;
-      for (int64_t i = threadIdx.x; i < count; i += kReduceThreads) {
-        total += workspace[partial_index(plan, g, i) * K + k];
-      }
-      sums[threadIdx.x] = total;
-      __syncthreads();
-#pragma unroll
-      for (int half = kReduceThreads / 2; half > 0; half >>= 1) {
-        if (static_cast<int>(threadIdx.x) < half) sums[threadIdx.x] += sums[threadIdx.x + half];
-        __syncthreads();
-      }
+      const double total = group_partials_sum(plan, K, workspace, g, k, sums);
       if (threadIdx.x == 0) {
         if (k <= m) {
-          grad_numerator[g * (m + 1) + k] = static_cast<C>(sums[0]);
+          grad_numerator[g * (m + 1) + k] = static_cast<C>(total);
         } else {
-          grad_denominator[g * n + (k - m - 1)] = static_cast<C>(sums[0]);
+          grad_denominator[g * n + (k - m - 1)] = static_cast<C>(total);
         }
       }
-      __syncthreads();
     }
   }
 }

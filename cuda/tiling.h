@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 
 #include "../cpp/pau_math.h"
 
@@ -102,8 +103,11 @@ PAU_HOST_DEVICE int64_t gcd(int64_t a, int64_t b) {
 // numel elements of element_size bytes; `groups` groups with runs of `run`
 // elements; K coefficients per group, computed in compute_size bytes; `tables`
 // coefficient-shaped tables per group (3 for RPAU's noise base and scale).
+// allow_per_lane false: broadcast tiles for every run (correct for any run,
+// coalesced only for long ones).
 inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficients,
-                      int element_size, int compute_size, int tables = 1) {
+                      int element_size, int compute_size, int tables = 1,
+                      bool allow_per_lane = true) {
   Plan p;
   // One group: the whole tensor is one run whatever the caller's run, so a
   // single row needs only its start aligned for 128-bit items.
@@ -117,7 +121,7 @@ inline Plan make_plan(int64_t numel, int64_t groups, int64_t run, int coefficien
   p.element_size = element_size;
   if (numel == 0 || p.row_length == 0) return p;
   p.rows = numel / p.row_length;
-  p.per_lane = run < kMinRun && groups > 1;
+  p.per_lane = allow_per_lane && run < kMinRun && groups > 1;
   if (!p.per_lane) {
     // 128-bit items. One group is one row (above) that only needs its start
     // aligned; several rows need every run to start on an item.
@@ -183,6 +187,26 @@ PAU_HOST_DEVICE Tile tile_at(const Plan& p, int64_t index) {
     t.column_end = t.column_begin + p.columns < group_end ? t.column_begin + p.columns : group_end;
   }
   return t;
+}
+
+// Blocks of a launch over the plan's tiles: one per tile, at most max_blocks
+// (if > 0) and gridDim.x's limit; the kernels loop over the remaining tiles.
+inline unsigned int grid_blocks(const Plan& p, int64_t max_blocks) {
+  int64_t blocks = p.tiles();
+  if (max_blocks > 0 && blocks > max_blocks) blocks = max_blocks;
+  constexpr int64_t kMaxGrid = (int64_t(1) << 31) - 1;
+  if (blocks > kMaxGrid) blocks = kMaxGrid;
+  return static_cast<unsigned int>(blocks);
+}
+
+// Whether every pointer is aligned for one item (lanes * element_size bytes)
+// of the plan's tiles, so vector loads and stores may be used.
+inline bool items_aligned(const Plan& p, std::initializer_list<const void*> pointers) {
+  const auto bytes = static_cast<std::uintptr_t>(p.lanes * p.element_size);
+  for (const void* pointer : pointers) {
+    if (reinterpret_cast<std::uintptr_t>(pointer) % bytes != 0) return false;
+  }
+  return true;
 }
 
 // The final reduction: group g's partial sums are entries
