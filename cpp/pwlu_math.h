@@ -1,6 +1,6 @@
 // Per-element math of the Piecewise Linear Unit (PWLU, Zhou et al. 2021),
 // shared by the CPU kernels (scalars and at::vec::Vectorized lanes) and
-// future CUDA kernels. Torch-free so that nvcc can compile it.
+// the CUDA kernels. Torch-free so that nvcc can compile it.
 //
 // One group has N intervals between the bounds B_L < B_R, N+1 points
 // Y_0..Y_N and outer slopes K_L, K_R. With d = (B_R - B_L) / N and the
@@ -83,6 +83,23 @@ struct Params {
   V left, right, inv_width, inv_count, slope_left, slope_right, first, last;
   V top;  // N - 1, the last interval
 };
+
+// One group's row of make_params as element values V (a scalar, or a vector
+// that broadcasts each value).
+template <class V, class T>
+PAU_HOST_DEVICE Params<V> unpack_params(const T* q, int intervals) {
+  Params<V> r;
+  r.left = V(q[kLeft]);
+  r.right = V(q[kRight]);
+  r.inv_width = V(q[kInvWidth]);
+  r.inv_count = V(q[kInvCount]);
+  r.slope_left = V(q[kSlopeLeft]);
+  r.slope_right = V(q[kSlopeRight]);
+  r.first = V(q[kFirst]);
+  r.last = V(q[kLast]);
+  r.top = V(T(intervals - 1));
+  return r;
+}
 
 // Element operations beyond pau_math.h's for a plain scalar.
 PAU_HOST_DEVICE float floor_of(float v) { return floorf(v); }

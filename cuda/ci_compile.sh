@@ -9,10 +9,11 @@
 #     imports, if any. A CPU wheel lacks the generated
 #     c10/cuda/impl/cuda_cmake_macros.h; C10_CUDA_NO_CMAKE_CONFIGURE_FILE skips
 #     it. Nothing is linked: only a CUDA torch can do that (see cuda/README.md).
-#  3. cuda/emulation_check.cpp runs the kernels on the CPU against a float64
-#     reference (geometry, both tile kinds, all dtypes, variants and degree
-#     paths, RPAU's counter-hash noise, bitwise determinism across grid sizes
-#     and alignments).
+#  3. cuda/emulation_check.cpp (PAU, RPAU) and cuda/pwlu_emulation_check.cpp
+#     run the kernels on the CPU (cuda/emulation.h) against host references
+#     (geometry, both tile kinds, all dtypes, variants and degree paths, RPAU's
+#     counter-hash noise, PWLU's warp-aggregated histograms, bitwise
+#     determinism across grid sizes and alignments).
 # Exits non-zero on the first failure. PAU_CI_JOBS: parallel compiles
 # (default: number of CPUs). PAU_CI_SKIP_NVCC=1 skips step 1,
 # PAU_CI_SKIP_EMULATION=1 step 3.
@@ -95,23 +96,27 @@ if [ ${#glue_sources[@]} -gt 0 ]; then
 fi
 
 if [ "${PAU_CI_SKIP_EMULATION:-0}" != "1" ]; then
-  # Two programs (PAU's kernels, RPAU's), compiled and run in parallel.
-  echo "::: CPU emulation of the CUDA kernels (PAU and RPAU)"
+  # Three programs (PAU's kernels, RPAU's, PWLU's), compiled and run in parallel.
+  echo "::: CPU emulation of the CUDA kernels (PAU, RPAU and PWLU)"
   start=$(date +%s)
+  emulation_flags=(-std=c++17 -O2 -Wall -Wextra -Werror -Wno-unknown-pragmas -isystem "$cuda_include")
+  programs=(pau rpau pwlu)
   pids=()
-  for rpau in 0 1; do
+  for program in "${programs[@]}"; do
+    case $program in
+      pau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=0 cuda/emulation_check.cpp) ;;
+      rpau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=1 cuda/emulation_check.cpp) ;;
+      pwlu) command=("${CXX:-g++}" "${emulation_flags[@]}" cuda/pwlu_emulation_check.cpp) ;;
+    esac
     (
-      "${CXX:-g++}" -std=c++17 -O2 -Wall -Wextra -Werror -Wno-unknown-pragmas \
-        -DPAU_EMULATION_RPAU=$rpau -isystem "$cuda_include" cuda/emulation_check.cpp \
-        -o "$out/emulation_check_$rpau" &&
-        "$out/emulation_check_$rpau"
-    ) >"$out/emulation_$rpau.log" 2>&1 &
+      "${command[@]}" -o "$out/emulation_$program" && "$out/emulation_$program"
+    ) >"$out/emulation_$program.log" 2>&1 &
     pids+=($!)
   done
   status=0
-  for i in 0 1; do
+  for i in "${!programs[@]}"; do
     if ! wait "${pids[$i]}"; then status=1; fi
-    cat "$out/emulation_$i.log"
+    cat "$out/emulation_${programs[$i]}.log"
   done
   echo "::: emulation (compile and run) done in $(( $(date +%s) - start )) s"
   if [ "$status" -ne 0 ]; then

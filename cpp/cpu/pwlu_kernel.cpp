@@ -151,7 +151,7 @@ class TileParams {
     points_ = static_cast<const T*>(p.points) + tile.first_group * row;
     steps_ = static_cast<const T*>(p.steps) + tile.first_group * row;
     if (!p.layout.per_lane()) {
-      broadcast_ = unpack(params + tile.first_group * kParams, p.intervals);
+      broadcast_ = pwlu::unpack_params<V>(params + tile.first_group * kParams, p.intervals);
       return;
     }
     const int64_t columns = tile.column_end - tile.column_begin;
@@ -190,20 +190,6 @@ class TileParams {
   }
 
  private:
-  static Params<V> unpack(const T* q, int intervals) {
-    Params<V> r;
-    r.left = V(q[pwlu::kLeft]);
-    r.right = V(q[pwlu::kRight]);
-    r.inv_width = V(q[pwlu::kInvWidth]);
-    r.inv_count = V(q[pwlu::kInvCount]);
-    r.slope_left = V(q[pwlu::kSlopeLeft]);
-    r.slope_right = V(q[pwlu::kSlopeRight]);
-    r.first = V(q[pwlu::kFirst]);
-    r.last = V(q[pwlu::kLast]);
-    r.top = V(T(intervals - 1));
-    return r;
-  }
-
   const T* points_ = nullptr;
   const T* steps_ = nullptr;
   Params<V> broadcast_{};
