@@ -17,6 +17,56 @@ namespace pau {
 namespace cuda {
 namespace detail {
 
+// The items of a broadcast tile (tiling.h) in flattened (row, item) order:
+// item i holds count(i) (<= L; 0 past the last item) elements from offset(i).
+template <int L>
+struct BroadcastItems {
+  int64_t row_begin;
+  int64_t column_begin;
+  int64_t row_length;
+  int width;    // elements of the tile's rows
+  int per_row;  // items per row
+  int items;
+
+  __device__ __forceinline__ BroadcastItems(const Plan& plan, const Tile& tile)
+      : row_begin(tile.row_begin),
+        column_begin(tile.column_begin),
+        row_length(plan.row_length),
+        width(static_cast<int>(tile.column_end - tile.column_begin)),
+        per_row((width + L - 1) / L),
+        items(static_cast<int>(tile.row_end - tile.row_begin) * per_row) {}
+
+  __device__ __forceinline__ int column(int i) const { return (i - i / per_row * per_row) * L; }
+  __device__ __forceinline__ int64_t offset(int i) const {
+    return (row_begin + i / per_row) * row_length + column_begin + column(i);
+  }
+  __device__ __forceinline__ int count(int i) const {
+    if (i >= items) return 0;
+    const int left = width - column(i);
+    return left < L ? left : L;
+  }
+};
+
+// A thread's place in a per-lane tile (tiling.h): its fixed item column of L
+// lanes, its row slot, and its element count (0 for a column past the tile's
+// width or a slot past plan.row_slots, as in blocks rounded up to whole warps).
+struct LanePlace {
+  int column;
+  int slot;
+  int count;
+};
+
+template <int L>
+__device__ __forceinline__ LanePlace lane_place(const Plan& plan, const Tile& tile) {
+  LanePlace p;
+  p.column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
+  p.slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
+  const int width = static_cast<int>(tile.column_end - tile.column_begin);
+  p.count = width - p.column < L ? width - p.column : L;
+  if (p.count < 0 || p.slot >= plan.row_slots) p.count = 0;
+  return p;
+}
+
 // Entries per warp in block_sum's shared buffer: the most coefficients of a
 // PAU group (m + 1 + n, m, n <= 32).
 constexpr int kBlockSumStride = 2 * math::kMaxTerms;

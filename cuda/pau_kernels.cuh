@@ -275,14 +275,10 @@ __device__ __forceinline__ void forward_broadcast_tile(const KernelArgs& args, c
   constexpr int L = kBroadcastLanes<S>;
   const auto* __restrict__ x = static_cast<const S*>(args.x);
   auto* __restrict__ out = static_cast<S*>(args.out);
-  const int width = static_cast<int>(tile.column_end - tile.column_begin);
-  const int per_row = (width + L - 1) / L;
-  const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
-  for (int i = threadIdx.x; i < items; i += blockDim.x) {
-    const int r = i / per_row;
-    const int column = (i - r * per_row) * L;
-    const int64_t offset = (tile.row_begin + r) * args.plan.row_length + tile.column_begin + column;
-    const int count = width - column < L ? width - column : L;
+  const BroadcastItems<L> item(args.plan, tile);
+  for (int i = threadIdx.x; i < item.items; i += blockDim.x) {
+    const int64_t offset = item.offset(i);
+    const int count = item.count(i);
     T v[L];
     load_item<S, L>(x + offset, count, args.vector, v);
 #pragma unroll kUnroll<Deg, L>
@@ -378,10 +374,7 @@ __device__ __forceinline__ void forward_per_lane_tile(const KernelArgs& args, co
   const int K = args.m + 1 + args.n;
   const auto* __restrict__ x = static_cast<const S*>(args.x);
   auto* __restrict__ out = static_cast<S*>(args.out);
-  const int column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
-  const int slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
-  const int width = static_cast<int>(tile.column_end - tile.column_begin);
-  const int count = width - column < L ? width - column : L;
+  const auto [column, slot, count] = lane_place<L>(plan, tile);
   if (count <= 0) return;
   // This thread's lanes always hold the same columns, hence the same groups.
   const T* a[L];
@@ -450,14 +443,10 @@ __device__ __forceinline__ void backward_broadcast_tile(const KernelArgs& args, 
   T acc[KA];
 #pragma unroll
   for (int k = 0; k < KA; ++k) acc[k] = T(0);
-  const int width = static_cast<int>(tile.column_end - tile.column_begin);
-  const int per_row = (width + L - 1) / L;
-  const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
-  for (int i = threadIdx.x; i < items; i += blockDim.x) {
-    const int r = i / per_row;
-    const int column = (i - r * per_row) * L;
-    const int64_t offset = (tile.row_begin + r) * args.plan.row_length + tile.column_begin + column;
-    const int count = width - column < L ? width - column : L;
+  const BroadcastItems<L> item(args.plan, tile);
+  for (int i = threadIdx.x; i < item.items; i += blockDim.x) {
+    const int64_t offset = item.offset(i);
+    const int count = item.count(i);
     T xv[L];
     T gv[L];
     load_item<S, L>(x + offset, count, args.vector, xv);
@@ -507,10 +496,7 @@ __device__ __forceinline__ void backward_per_lane_tile(const KernelArgs& args, c
   const auto* __restrict__ grad = static_cast<const S*>(args.grad);
   const auto* __restrict__ x = static_cast<const S*>(args.x);
   auto* __restrict__ grad_x = static_cast<S*>(args.out);
-  const int column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
-  const int slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
-  const int width = static_cast<int>(tile.column_end - tile.column_begin);
-  const int count = width - column < L ? width - column : L;
+  const auto [column, slot, count] = lane_place<L>(plan, tile);
 
   T acc[L][KA];
 #pragma unroll

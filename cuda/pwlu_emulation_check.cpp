@@ -18,17 +18,7 @@
 
 namespace {
 
-using emu::checks;
-using emu::dtype_of;
-using emu::fail;
-using emu::failures;
-using emu::from_double;
-using emu::Guarded;
-using emu::launch;
-using emu::name_of;
-using emu::same_bits;
-using emu::to_double;
-using emu::uniform;
+using namespace emu;  // the emulated launch and the checks' helpers
 
 using pau::cuda::Plan;
 using pau::cuda::detail::PwluKernelArgs;

@@ -206,14 +206,10 @@ __global__ void __launch_bounds__(kThreads) pwlu_forward_broadcast(const PwluKer
   for (int64_t index = blockIdx.x; index < plan.tiles(); index += gridDim.x) {
     const Tile tile = tile_at(plan, index);
     const Group<T> group = group_at<T>(args, tile.first_group);
-    const int width = static_cast<int>(tile.column_end - tile.column_begin);
-    const int per_row = (width + L - 1) / L;
-    const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
-    for (int i = threadIdx.x; i < items; i += blockDim.x) {
-      const int r = i / per_row;
-      const int column = (i - r * per_row) * L;
-      const int64_t offset = (tile.row_begin + r) * plan.row_length + tile.column_begin + column;
-      const int count = width - column < L ? width - column : L;
+    const BroadcastItems<L> item(plan, tile);
+    for (int i = threadIdx.x; i < item.items; i += blockDim.x) {
+      const int64_t offset = item.offset(i);
+      const int count = item.count(i);
       T v[L];
       load_item<S, L>(x + offset, count, args.vector, v);
 #pragma unroll
@@ -223,25 +219,6 @@ __global__ void __launch_bounds__(kThreads) pwlu_forward_broadcast(const PwluKer
       store_item<S, L>(out + offset, count, args.vector, v);
     }
   }
-}
-
-// A per-lane thread's place in its tile: item column, row slot and element
-// count (0 for threads past the plan's row slots or the tile's width).
-struct LanePlace {
-  int column;
-  int slot;
-  int count;
-};
-
-template <int L>
-__device__ __forceinline__ LanePlace lane_place(const Plan& plan, const Tile& tile) {
-  LanePlace p;
-  p.column = static_cast<int>(threadIdx.x % plan.vectors_per_row) * L;
-  p.slot = static_cast<int>(threadIdx.x / plan.vectors_per_row);
-  const int width = static_cast<int>(tile.column_end - tile.column_begin);
-  p.count = width - p.column < L ? width - p.column : L;
-  if (p.count < 0 || p.slot >= plan.row_slots) p.count = 0;
-  return p;
 }
 
 template <class S>
@@ -298,17 +275,13 @@ __global__ void __launch_bounds__(kThreads) pwlu_backward_broadcast(const PwluKe
     T acc[kExtras];
 #pragma unroll
     for (int e = 0; e < kExtras; ++e) acc[e] = T(0);
-    const int width = static_cast<int>(tile.column_end - tile.column_begin);
-    const int per_row = (width + L - 1) / L;
-    const int items = static_cast<int>(tile.row_end - tile.row_begin) * per_row;
+    const BroadcastItems<L> item(plan, tile);
     // Rounds of blockDim.x items, the same number for every thread: the
     // histogram adds are warp- and block-wide.
-    for (int first = 0; first < items; first += blockDim.x) {
+    for (int first = 0; first < item.items; first += blockDim.x) {
       const int i = first + static_cast<int>(threadIdx.x);
-      const int r = i / per_row;
-      const int column = (i - r * per_row) * L;
-      const int64_t offset = (tile.row_begin + r) * plan.row_length + tile.column_begin + column;
-      const int count = i >= items ? 0 : (width - column < L ? width - column : L);
+      const int64_t offset = item.offset(i);
+      const int count = item.count(i);
       PointAdd<T> adds[L];
       if (count > 0) {
         T xv[L];
