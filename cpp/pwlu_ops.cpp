@@ -132,33 +132,69 @@ void fill_tables(const P* y, const P* b, const P* k, int64_t groups, int n, T* p
   }
 }
 
+}  // namespace
+
+Tensor pwlu_group_tables(const Tensor& points, const Tensor& bounds, const Tensor& slopes,
+                         const PwluArgs& args, at::ScalarType compute_type) {
+  TORCH_CHECK(compute_type == at::kFloat || compute_type == at::kDouble,
+              "pwlu: internal error: the group tables are float or double, got ", compute_type);
+  const int n = args.intervals;
+  const int64_t g = args.groups;
+  const Tensor y = host_parameter(points);
+  const Tensor b = host_parameter(bounds);
+  const Tensor k = host_parameter(slopes);
+  Tensor storage =
+      at::empty({g * (2 * (n + 1) + pwlu::kParams)}, y.options().dtype(compute_type));
+  auto fill = [&](auto p_tag, auto t_tag) {
+    using P = decltype(p_tag);
+    using T = decltype(t_tag);
+    T* out = storage.mutable_data_ptr<T>();
+    fill_tables(y.const_data_ptr<P>(), b.const_data_ptr<P>(), k.const_data_ptr<P>(), g, n, out,
+                out + g * (n + 1), out + 2 * g * (n + 1));
+  };
+  // host_parameter has made the parameters float or double.
+  const bool params_double = y.scalar_type() == at::kDouble;
+  if (compute_type == at::kDouble) {
+    params_double ? fill(double(), double()) : fill(float(), double());
+  } else {
+    params_double ? fill(double(), float()) : fill(float(), float());
+  }
+  return storage;
+}
+
+PwluTablePointers pwlu_table_pointers(const Tensor& tables, const PwluArgs& args) {
+  const int64_t row = args.intervals + 1;
+  TORCH_CHECK(tables.dim() == 1 && tables.is_contiguous() &&
+                  tables.numel() == args.groups * (2 * row + pwlu::kParams),
+              "pwlu: internal error: group tables of shape ", tables.sizes(), " for ",
+              args.groups, " groups of ", args.intervals, " intervals");
+  const char* base = static_cast<const char*>(tables.const_data_ptr());
+  const int64_t item = tables.element_size();
+  return {base, base + item * args.groups * row, base + item * 2 * args.groups * row};
+}
+
+std::tuple<Tensor, Tensor, Tensor> split_pwlu_gradients(const Tensor& sums, const PwluArgs& args,
+                                                        at::ScalarType type) {
+  const int64_t n = args.intervals;
+  TORCH_CHECK(sums.dim() == 2 && sums.size(0) == args.groups &&
+                  sums.size(1) == n + 1 + pwlu::kExtras && sums.scalar_type() == at::kDouble,
+              "pwlu: internal error: gradient sums of shape ", sums.sizes(), " and dtype ",
+              sums.scalar_type(), " for ", args.groups, " groups of ", n, " intervals");
+  return {sums.narrow(1, 0, n + 1).to(type).contiguous(),
+          sums.narrow(1, n + 1 + pwlu::kGradLeft, 2).to(type).contiguous(),
+          sums.narrow(1, n + 1 + pwlu::kGradSlopeLeft, 2).to(type).contiguous()};
+}
+
+namespace {
+
 // The group tables in the compute type on the host, in one allocation that
 // lives for the duration of a kernel launch.
 struct HostTables {
   Tensor storage;
 
   HostTables(const Tensor& points, const Tensor& bounds, const Tensor& slopes,
-             const PwluArgs& args, at::ScalarType ctype) {
-    const int n = args.intervals;
-    const int64_t g = args.groups;
-    const Tensor y = host_parameter(points);
-    const Tensor b = host_parameter(bounds);
-    const Tensor k = host_parameter(slopes);
-    storage = at::empty({g * (2 * (n + 1) + pwlu::kParams)}, y.options().dtype(ctype));
-    auto fill = [&](auto p_tag, auto t_tag) {
-      using P = decltype(p_tag);
-      using T = decltype(t_tag);
-      T* out = storage.mutable_data_ptr<T>();
-      fill_tables(y.const_data_ptr<P>(), b.const_data_ptr<P>(), k.const_data_ptr<P>(), g, n, out,
-                  out + g * (n + 1), out + 2 * g * (n + 1));
-    };
-    const bool params_double = points.scalar_type() == at::kDouble;
-    if (ctype == at::kDouble) {
-      params_double ? fill(double(), double()) : fill(float(), double());
-    } else {
-      params_double ? fill(double(), float()) : fill(float(), float());
-    }
-  }
+             const PwluArgs& args, at::ScalarType ctype)
+      : storage(pwlu_group_tables(points, bounds, slopes, args, ctype)) {}
 
   cpu::PwluProblem problem(const Tensor& dense_x, const PwluArgs& args) const {
     const int64_t run = group_run(dense_x, args.dim, args.groups);
@@ -170,15 +206,13 @@ struct HostTables {
         per_lane ? std::min(args.groups, cpu::ceil_div(cpu::kPerLaneColumns, run)) : 16;
     const int64_t tile_elements =
         std::max(cpu::kTileElements, 8 * tables * (args.intervals + 1 + pwlu::kExtras));
-    const int64_t row = args.intervals + 1;
-    const char* base = static_cast<const char*>(storage.const_data_ptr());
-    const int64_t item = storage.element_size();
+    const PwluTablePointers pointers = pwlu_table_pointers(storage, args);
     cpu::PwluProblem p;
     p.layout = cpu::make_layout(dense_x.numel(), args.groups, run, tile_elements);
     p.intervals = args.intervals;
-    p.points = base;
-    p.steps = base + item * args.groups * row;
-    p.params = base + item * 2 * args.groups * row;
+    p.points = pointers.points;
+    p.steps = pointers.steps;
+    p.params = pointers.params;
     return p;
   }
 };
@@ -221,11 +255,9 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
                                      partials.mutable_data_ptr<double>()};
   run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
   const Tensor sums = reduce_partials(l, problem.coefficients(), partials);
-  const int64_t n = args.intervals;
-  const at::ScalarType type = points.scalar_type();
-  return {grad_x, sums.narrow(1, 0, n + 1).to(type).contiguous(),
-          sums.narrow(1, n + 1 + pwlu::kGradLeft, 2).to(type).contiguous(),
-          sums.narrow(1, n + 1 + pwlu::kGradSlopeLeft, 2).to(type).contiguous()};
+  auto [grad_points, grad_bounds, grad_slopes] =
+      split_pwlu_gradients(sums, args, points.scalar_type());
+  return {grad_x, grad_points, grad_bounds, grad_slopes};
 }
 
 Tensor pwlu_forward_meta(const Tensor& x, const Tensor& points, const Tensor& bounds,

@@ -4,6 +4,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <tuple>
+
 namespace pau {
 
 struct PwluArgs {
@@ -25,5 +27,32 @@ PwluArgs check_pwlu_backward_args(const at::Tensor& grad_output, const at::Tenso
 
 // Checks the values of bounds (G, 2): finite with B_L < B_R in every group.
 void check_pwlu_bounds(const at::Tensor& bounds);
+
+// The group tables the kernels read (CPU and CUDA), built on the host from the
+// checked parameters (on any device, any input dtype) in one contiguous 1-d
+// host tensor of dtype compute_type (float or double):
+//   points (G, N + 1)          Y_0..Y_N
+//   steps  (G, N + 1)          Y_{k+1} - Y_k in double, rounded once; last column 0
+//   params (G, pwlu::kParams)  pwlu::make_params
+// Raises if the bounds of a group are too close for N intervals in compute_type.
+at::Tensor pwlu_group_tables(const at::Tensor& points, const at::Tensor& bounds,
+                             const at::Tensor& slopes, const PwluArgs& args,
+                             at::ScalarType compute_type);
+
+// Where the three tables start in `tables` (a pwlu_group_tables result, on
+// the host or copied to a device).
+struct PwluTablePointers {
+  const void* points;
+  const void* steps;
+  const void* params;
+};
+PwluTablePointers pwlu_table_pointers(const at::Tensor& tables, const PwluArgs& args);
+
+// (grad_points (G, N + 1), grad_bounds (G, 2), grad_slopes (G, 2)), contiguous,
+// in dtype `type` (the parameters'), from the (G, N + 1 + pwlu::kExtras)
+// double sums every backend's reduction produces.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> split_pwlu_gradients(const at::Tensor& sums,
+                                                                    const PwluArgs& args,
+                                                                    at::ScalarType type);
 
 }  // namespace pau

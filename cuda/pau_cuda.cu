@@ -16,57 +16,19 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
-#include <array>
-#include <atomic>
 #include <cstdint>
 #include <tuple>
 
 #include "../cpp/counter_rng.h"
 #include "../cpp/pau_ops.h"
 #include "../cpp/rpau_ops.h"
+#include "glue.h"
 #include "pau_kernels.h"
 
 namespace pau {
 namespace {
 
 using at::Tensor;
-
-cuda::DType cuda_dtype(at::ScalarType type) {
-  switch (type) {
-    case at::kFloat: return cuda::DType::float32;
-    case at::kDouble: return cuda::DType::float64;
-    case at::kHalf: return cuda::DType::float16;
-    case at::kBFloat16: return cuda::DType::bfloat16;
-    default: break;
-  }
-  // check_pau_args has rejected every other dtype already.
-  TORCH_CHECK_TYPE(false, "pau: x must be float32, float64, float16 or bfloat16, got ", type);
-}
-
-// Grid cap: blocks loop over tiles beyond it. 32 blocks per SM keeps every SM
-// busy (8 resident blocks of 256 threads at most) with little tail; the
-// results do not depend on it (tiling.h). The SM count is looked up once per
-// device: the attribute query is a driver call on every launch otherwise.
-int64_t max_blocks(const Tensor& x) {
-  constexpr int kDevices = 64;
-  static std::array<std::atomic<int>, kDevices> cached{};
-  const int device = x.get_device();
-  int multiprocessors = device < kDevices ? cached[device].load(std::memory_order_relaxed) : 0;
-  if (multiprocessors == 0) {
-    C10_CUDA_CHECK(
-        cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
-    if (multiprocessors < 1) multiprocessors = 1;
-    if (device < kDevices) cached[device].store(multiprocessors, std::memory_order_relaxed);
-  }
-  return static_cast<int64_t>(multiprocessors) * 32;
-}
-
-void check_cuda_inputs(const char* op, const Tensor& x) {
-  // check_pau_args has already required the coefficients (and grad_output)
-  // to be on x's device; this kernel is only reached with some CUDA tensor.
-  TORCH_CHECK(x.is_cuda(), "pau: ", op, ": x must be a CUDA tensor when the coefficients are, got x on ",
-              x.device());
-}
 
 // The kernels read float or double coefficients. Half and bfloat16 ones (a
 // model.half()'d PAU) are used in float, as on the CPU, and their gradients
@@ -84,7 +46,7 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
               "pau: internal error: the CUDA kernels take float or double coefficients, got ",
               numerator.scalar_type());
   cuda::Problem p;
-  p.dtype = cuda_dtype(dense_x.scalar_type());
+  p.dtype = glue::cuda_dtype(dense_x.scalar_type(), "pau");
   p.variant = args.variant;
   p.m = args.m;
   p.n = args.n;
@@ -93,7 +55,7 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
   p.denominator = args.n > 0 ? denominator.const_data_ptr() : nullptr;
   p.plan = cuda::make_problem_plan(dense_x.numel(), args.groups, group_run(dense_x, args), args.m,
                                    args.n, p.dtype, noisy);
-  p.max_blocks = max_blocks(dense_x);
+  p.max_blocks = glue::max_blocks(dense_x);
   TORCH_CHECK(p.plan.tiles() > 0, "pau: internal error: empty CUDA tile plan for ",
               dense_x.numel(), " elements");
   TORCH_CHECK(p.plan.shared_bytes(cuda::compute_size(p.dtype), true) <= 48 * 1024,
@@ -105,7 +67,7 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
 Tensor forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                     c10::string_view variant, int64_t dim) {
   const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
-  check_cuda_inputs("forward", x);
+  glue::check_cuda_inputs("pau: forward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
@@ -124,7 +86,7 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
                                                  c10::string_view variant, int64_t dim) {
   const PauArgs args =
       check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
-  check_cuda_inputs("backward", x);
+  glue::check_cuda_inputs("pau: backward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const Tensor xd = dense(x);
   const Tensor grad = in_memory_order_of(grad_output, xd);
@@ -218,7 +180,7 @@ Tensor rpau_forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor&
                          int64_t dim) {
   const PauArgs args =
       check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant, dim);
-  check_cuda_inputs("rpau_forward", x);
+  glue::check_cuda_inputs("pau: rpau_forward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const DeviceNoise noise(alpha, args, x);
   if (noise.zero) {
@@ -245,7 +207,7 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cuda(
     c10::string_view variant, int64_t dim) {
   const PauArgs args = check_rpau_backward_args(grad_output, x, numerator, denominator, alpha,
                                                 seed_offset, variant, dim);
-  check_cuda_inputs("rpau_backward", x);
+  glue::check_cuda_inputs("pau: rpau_backward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
   const DeviceNoise noise(alpha, args, x);
   if (noise.zero) {

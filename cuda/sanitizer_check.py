@@ -1,23 +1,26 @@
-"""Small CUDA workload of pau::forward / pau::backward for compute-sanitizer.
+"""Small CUDA workload of the pau operators (PAU, RPAU, PWLU) for compute-sanitizer.
 
 Run it under each tool (see cuda/README.md), e.g.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
         --error-exitcode 1 python cuda/sanitizer_check.py
 
-It launches every kernel kind (PAU's and RPAU's) once or a few times on small
-tensors: both tile
+It launches every kernel kind (PAU's, RPAU's and PWLU's) once or a few times on
+small tensors: both tile
 kinds (broadcast: one group, NCHW per channel, runs longer than a tile;
 per-lane: channels-last per channel, (batch, tokens, C) in groups, runs that
 are no multiple of the vector width), the compile-time (5, 4) and the
 run-time degree paths (including zero leading coefficients), all variants and
-dtypes, odd sizes and a misaligned view (scalar loads). Sizes are small because
+dtypes, odd sizes and a misaligned view (scalar loads); for PWLU N = 1, 16 and
+256 intervals and the largest point-gradient histograms (N = 4096 in float32,
+2048 in float64). Sizes are small because
 the sanitizers slow kernels down by two or three orders of magnitude. Besides
 the sanitizer's own report it checks that the results are finite and match
 the CPU operator loosely, and exits non-zero otherwise.
 
 ``--backward-only`` skips the forward launches (racecheck only needs the
-backward's shared-memory reductions); ``--quick`` runs one dtype and variant.
+backward's shared-memory reductions); ``--quick`` runs one dtype and variant
+and PWLU with N = 16 only (plus the large-N cases).
 """
 
 from __future__ import annotations
@@ -63,9 +66,16 @@ def close(got: torch.Tensor, want: torch.Tensor, tolerance: float) -> bool:
         ((got - want).abs() <= tolerance * scale).all())
 
 
+def to_cuda(t: torch.Tensor) -> torch.Tensor:
+    """t on the GPU with its strides and storage offset (``t.cuda()`` would drop the
+    offset of a misaligned view and start it at a fresh, aligned allocation)."""
+    storage = torch.empty(0, dtype=t.dtype).set_(t.untyped_storage()).cuda()
+    return storage.as_strided(t.shape, t.stride(), t.storage_offset())
+
+
 def run_case(x_cpu, numerator, denominator, variant, dim, backward_only) -> list[str]:
     problems = []
-    x = x_cpu.cuda()
+    x = to_cuda(x_cpu)
     num, den = numerator.cuda(), denominator.cuda()
     # Keep x's memory layout, as the operator does.
     grad_cpu = torch.empty_like(x_cpu).copy_(torch.randn(x_cpu.shape, dtype=torch.float64))
@@ -94,7 +104,7 @@ def run_rpau_case(x_cpu, numerator, denominator, dim, backward_only) -> list[str
     """RPAU's kernels (the same tiles with noise tables in shared memory)."""
     problems = []
     alpha = torch.tensor(0.2, dtype=numerator.dtype)
-    x, num, den, a = x_cpu.cuda(), numerator.cuda(), denominator.cuda(), alpha.cuda()
+    x, num, den, a = to_cuda(x_cpu), numerator.cuda(), denominator.cuda(), alpha.cuda()
     grad_cpu = torch.empty_like(x_cpu).copy_(torch.randn(x_cpu.shape, dtype=torch.float64))
     label = f"RPAU {tuple(x.shape)} dim={dim} G={numerator.shape[0]} {x.dtype}"
     tolerance = TOLERANCE[x.dtype]
@@ -114,10 +124,53 @@ def run_rpau_case(x_cpu, numerator, denominator, dim, backward_only) -> list[str
     return problems
 
 
+PWLU_INTERVALS = [1, 16, 256]
+# The largest shared-memory histograms of the backward, on two layouts each.
+PWLU_LARGE = [(torch.float32, 4096), (torch.float64, 2048)]
+
+
+def pwlu_parameters(groups: int, intervals: int, dtype: torch.dtype):
+    """(points, bounds, slopes): bounds around [-3, 3], points near relu, random slopes."""
+    generator = torch.Generator().manual_seed(groups * 1000 + intervals)
+    left = -3 + 0.5 * torch.rand(groups, generator=generator, dtype=torch.float64)
+    right = 3 - 0.5 * torch.rand(groups, generator=generator, dtype=torch.float64)
+    steps = torch.arange(intervals + 1, dtype=torch.float64)
+    at = left[:, None] + steps * ((right - left) / intervals)[:, None]
+    noise = torch.randn(groups, intervals + 1, generator=generator, dtype=torch.float64)
+    points = at.clamp_min(0) + 0.3 * noise
+    slopes = torch.randn(groups, 2, generator=generator, dtype=torch.float64)
+    bounds = torch.stack([left, right], dim=1)
+    return points.to(dtype), bounds.to(dtype), slopes.to(dtype)
+
+
+def run_pwlu_case(x_cpu, intervals, dim, groups, backward_only) -> list[str]:
+    """PWLU's kernels; CPU and CUDA locate x in the same interval from the same tables."""
+    problems = []
+    parameter_dtype = torch.float64 if x_cpu.dtype == torch.float64 else torch.float32
+    params_cpu = pwlu_parameters(groups, intervals, parameter_dtype)
+    params = [t.cuda() for t in params_cpu]
+    x = to_cuda(x_cpu)
+    grad_cpu = torch.empty_like(x_cpu).copy_(torch.randn(x_cpu.shape, dtype=torch.float64))
+    label = f"PWLU {tuple(x.shape)} dim={dim} G={groups} N={intervals} {x.dtype}"
+    tolerance = TOLERANCE[x.dtype]
+    if not backward_only:
+        y = torch.ops.pau.pwlu_forward(x, *params, dim)
+        if not close(y, torch.ops.pau.pwlu_forward(x_cpu, *params_cpu, dim), tolerance):
+            problems.append(f"{label}: forward differs from the CPU operator")
+    got = torch.ops.pau.pwlu_backward(grad_cpu.cuda(), x, *params, dim)
+    want = torch.ops.pau.pwlu_backward(grad_cpu, x_cpu, *params_cpu, dim)
+    names = ("grad_x", "grad_points", "grad_bounds", "grad_slopes")
+    for name, g, w in zip(names, got, want):
+        if not close(g, w, tolerance):
+            problems.append(f"{label}: {name} differs from the CPU operator")
+    torch.cuda.synchronize()
+    return problems
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backward-only", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="float32 and safe only")
+    parser.add_argument("--quick", action="store_true", help="float32, safe and PWLU N = 16 only")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("sanitizer_check: no CUDA device", file=sys.stderr)
@@ -147,6 +200,9 @@ def main(argv=None) -> int:
                 num, den = coefficients(groups, degrees, coefficient_dtype, False)
                 problems += run_rpau_case(xd, num, den, dim, args.backward_only)
                 launches += 1
+            for intervals in PWLU_INTERVALS[1:2] if args.quick else PWLU_INTERVALS:
+                problems += run_pwlu_case(xd, intervals, dim, groups, args.backward_only)
+                launches += 1
     # A misaligned dense view (scalar loads) and an empty tensor.
     base = torch.randn(1 + 1001, dtype=torch.float64).float()
     num, den = coefficients(1, (5, 4), torch.float32, False)
@@ -154,6 +210,20 @@ def main(argv=None) -> int:
     empty = torch.empty(0, 3)
     num, den = coefficients(3, (5, 4), torch.float32, False)
     problems += run_case(empty, num, den, "safe", 1, args.backward_only)
+    launches += 2
+    # PWLU: the largest histograms (broadcast and per-lane tiles), a misaligned
+    # view and an empty tensor.
+    generator = torch.Generator().manual_seed(2)
+    for dtype, intervals in PWLU_LARGE:
+        for shape, dim, groups, channels_last in (LAYOUTS[1], LAYOUTS[3]):
+            x = torch.rand(shape, generator=generator, dtype=torch.float64) * 6.0 - 3.0
+            x = x.to(dtype)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            problems += run_pwlu_case(x, intervals, dim, groups, args.backward_only)
+            launches += 1
+    problems += run_pwlu_case(base[1:], 16, 0, 1, args.backward_only)
+    problems += run_pwlu_case(empty, 16, 1, 3, args.backward_only)
     launches += 2
     for p in problems:
         print("FAIL", p)

@@ -476,3 +476,23 @@ def preset_like_coefficients(
     if variant == "plain":
         denominator = denominator * 0.05
     return numerator.to(dtype), denominator.to(dtype)
+
+
+def pwlu_parameters(
+    groups: int, intervals: int = 16, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> tuple[Tensor, Tensor, Tensor]:
+    """PWLU (points (G, N+1), bounds (G, 2), slopes (G, 2)) for the CPU and CUDA tests.
+
+    Random bounds around [-3, 3], points near relu plus noise, random outer slopes.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    left = -3 + 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
+    right = 3 - 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
+    bounds = torch.stack([left, right], dim=1)
+    steps = torch.arange(intervals + 1, dtype=torch.float64)
+    x = left[:, None] + steps * ((right - left) / intervals)[:, None]
+    points = x.clamp_min(0) + 0.3 * torch.randn(
+        groups, intervals + 1, generator=gen, dtype=torch.float64
+    )
+    slopes = torch.randn(groups, 2, generator=gen, dtype=torch.float64)
+    return points.to(dtype), bounds.to(dtype), slopes.to(dtype)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
+from conftest import pwlu_parameters as parameters
 from pau.pwlu import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
@@ -29,21 +30,6 @@ LAYOUTS = [
     ((2, 9, 48), -1, 4, False),
     ((129,), 0, 1, False),
 ]
-
-
-def parameters(groups: int, intervals: int = 16, dtype=torch.float64, seed: int = 0):
-    """Random bounds around [-3, 3], points near relu plus noise, random outer slopes."""
-    gen = torch.Generator().manual_seed(seed)
-    left = -3 + 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
-    right = 3 - 0.5 * torch.rand(groups, generator=gen, dtype=torch.float64)
-    bounds = torch.stack([left, right], dim=1)
-    steps = torch.arange(intervals + 1, dtype=torch.float64)
-    x = left[:, None] + steps * ((right - left) / intervals)[:, None]
-    points = x.clamp_min(0) + 0.3 * torch.randn(
-        groups, intervals + 1, generator=gen, dtype=torch.float64
-    )
-    slopes = torch.randn(groups, 2, generator=gen, dtype=torch.float64)
-    return points.to(dtype), bounds.to(dtype), slopes.to(dtype)
 
 
 def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
