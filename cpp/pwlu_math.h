@@ -77,6 +77,37 @@ PAU_HOST_DEVICE void make_params(double left, double right, double slope_left, d
   out[kLast] = static_cast<T>(last);
 }
 
+// The tables the kernels read, built from the parameters (dtype P: float or
+// double) in double and rounded once to T; the host (CPU backend) and the
+// device (CUDA backend) build them with this one function, so bit for bit
+// alike. Entry j in [0, N] of group g: points[g][j] = Y_j, steps[g][j] =
+// Y_{j+1} - Y_j (0 for j = N), and for j = 0 the group's make_params row.
+template <class P, class T>
+PAU_HOST_DEVICE void table_entry(const P* points, const P* bounds, const P* slopes, int64_t g,
+                                 int n, int j, T* point_table, T* step_table, T* param_table) {
+  const P* row = points + g * (n + 1);
+  point_table[g * (n + 1) + j] = static_cast<T>(row[j]);
+  step_table[g * (n + 1) + j] =
+      j < n ? static_cast<T>(static_cast<double>(row[j + 1]) - static_cast<double>(row[j]))
+            : T(0);
+  if (j == 0) {
+    make_params(bounds[2 * g], bounds[2 * g + 1], slopes[2 * g], slopes[2 * g + 1], row[0],
+                row[n], n, param_table + g * kParams);
+  }
+}
+
+// Whether a group's bounds (as given) are finite with B_L < B_R.
+PAU_HOST_DEVICE bool bounds_valid(double left, double right) {
+  return isfinite(left) && isfinite(right) && left < right;
+}
+
+// Whether the group's N / (B_R - B_L), rounded to T, is finite (bounds that
+// are valid but too close for N intervals in T are not).
+template <class T>
+PAU_HOST_DEVICE bool width_representable(const T* params_row) {
+  return isfinite(static_cast<double>(params_row[kInvWidth]));
+}
+
 // The parameters as element values (broadcast or one group per lane).
 template <class V>
 struct Params {

@@ -83,7 +83,7 @@ void check_bounds_values(const P* b, int64_t groups) {
   for (int64_t g = 0; g < groups; ++g) {
     const double left = static_cast<double>(b[2 * g]);
     const double right = static_cast<double>(b[2 * g + 1]);
-    TORCH_CHECK_VALUE(std::isfinite(left) && std::isfinite(right) && left < right,
+    TORCH_CHECK_VALUE(pwlu::bounds_valid(left, right),
                       "pwlu: bounds must be finite with B_L < B_R in every group; group ", g,
                       " has (B_L, B_R) = (", left, ", ", right, ")");
   }
@@ -116,16 +116,8 @@ template <class P, class T>
 void fill_tables(const P* y, const P* b, const P* k, int64_t groups, int n, T* points, T* steps,
                  T* params) {
   for (int64_t g = 0; g < groups; ++g) {
-    const P* row = y + g * (n + 1);
-    for (int j = 0; j <= n; ++j) points[g * (n + 1) + j] = static_cast<T>(row[j]);
-    for (int j = 0; j < n; ++j) {
-      steps[g * (n + 1) + j] =
-          static_cast<T>(static_cast<double>(row[j + 1]) - static_cast<double>(row[j]));
-    }
-    steps[g * (n + 1) + n] = T(0);
-    T* q = params + g * pwlu::kParams;
-    pwlu::make_params(b[2 * g], b[2 * g + 1], k[2 * g], k[2 * g + 1], row[0], row[n], n, q);
-    TORCH_CHECK_VALUE(std::isfinite(static_cast<double>(q[pwlu::kInvWidth])),
+    for (int j = 0; j <= n; ++j) pwlu::table_entry(y, b, k, g, n, j, points, steps, params);
+    TORCH_CHECK_VALUE(pwlu::width_representable(params + g * pwlu::kParams),
                       "pwlu: the bounds of group ", g, " (", b[2 * g], ", ", b[2 * g + 1],
                       ") are too close for ", n, " intervals in ",
                       sizeof(T) == sizeof(float) ? "float32" : "float64");

@@ -1,9 +1,8 @@
 // CUDA backend of pau::pwlu_forward and pau::pwlu_backward: torch glue only,
-// in the manner of pau_cuda.cu. Checks the arguments (the CPU backend's
-// checks), makes x dense, picks the device and stream, builds the group
-// tables on the host (pwlu_group_tables, as the CPU backend does) and copies
-// them to x's device, allocates outputs and the workspace through torch, and
-// calls the torch-free launchers of pwlu_kernels.h.
+// in the manner of pau_cuda.cu. Checks the arguments (the CPU backend's shape,
+// dtype and device checks), makes x dense, picks the device and stream, builds
+// the group tables on the device, allocates outputs and the workspace through
+// torch, and calls the torch-free launchers of pwlu_kernels.h.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
@@ -51,21 +50,25 @@ void check_intervals_supported(const PwluArgs& args, cuda::DType dtype) {
                     "; use fewer intervals, float32 x, or the CPU");
 }
 
-// The bounds on the host, value-checked as on the CPU. Reading them is a
-// small copy that waits for the stream; the copy is reused for the tables.
-Tensor checked_host_bounds(const Tensor& bounds) {
-  Tensor host = bounds.detach().to(at::kCPU);
-  check_pwlu_bounds(host);
-  return host;
-}
-
-// The group tables (pwlu_ops.h) built on the host, as the CPU backend builds
-// them, then copied to x's device on the current stream (a blocking copy, so
-// the host tensor may be freed as soon as it returns).
-Tensor device_tables(const Tensor& points, const Tensor& host_bounds, const Tensor& slopes,
-                     const PwluArgs& args, const Tensor& x) {
-  return pwlu_group_tables(points, host_bounds, slopes, args, compute_type(x.scalar_type()))
-      .to(x.device());
+// The group tables (pwlu_kernels.h), built on x's device by the table kernel
+// from the parameters, float16/bfloat16 ones in float as on the CPU. Nothing
+// is copied to or from the host, so a call never waits for the stream; the
+// price is that unusable bounds (not finite with B_L < B_R, or too close for
+// N intervals), which the CPU backend rejects, make their group's outputs
+// and gradients NaN here instead.
+Tensor device_tables(const Tensor& points, const Tensor& bounds, const Tensor& slopes,
+                     const PwluArgs& args, const Tensor& x, cuda::DType dtype) {
+  const at::ScalarType type = compute_type(points.scalar_type());
+  const Tensor y = points.detach().to(type).contiguous();
+  const Tensor b = bounds.detach().to(type).contiguous();
+  const Tensor k = slopes.detach().to(type).contiguous();
+  Tensor tables = at::empty({cuda::pwlu_table_elements(args.groups, args.intervals)},
+                            x.options().dtype(compute_type(x.scalar_type())));
+  const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
+  C10_CUDA_CHECK(cuda::launch_pwlu_tables(dtype, type == at::kDouble, args.groups,
+                                          args.intervals, y.const_data_ptr(), b.const_data_ptr(),
+                                          k.const_data_ptr(), tables.mutable_data_ptr(), stream));
+  return tables;
 }
 
 cuda::PwluProblem make_problem(const Tensor& dense_x, const PwluArgs& args, cuda::DType dtype,
@@ -95,11 +98,10 @@ Tensor pwlu_forward_cuda(const Tensor& x, const Tensor& points, const Tensor& bo
   const c10::cuda::CUDAGuard device_guard(x.device());
   const cuda::DType dtype = glue::cuda_dtype(x.scalar_type(), "pwlu");
   check_intervals_supported(args, dtype);
-  const Tensor host_bounds = checked_host_bounds(bounds);
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
   if (xd.numel() == 0) return out;
-  const Tensor tables = device_tables(points, host_bounds, slopes, args, x);
+  const Tensor tables = device_tables(points, bounds, slopes, args, x, dtype);
   const cuda::PwluProblem problem = make_problem(xd, args, dtype, tables);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   C10_CUDA_CHECK(
@@ -117,7 +119,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pwlu_backward_cuda(const Tensor& grad
   const c10::cuda::CUDAGuard device_guard(x.device());
   const cuda::DType dtype = glue::cuda_dtype(x.scalar_type(), "pwlu");
   check_intervals_supported(args, dtype);
-  const Tensor host_bounds = checked_host_bounds(bounds);
   const Tensor xd = dense(x);
   const Tensor grad = in_memory_order_of(grad_output, xd);
   Tensor grad_x = at::empty_like(xd);
@@ -127,7 +128,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pwlu_backward_cuda(const Tensor& grad
             at::zeros_like(bounds, at::MemoryFormat::Contiguous),
             at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
   }
-  const Tensor tables = device_tables(points, host_bounds, slopes, args, x);
+  const Tensor tables = device_tables(points, bounds, slopes, args, x, dtype);
   const cuda::PwluProblem problem = make_problem(xd, args, dtype, tables);
   const int64_t workspace_bytes = cuda::pwlu_backward_workspace_bytes(problem);
   constexpr int64_t kDoubleBytes = sizeof(double);

@@ -9,8 +9,10 @@
 //    misaligned (scalar-path) buffers,
 // over broadcast and per-lane tiles, the per-lane fallback to broadcast tiles
 // for large N, histogram copies shared by several warps (large N), N from 1
-// to 4096, every dtype, and inputs on breakpoints, on the bounds, outside
-// them, infinite and NaN. cuda/ci_compile.sh builds and runs it:
+// to 4096, every dtype, inputs on breakpoints, on the bounds, outside them,
+// infinite and NaN, and a group with unusable bounds (NaN outputs). The group
+// tables come from the device table kernel and are checked bit for bit
+// against the host's construction. cuda/ci_compile.sh builds and runs it:
 //   g++ -std=c++17 -O2 -I<cuda>/include cuda/pwlu_emulation_check.cpp
 #include "emulation.h"  // first: defines the emulated CUDA built-ins
 
@@ -30,7 +32,8 @@ struct Case {
   int64_t run;
   int intervals;
   double x_scale;
-  bool specials;  // breakpoints, bounds, +-inf and NaN among the inputs
+  bool specials;       // breakpoints, bounds, +-inf and NaN among the inputs
+  int invalid_group;   // a group with B_L == B_R (-1: none): NaN outputs and gradients
 };
 
 bool same_value(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
@@ -45,9 +48,12 @@ struct Runner {
   int K;
   int64_t group_run;
   Plan plan;
-  // The group tables as the glue builds them (pwlu_ops.cpp): steps and
-  // derived parameters in double, rounded once to T.
-  std::vector<T> points, steps, params;
+  using P = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  // The group tables (pwlu_kernels.h) and where their parts start.
+  std::vector<T> tables;
+  const T* points = nullptr;
+  const T* steps = nullptr;
+  const T* params = nullptr;
   std::vector<S> x, g;
 
   explicit Runner(const Case& cs) : c(cs) {
@@ -56,24 +62,58 @@ struct Runner {
     K = pau::cuda::pwlu_gradient_entries(N);
     group_run = c.groups == 1 ? numel : c.run;
     const int row = N + 1;
-    points.resize(static_cast<size_t>(c.groups * row));
-    steps.resize(points.size());
-    params.resize(static_cast<size_t>(c.groups * pwlu::kParams));
+    // Parameters as a model holds them: float64 for float64 x, else float32.
+    std::vector<P> y(static_cast<size_t>(c.groups * row)), bounds(static_cast<size_t>(2 * c.groups));
+    std::vector<P> slopes(bounds.size());
     std::vector<double> left(static_cast<size_t>(c.groups)), right(left.size());
     for (int64_t gi = 0; gi < c.groups; ++gi) {
-      std::vector<double> y(static_cast<size_t>(row));
-      for (double& v : y) v = uniform(-1.0, 1.0);
-      left[gi] = uniform(-2.0, -0.5);
-      right[gi] = uniform(0.5, 2.0);
+      for (int j = 0; j <= N; ++j) y[gi * row + j] = static_cast<P>(uniform(-1.0, 1.0));
+      left[gi] = static_cast<P>(uniform(-2.0, -0.5));
+      right[gi] = gi == c.invalid_group ? left[gi] : static_cast<P>(uniform(0.5, 2.0));
+      bounds[2 * gi] = static_cast<P>(left[gi]);
+      bounds[2 * gi + 1] = static_cast<P>(right[gi]);
       // Group 1 has flat outer pieces: infinite inputs must give the end points.
-      const double slope_left = gi == 1 ? 0.0 : uniform(-1.0, 1.0);
-      const double slope_right = gi == 1 ? 0.0 : uniform(-1.0, 1.0);
-      for (int j = 0; j <= N; ++j) points[gi * row + j] = static_cast<T>(y[j]);
-      for (int j = 0; j < N; ++j) steps[gi * row + j] = static_cast<T>(y[j + 1] - y[j]);
-      steps[gi * row + N] = T(0);
-      pwlu::make_params(left[gi], right[gi], slope_left, slope_right, y[0], y[N], N,
-                        &params[gi * pwlu::kParams]);
+      slopes[2 * gi] = static_cast<P>(gi == 1 ? 0.0 : uniform(-1.0, 1.0));
+      slopes[2 * gi + 1] = static_cast<P>(gi == 1 ? 0.0 : uniform(-1.0, 1.0));
     }
+    // The tables as the CUDA glue gets them (the device kernel), checked
+    // against the host's construction (pwlu_ops.cpp) bit for bit.
+    const int64_t table_size = pau::cuda::pwlu_table_elements(c.groups, N);
+    Guarded<T> device_tables(table_size, 0, static_cast<T>(NAN));
+    {
+      const P* py = y.data();
+      const P* pb = bounds.data();
+      const P* ps = slopes.data();
+      T* out = device_tables.data();
+      const int64_t groups = c.groups;
+      const int n = N;
+      launch([&](int) { pau::cuda::detail::pwlu_build_tables<P, T>(py, pb, ps, groups, n, out); },
+             3, 64, 0, 0);
+    }
+    if (!device_tables.guards_intact()) fail(label() + ": table kernel wrote outside its buffer");
+    tables.assign(device_tables.data(), device_tables.data() + table_size);
+    std::vector<T> host(static_cast<size_t>(table_size));
+    T* host_steps = host.data() + c.groups * row;
+    T* host_params = host.data() + 2 * c.groups * row;
+    for (int64_t gi = 0; gi < c.groups; ++gi) {
+      for (int j = 0; j <= N; ++j) {
+        pwlu::table_entry(y.data(), bounds.data(), slopes.data(), gi, N, j, host.data(),
+                          host_steps, host_params);
+      }
+    }
+    for (int64_t i = 0; i < table_size; ++i) {
+      const int64_t params_begin = 2 * c.groups * row;
+      const bool invalid = i >= params_begin && (i - params_begin) / pwlu::kParams == c.invalid_group;
+      const bool ok = invalid ? std::isnan(static_cast<double>(tables[i]))
+                              : same_bits(tables[i], host[i]);
+      if (!ok) {
+        fail(label() + ": device-built table entry " + std::to_string(i) + " differs");
+        break;
+      }
+    }
+    points = tables.data();
+    steps = points + c.groups * row;
+    params = steps + c.groups * row;
     x.resize(static_cast<size_t>(numel));
     g.resize(static_cast<size_t>(numel));
     for (int64_t o = 0; o < numel; ++o) {
@@ -133,9 +173,9 @@ struct Runner {
     args.plan = plan;
     args.intervals = N;
     args.histogram_copies = copies();
-    args.points = points.data();
-    args.steps = steps.data();
-    args.params = params.data();
+    args.points = points;
+    args.steps = steps;
+    args.params = params;
 
     namespace d = pau::cuda::detail;
     PwluKernelArgs fa = args;
@@ -189,13 +229,13 @@ struct Runner {
     for (int64_t o = 0; o < numel; ++o) {
       const int64_t gi = (o / group_run) % c.groups;
       const pwlu::Params<T> p = pwlu::unpack_params<T>(&params[gi * pwlu::kParams], N);
-      const pwlu::ScalarTables<T> tables{points.data(), steps.data(), gi * row};
+      const pwlu::ScalarTables<T> group_tables{points, steps, gi * row};
       const T xv = pau::cuda::detail::Element<S>::to_compute(x[o]);
       const T gv = pau::cuda::detail::Element<S>::to_compute(g[o]);
-      const T y = pwlu::forward<pwlu::ScalarOps<T>>(xv, p, tables);
+      const T y = pwlu::forward<pwlu::ScalarOps<T>>(xv, p, group_tables);
       T acc[pwlu::kExtras] = {};
       pwlu::PointGradient<T, int64_t> point;
-      const T gx = pwlu::backward<pwlu::ScalarOps<T>>(xv, gv, p, tables, acc, &point);
+      const T gx = pwlu::backward<pwlu::ScalarOps<T>>(xv, gv, p, group_tables, acc, &point);
       const double want_y = to_double(from_double<S>(static_cast<double>(y)));
       const double want_gx = to_double(from_double<S>(static_cast<double>(gx)));
       if (!same_value(to_double(first.y[o]), want_y) ||
@@ -219,6 +259,15 @@ struct Runner {
       }
     }
     if (bad_values > 0) fail(label() + ": forward/grad_x values");
+    // A group with unusable bounds: every output NaN (not only by agreement
+    // with the reference, which reads the same NaN tables).
+    for (int64_t o = 0; o < numel; ++o) {
+      if ((o / group_run) % c.groups == c.invalid_group &&
+          !(std::isnan(to_double(first.y[o])) && std::isnan(to_double(first.grad_x[o])))) {
+        fail(label() + ": an output of the group with B_L == B_R is not NaN");
+        break;
+      }
+    }
     for (size_t i = 0; i < want.size(); ++i) {
       const double got = first.gradients[i];
       const bool ok = std::isfinite(want[i])
@@ -274,34 +323,34 @@ int main(int argc, char** argv) {
   // rows, G, R, N, |x| scale, specials
   const Case cases[] = {
       // G = 1: one run of numel elements; tails of every length.
-      {1, 1, 1, 16, 3.0, false},
-      {1, 1, 7, 16, 3.0, false},
-      {1, 1, 129, 1, 3.0, false},
-      {1, 1, 4097, 16, 3.0, true},
-      {1, 1, 16384 + 24 + 3, 8, 3.0, false},  // two tiles, odd tail
-      {1, 1, 3000, 256, 2.5, true},
+      {1, 1, 1, 16, 3.0, false, -1},
+      {1, 1, 7, 16, 3.0, false, -1},
+      {1, 1, 129, 1, 3.0, false, -1},
+      {1, 1, 4097, 16, 3.0, true, -1},
+      {1, 1, 16384 + 24 + 3, 8, 3.0, false, -1},  // two tiles, odd tail
+      {1, 1, 3000, 256, 2.5, true, -1},
       // Large N: one histogram copy shared by all warps (float64 N = 2047,
       // float32 N = 4096), in turns.
-      {1, 1, 5000, 2047, 2.5, false},
-      {1, 1, 5000, 4096, 2.5, false},
+      {1, 1, 5000, 2047, 2.5, false, -1},
+      {1, 1, 5000, 4096, 2.5, false, -1},
       // Broadcast tiles with several rows: R a multiple of every vector width,
       // R not (scalar items), R longer than a tile.
-      {5, 4, 64, 16, 3.0, true},
-      {3, 3, 100, 5, 3.0, false},
-      {2, 2, 16384 + 40, 8, 3.0, false},
+      {5, 4, 64, 16, 3.0, true, 2},
+      {3, 3, 100, 5, 3.0, false, -1},
+      {2, 2, 16384 + 40, 8, 3.0, false, -1},
       // Large |x|: the outer pieces.
-      {2, 2, 96, 16, 1e4, false},
+      {2, 2, 96, 16, 1e4, false, -1},
       // Per-lane tiles: channels-last per channel, several column tiles,
       // runs that are not a divisor of the item width.
-      {70, 48, 1, 16, 3.0, true},
-      {40, 300, 1, 4, 3.0, false},
-      {9, 100, 3, 16, 3.0, false},
-      {10, 6, 35, 8, 3.0, false},
-      {600, 5, 2, 1, 3.0, false},
-      {20, 40, 1, 256, 2.5, false},
+      {70, 48, 1, 16, 3.0, true, 5},
+      {40, 300, 1, 4, 3.0, false, -1},
+      {9, 100, 3, 16, 3.0, false, -1},
+      {10, 6, 35, 8, 3.0, false, -1},
+      {600, 5, 2, 1, 3.0, false, -1},
+      {20, 40, 1, 256, 2.5, false, -1},
       // Per-lane runs with a histogram too large for the fewest groups a
       // per-lane tile can hold: broadcast tiles instead.
-      {30, 8, 1, 4096, 2.5, false},
+      {30, 8, 1, 4096, 2.5, false, -1},
   };
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   int index = -1;

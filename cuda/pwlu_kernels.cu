@@ -72,6 +72,32 @@ cudaError_t for_dtype(DType dtype, F&& f) {
 
 }  // namespace
 
+cudaError_t launch_pwlu_tables(DType dtype, bool parameters_double, int64_t groups,
+                               int intervals, const void* points, const void* bounds,
+                               const void* slopes, void* tables, cudaStream_t stream) {
+  if (groups < 1 || intervals < 1 || intervals > pwlu::kMaxIntervals || points == nullptr ||
+      bounds == nullptr || slopes == nullptr || tables == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  constexpr int kThreadsPerBlock = 256;
+  int64_t blocks = (groups * (intervals + 1) + kThreadsPerBlock - 1) / kThreadsPerBlock;
+  if (blocks > 4096) blocks = 4096;  // the kernel loops over the rest
+  const auto grid = static_cast<unsigned int>(blocks);
+  auto launch = [&](auto parameter_tag, auto table_tag) {
+    using P = decltype(parameter_tag);
+    using T = decltype(table_tag);
+    detail::pwlu_build_tables<P, T><<<grid, kThreadsPerBlock, 0, stream>>>(
+        static_cast<const P*>(points), static_cast<const P*>(bounds),
+        static_cast<const P*>(slopes), groups, intervals, static_cast<T*>(tables));
+  };
+  if (compute_size(dtype) == 8) {
+    parameters_double ? launch(double(), double()) : launch(float(), double());
+  } else {
+    parameters_double ? launch(double(), float()) : launch(float(), float());
+  }
+  return cudaGetLastError();
+}
+
 cudaError_t launch_pwlu_forward(const PwluProblem& p, const void* x, void* out,
                                 cudaStream_t stream) {
   if (!valid(p) || x == nullptr || out == nullptr) return cudaErrorInvalidValue;

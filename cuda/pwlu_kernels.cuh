@@ -194,6 +194,41 @@ struct Histograms {
 };
 
 // ---------------------------------------------------------------------------
+// Group tables
+
+// Builds the group tables (pwlu_kernels.h: points, steps, params) from the
+// parameters with pwlu::table_entry, as the CPU backend does on the host. A
+// group whose bounds are not finite with B_L < B_R, or too close for N
+// intervals in T, gets NaN parameters, so that all its outputs and gradients
+// are NaN: the CPU backend raises instead, which here would cost a
+// device-to-host copy and a stream synchronisation on every call.
+template <class P, class T>
+__global__ void pwlu_build_tables(const P* __restrict__ points, const P* __restrict__ bounds,
+                                  const P* __restrict__ slopes, const int64_t groups,
+                                  const int intervals, T* __restrict__ tables) {
+  const int64_t row = intervals + 1;
+  T* point_table = tables;
+  T* step_table = tables + groups * row;
+  T* param_table = tables + 2 * groups * row;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < groups * row;
+       e += stride) {
+    const int64_t g = e / row;
+    const int j = static_cast<int>(e - g * row);
+    pwlu::table_entry(points, bounds, slopes, g, intervals, j, point_table, step_table,
+                      param_table);
+    if (j == 0) {
+      T* q = param_table + g * kParams;
+      if (!pwlu::bounds_valid(static_cast<double>(bounds[2 * g]),
+                              static_cast<double>(bounds[2 * g + 1])) ||
+          !pwlu::width_representable(q)) {
+        for (int k = 0; k < kParams; ++k) q[k] = static_cast<T>(NAN);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Forward
 
 template <class S>

@@ -107,6 +107,22 @@ inline bool pwlu_intervals_supported(int intervals, DType dtype) {
          2 * static_cast<int64_t>(intervals + 1) * compute_size(dtype) <= kPwluHistogramBytes;
 }
 
+// Elements of the group tables of G groups of N intervals (in the compute
+// type of the dtype: float, or double for float64).
+inline int64_t pwlu_table_elements(int64_t groups, int intervals) {
+  return groups * (2 * static_cast<int64_t>(intervals + 1) + pwlu::kParams);
+}
+
+// Builds the group tables (the layout above, pwlu_table_elements of them, in
+// the compute type of `dtype`) on the device from the parameters: points
+// (G, N + 1), bounds (G, 2), slopes (G, 2), contiguous, float
+// (parameters_double false) or double. A group with unusable bounds (not
+// finite with B_L < B_R, or too close for N intervals) gets NaN parameters,
+// which make its outputs and gradients NaN; nothing is read back to the host.
+cudaError_t launch_pwlu_tables(DType dtype, bool parameters_double, int64_t groups,
+                               int intervals, const void* points, const void* bounds,
+                               const void* slopes, void* tables, cudaStream_t stream);
+
 // Bytes of the double workspace launch_pwlu_backward needs.
 inline int64_t pwlu_backward_workspace_bytes(const PwluProblem& p) {
   return p.plan.workspace_elements() * static_cast<int64_t>(sizeof(double));
