@@ -165,6 +165,15 @@ PwluTablePointers pwlu_table_pointers(const Tensor& tables, const PwluArgs& args
   return {base, base + item * args.groups * row, base + item * 2 * args.groups * row};
 }
 
+std::tuple<Tensor, Tensor, Tensor, Tensor> pwlu_empty_input_gradients(const Tensor& dense_x,
+                                                                      const Tensor& points,
+                                                                      const Tensor& bounds,
+                                                                      const Tensor& slopes) {
+  return {at::empty_like(dense_x), at::zeros_like(points, at::MemoryFormat::Contiguous),
+          at::zeros_like(bounds, at::MemoryFormat::Contiguous),
+          at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
+}
+
 std::tuple<Tensor, Tensor, Tensor> split_pwlu_gradients(const Tensor& sums, const PwluArgs& args,
                                                         at::ScalarType type) {
   const int64_t n = args.intervals;
@@ -231,12 +240,8 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
   check_pwlu_bounds(bounds);
   const Tensor xd = dense(x);
   const Tensor grad = in_memory_order_of(grad_output, xd);
+  if (xd.numel() == 0) return pwlu_empty_input_gradients(xd, points, bounds, slopes);
   Tensor grad_x = at::empty_like(xd);
-  if (xd.numel() == 0) {
-    return {grad_x, at::zeros_like(points, at::MemoryFormat::Contiguous),
-            at::zeros_like(bounds, at::MemoryFormat::Contiguous),
-            at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
-  }
   const HostTables tables(points, bounds, slopes, args, compute_type(x.scalar_type()));
   const cpu::PwluProblem problem = tables.problem(xd, args);
   const cpu::Layout& l = problem.layout;

@@ -55,4 +55,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> split_pwlu_gradients(const at::Te
                                                                     const PwluArgs& args,
                                                                     at::ScalarType type);
 
+// The backward's result for an x with no elements: an empty grad_x and zero,
+// contiguous parameter gradients.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pwlu_empty_input_gradients(
+    const at::Tensor& dense_x, const at::Tensor& points, const at::Tensor& bounds,
+    const at::Tensor& slopes);
+
 }  // namespace pau

@@ -6,7 +6,6 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
-#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -121,13 +120,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pwlu_backward_cuda(const Tensor& grad
   check_intervals_supported(args, dtype);
   const Tensor xd = dense(x);
   const Tensor grad = in_memory_order_of(grad_output, xd);
+  if (xd.numel() == 0) return pwlu_empty_input_gradients(xd, points, bounds, slopes);
   Tensor grad_x = at::empty_like(xd);
-  // As the CPU backend: contiguous parameter-shaped gradients in their dtype.
-  if (xd.numel() == 0) {
-    return {grad_x, at::zeros_like(points, at::MemoryFormat::Contiguous),
-            at::zeros_like(bounds, at::MemoryFormat::Contiguous),
-            at::zeros_like(slopes, at::MemoryFormat::Contiguous)};
-  }
   const Tensor tables = device_tables(points, bounds, slopes, args, x, dtype);
   const cuda::PwluProblem problem = make_problem(xd, args, dtype, tables);
   const int64_t workspace_bytes = cuda::pwlu_backward_workspace_bytes(problem);
