@@ -263,14 +263,14 @@ struct Runner {
       const int64_t group = (o / group_run) % c.groups;
       const double* a = &num[group * (c.m + 1)];
       const double* b = c.n ? &den[group * c.n] : nullptr;
-      // RPAU: c' = c * f, f_j = base_j + scale_j * (w_oj >> 8), o the logical index.
+      // RPAU: c' = c * f, f_j = base_j + scale_j * k_oj, o the logical index.
       double pa[pau::math::kMaxTerms] = {};
       double pb[pau::math::kMaxTerms] = {};
       double factor[2 * pau::math::kMaxTerms] = {};
       if (kNoisy) {
         for (int j = 0; j < K; ++j) {
           const double u = pau::rng::uniform(stream, static_cast<uint64_t>(o), j);
-          const double k = u / pau::rng::kUnit - 0.5;  // w >> 8, exactly
+          const double k = u / pau::rng::kUnit - 0.5;  // the level k, exactly
           factor[j] = noise_base[group * K + j] + noise_scale[group * K + j] * k;
           if (j <= c.m) {
             pa[j] = a[j] * factor[j];

@@ -120,7 +120,7 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
 // RPAU
 
 // RPAU's noise factor tables, (G, m + 1 + n) doubles on x's device:
-// factor_j = base_j + scale_j * (w_ij >> 8) (counter_rng.h). alpha is read on
+// factor_j = base_j + scale_j * k_ij (counter_rng.h). alpha is read on
 // the host (one small copy): its range is checked as on the CPU, and alpha == 0
 // everywhere makes RPAU exactly PAU.
 struct DeviceNoise {

@@ -95,7 +95,7 @@ __device__ __forceinline__ double fused_multiply_add(double a, double b, double 
 
 // RPAU: one element's perturbed coefficients a' = a * f, b' = b * f and the
 // factors f (m + 1 + n of them, as math::backward takes them), f_j = base_j +
-// scale_j * (w_ij >> 8) for the element's logical index i.
+// scale_j * k_ij (counter_rng.h) for the element's logical index i.
 template <class T, class Deg>
 struct Perturbed {
   T a[Deg::max_terms];
@@ -110,19 +110,19 @@ __device__ __forceinline__ void perturb(const rng::Stream& stream, int64_t index
   const auto i = static_cast<uint64_t>(index);
   const uint32_t state = rng::element_state<rng::ScalarOps>(
       stream, static_cast<uint32_t>(i), static_cast<uint32_t>(i >> 32));
-#pragma unroll kUnrollTerms<Deg>
-  for (int j = 0; j <= deg.m; ++j) {
-    const T k = static_cast<T>(rng::word24<rng::ScalarOps>(stream, state, j));
+  // One word per pair of coefficients (2q, 2q + 1), in coefficient order
+  // across the numerator and the denominator.
+  uint32_t word = 0;
+  auto factor = [&](int j) {
+    if ((j & 1) == 0) word = rng::pair_word<rng::ScalarOps>(stream, state, j / 2);
+    const T k = static_cast<T>(rng::level<rng::ScalarOps>(word, j));
     out.factor[j] = fused_multiply_add(scale[j], k, base[j]);
-    out.a[j] = a[j] * out.factor[j];
-  }
+    return out.factor[j];
+  };
 #pragma unroll kUnrollTerms<Deg>
-  for (int q = 0; q < deg.n; ++q) {
-    const int j = deg.m + 1 + q;
-    const T k = static_cast<T>(rng::word24<rng::ScalarOps>(stream, state, j));
-    out.factor[j] = fused_multiply_add(scale[j], k, base[j]);
-    out.b[q] = b[q] * out.factor[j];
-  }
+  for (int j = 0; j <= deg.m; ++j) out.a[j] = a[j] * factor(j);
+#pragma unroll kUnrollTerms<Deg>
+  for (int q = 0; q < deg.n; ++q) out.b[q] = b[q] * factor(deg.m + 1 + q);
 }
 
 // F(x) of one element, with RPAU's perturbation when kNoisy (base and scale:

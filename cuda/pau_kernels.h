@@ -40,7 +40,7 @@ struct Problem {
   const void* denominator = nullptr;
   // RPAU when noise_base is set (PAU kernels otherwise): coefficient j of the
   // element with logical index i (x contiguous) is multiplied by
-  // noise_base[g][j] + noise_scale[g][j] * (w_ij >> 8), with w_ij the counter
+  // noise_base[g][j] + noise_scale[g][j] * k_ij, with k_ij the level of the counter
   // hash of counter_rng.h for `stream`, the CPU kernels' noise bit for bit.
   // Tables (G, m + 1 + n) of doubles, a_0..a_m then b_1..b_n (see
   // rng::factor_base / factor_scale); the plan must come from

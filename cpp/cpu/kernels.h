@@ -15,7 +15,7 @@ enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
 constexpr int kDTypes = 4;
 
 // RPAU's perturbation (see counter_rng.h): the coefficient c_j of the element
-// with logical index i is multiplied by base_j + scale_j * (w_ij >> 8). The
+// with logical index i is multiplied by base_j + scale_j * k_ij. The
 // tables have the coefficients' shapes, (G, m + 1) and (G, n). The kernels
 // take the element index from the memory offset, so x must be contiguous.
 struct Noise {

@@ -121,10 +121,13 @@ struct VecU32Ops {
   }
   static PAU_INLINE value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
   static PAU_INLINE value bit_xor(const value& a, const value& b) { return a ^ b; }
+  static PAU_INLINE value bit_and(const value& a, uint32_t mask) {
+    return a & value(static_cast<int32_t>(mask));
+  }
   static PAU_INLINE value add(const value& a, const value& b) { return a + b; }
 };
 
-// k_ij = w_ij >> 8 (see counter_rng.h) for the elements with logical indices
+// The levels k_ij (see counter_rng.h) for the elements with logical indices
 // [first, first + count) and every coefficient j, as T: out[j * kBlock + e].
 template <class T>
 void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) {
@@ -142,9 +145,11 @@ void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) 
     if (static_cast<uint64_t>(lo) + L > (uint64_t(1) << 32)) break;  // lanes straddle i_hi
     const I state = rng::element_state<VecU32Ops>(
         s, I(static_cast<int32_t>(lo)) + I::arange(0, 1), static_cast<uint32_t>(index >> 32));
+    I word;
     for (int j = 0; j < s.words; ++j) {
+      if ((j & 1) == 0) word = rng::pair_word<VecU32Ops>(s, state, j / 2);
       const Vec<float> k =
-          at::vec::convert_to_fp_of_same_size<float>(rng::word24<VecU32Ops>(s, state, j));
+          at::vec::convert_to_fp_of_same_size<float>(rng::level<VecU32Ops>(word, j));
       if constexpr (std::is_same_v<T, float>) {
         k.store(out + j * kBlock + e);
       } else {
@@ -158,8 +163,10 @@ void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) 
     const uint64_t index = static_cast<uint64_t>(first + e);
     const uint32_t state = rng::element_state<rng::ScalarOps>(
         s, static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32));
+    uint32_t word = 0;
     for (int j = 0; j < s.words; ++j) {
-      out[j * kBlock + e] = static_cast<T>(rng::word24<rng::ScalarOps>(s, state, j));
+      if ((j & 1) == 0) word = rng::pair_word<rng::ScalarOps>(s, state, j / 2);
+      out[j * kBlock + e] = static_cast<T>(rng::level<rng::ScalarOps>(word, j));
     }
   }
 }
