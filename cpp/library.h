@@ -11,4 +11,8 @@ const char* cpu_capability();
 // Whether this build contains the CUDA kernels.
 bool has_cuda_kernels();
 
+// The parallel backend the CPU operators' at::parallel_for was compiled with:
+// "OpenMP", or "none" (one thread).
+const char* parallel_backend();
+
 }  // namespace pau

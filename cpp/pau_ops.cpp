@@ -133,6 +133,16 @@ bool has_cuda_kernels() {
 #endif
 }
 
+// This translation unit instantiates run_tiles (at::parallel_for) like the
+// other operator files, with the same flags.
+const char* parallel_backend() {
+#if defined(_OPENMP)
+  return "OpenMP";
+#else
+  return "none";
+#endif
+}
+
 cpu::DType dtype_of(const Tensor& x) {
   switch (x.scalar_type()) {
     case at::kFloat: return cpu::DType::float32;

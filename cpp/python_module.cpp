@@ -10,4 +10,6 @@ PYBIND11_MODULE(_C, m) {
         "Instruction set of the CPU kernels in use: 'AVX512', 'AVX2' or 'DEFAULT'.");
   m.def("has_cuda_kernels", &pau::has_cuda_kernels,
         "Whether this build contains the CUDA kernels.");
+  m.def("parallel_backend", &pau::parallel_backend,
+        "Parallel backend of the CPU operators: 'OpenMP', or 'none' (one thread).");
 }

@@ -164,6 +164,14 @@ def coefficient_grads(x, numerator, denominator, dim):
     return numerator.grad.clone(), denominator.grad.clone()
 
 
+def test_cpu_operators_use_torchs_parallel_backend():
+    # at::parallel_for is a header template: a library compiled without the
+    # backend's flags silently runs every operator on one thread.
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch does not use OpenMP")
+    assert pau._C.parallel_backend() == "OpenMP"
+
+
 @pytest.mark.parametrize("shape,dim,groups", [((8, 16, 96, 96), 1, 1), ((8, 16, 96, 96), 1, 16),
                                               ((64, 100, 48), -1, 48)])
 def test_coefficient_grads_bitwise_deterministic(shape, dim, groups):
