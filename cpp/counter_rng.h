@@ -85,6 +85,7 @@ struct Stream {
   uint32_t k0;
   uint32_t k1;
   int words;                // m + 1 + n coefficients
+  uint32_t high0;           // mix(0 ^ k1): the i_hi term of every index below 2^32
   uint32_t t[kMaxPairs];    // t_q
 };
 
@@ -96,6 +97,7 @@ PAU_HOST_DEVICE Stream make_stream(uint64_t seed, uint64_t offset, int words) {
   const uint32_t seed_mix = mix<S>(static_cast<uint32_t>(seed >> 32) ^ offset_mix);
   s.k0 = mix<S>(static_cast<uint32_t>(seed) ^ seed_mix);
   s.k1 = mix<S>(s.k0 ^ 0x2545f491u);
+  s.high0 = mix<S>(s.k1);
   s.words = words;
   for (int q = 0; 2 * q < words && q < kMaxPairs; ++q) {
     s.t[q] = mix<S>(s.k1 + uint32_t(q) * 0x9e3779b9u);
@@ -107,7 +109,9 @@ PAU_HOST_DEVICE Stream make_stream(uint64_t seed, uint64_t offset, int words) {
 template <class Ops>
 PAU_HOST_DEVICE typename Ops::value element_state(const Stream& s, typename Ops::value index_lo,
                                                   uint32_t index_hi) {
-  const uint32_t high = mix<ScalarOps>(index_hi ^ s.k1);
+  // The CUDA kernels call this per element: no second mix for the indices
+  // (below 2^32) that tensors have in practice.
+  const uint32_t high = index_hi == 0 ? s.high0 : mix<ScalarOps>(index_hi ^ s.k1);
   return mix<Ops>(Ops::add(Ops::bit_xor(index_lo, Ops::broadcast(s.k0)), Ops::broadcast(high)));
 }
 

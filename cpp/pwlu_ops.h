@@ -28,9 +28,10 @@ PwluArgs check_pwlu_backward_args(const at::Tensor& grad_output, const at::Tenso
 // Checks the values of bounds (G, 2): finite with B_L < B_R in every group.
 void check_pwlu_bounds(const at::Tensor& bounds);
 
-// The group tables the kernels read (CPU and CUDA), built on the host from the
-// checked parameters (on any device, any input dtype) in one contiguous 1-d
-// host tensor of dtype compute_type (float or double):
+// The group tables the CPU kernels read, built on the host from the checked
+// parameters (on any device, any input dtype) in one contiguous 1-d host
+// tensor of dtype compute_type (float or double); the CUDA backend builds the
+// same tables on the device with the same pwlu::table_entry:
 //   points (G, N + 1)          Y_0..Y_N
 //   steps  (G, N + 1)          Y_{k+1} - Y_k in double, rounded once; last column 0
 //   params (G, pwlu::kParams)  pwlu::make_params

@@ -266,13 +266,11 @@ void launch(const Kernel& kernel, unsigned int grid, unsigned int threads, size_
         unsigned int at_warp = 0;
         for (unsigned int t = first; t < last; ++t) at_warp += fibers[t].wait == Wait::warp;
         if (at_warp == 0) continue;
+        // Every fiber that has not returned waits somewhere by now: lanes that
+        // returned or wait at a block barrier never reach this warp-wide
+        // operation, a hang or undefined behaviour on a GPU.
         if (at_warp != last - first) {
-          // Some lanes wait at a warp-wide operation the others (returned or
-          // at a block barrier) never reach: a hang or undefined behaviour.
-          bool others_progress = false;
-          for (unsigned int t = first; t < last; ++t) others_progress |= fibers[t].wait == Wait::none && !fibers[t].done;
-          if (!others_progress) stop(b, "lanes of a warp wait at a warp-wide operation the others never reach");
-          continue;
+          stop(b, "lanes of a warp wait at a warp-wide operation the others never reach");
         }
         for (unsigned int t = first; t < last; ++t) {
           warp_operands[w][t - first] = fibers[t].warp_value;

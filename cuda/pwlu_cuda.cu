@@ -38,11 +38,8 @@ const char* dtype_name(cuda::DType dtype) {
 // launchers of both directions refuse such an N (as cudaErrorInvalidValue),
 // so both check it here first to say why.
 void check_intervals_supported(const PwluArgs& args, cuda::DType dtype) {
-  if (cuda::pwlu_intervals_supported(args.intervals, dtype)) return;
-  // Only reached on the error path: find the limit to name it.
-  int limit = args.intervals;
-  while (limit > 0 && !cuda::pwlu_intervals_supported(limit, dtype)) --limit;
-  TORCH_CHECK_VALUE(false, "pwlu: the CUDA kernels support at most N = ", limit,
+  TORCH_CHECK_VALUE(cuda::pwlu_intervals_supported(args.intervals, dtype),
+                    "pwlu: the CUDA kernels support at most N = ", cuda::pwlu_max_intervals(dtype),
                     " intervals for ", dtype_name(dtype),
                     " x (the backward sums each group's N + 1 point gradients in shared "
                     "memory), got N = ", args.intervals,

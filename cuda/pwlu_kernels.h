@@ -98,13 +98,17 @@ inline Plan make_pwlu_plan(int64_t numel, int64_t groups, int64_t run, int inter
   return plan;
 }
 
-// Whether the CUDA backward supports N intervals for this dtype: one group's
+// The most intervals the CUDA backward supports for this dtype: one group's
 // histogram (2 (N + 1) values) must fit in kPwluHistogramBytes, i.e. N <= 2303
 // for float64 x; float32, float16 and bfloat16 take every N up to
 // pwlu::kMaxIntervals.
+inline int pwlu_max_intervals(DType dtype) {
+  const int64_t fit = kPwluHistogramBytes / (2 * static_cast<int64_t>(compute_size(dtype))) - 1;
+  return static_cast<int>(fit < pwlu::kMaxIntervals ? fit : pwlu::kMaxIntervals);
+}
+
 inline bool pwlu_intervals_supported(int intervals, DType dtype) {
-  return intervals >= 1 && intervals <= pwlu::kMaxIntervals &&
-         2 * static_cast<int64_t>(intervals + 1) * compute_size(dtype) <= kPwluHistogramBytes;
+  return intervals >= 1 && intervals <= pwlu_max_intervals(dtype);
 }
 
 // Elements of the group tables of G groups of N intervals (in the compute
