@@ -137,6 +137,11 @@ PAU_HOST_DEVICE double uniform(const Stream& s, uint64_t index, int j) {
   return (double(level<ScalarOps>(word, j)) + 0.5) * kUnit;
 }
 
+// The noise half-widths the operators accept: 0 <= alpha < 1 (NaN is not).
+// The CPU backend raises for any other; the CUDA kernels, which never read
+// alpha on the host, make the group's factors NaN instead.
+PAU_HOST_DEVICE bool alpha_usable(double alpha) { return alpha >= 0.0 && alpha < 1.0; }
+
 // The factor 1 + e = 1 + alpha (2u - 1) is affine in the level k:
 //   1 + e = base + scale * k,  base = 1 - alpha + alpha 2^-16,  scale = 2 alpha 2^-16.
 // alpha = 0 gives base = 1, scale = 0: the factor is exactly 1.

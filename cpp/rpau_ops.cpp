@@ -101,7 +101,7 @@ struct HostNoise {
     const Tensor a = alpha.to(at::kDouble).expand({args.groups, count}).contiguous();
     const double* values = a.const_data_ptr<double>();
     for (int64_t i = 0; i < a.numel(); ++i) {
-      TORCH_CHECK_VALUE(values[i] >= 0.0 && values[i] < 1.0,
+      TORCH_CHECK_VALUE(rng::alpha_usable(values[i]),
                         "pau: alpha must be in [0, 1), got ", values[i]);
       zero = zero && values[i] == 0.0;
     }

@@ -53,7 +53,10 @@ struct Runner {
   int K;
   std::vector<double> num, den;  // (G, m + 1), (G, n) as double
   std::vector<float> num_f, den_f;
-  std::vector<double> noise_base, noise_scale;  // (G, K), RPAU only
+  // RPAU only: alpha as the kernels read it (float or double, broadcast by
+  // strides), and alpha_gj as double for the reference.
+  std::vector<double> alpha_double;
+  std::vector<float> alpha_float;
   pau::rng::Stream stream{};
   std::vector<S> x, g;
 
@@ -92,25 +95,45 @@ struct Runner {
     problem.m = c.m;
     problem.n = c.n;
     problem.coefficients_double = c.coefficients_double;
-    problem.plan = pau::cuda::make_problem_plan(numel, c.groups, c.groups == 1 ? numel : c.run,
-                                                c.m, c.n, problem.dtype, kNoisy);
+    problem.plan = plan_of(kNoisy);
     if (kNoisy) {
-      // alpha per group and coefficient, up to 0.4: the noise moves every value
-      // far beyond the tolerances, so a wrong element index or table shows.
-      noise_base.resize(static_cast<size_t>(c.groups * K));
-      noise_scale.resize(noise_base.size());
-      for (size_t i = 0; i < noise_base.size(); ++i) {
-        const double alpha = uniform(0.0, 0.4);
-        noise_base[i] = pau::rng::factor_base(alpha);
-        noise_scale[i] = pau::rng::factor_scale(alpha);
+      // alpha up to 0.4: the noise moves every value far beyond the
+      // tolerances, so a wrong element index or table shows. With float64
+      // coefficients a double (G, K) table; with float ones a float alpha per
+      // coefficient (K), or per group (G, 1) for an odd G: both broadcasts.
+      auto& a = problem.alpha;
+      if (c.coefficients_double) {
+        alpha_double.resize(static_cast<size_t>(c.groups * K));
+        for (double& v : alpha_double) v = uniform(0.0, 0.4);
+        a.values = alpha_double.data();
+        a.is_double = true;
+        a.group_stride = K;
+        a.coefficient_stride = 1;
+      } else {
+        const bool per_group = c.groups % 2 == 1;
+        alpha_float.resize(static_cast<size_t>(per_group ? c.groups : K));
+        for (float& v : alpha_float) v = static_cast<float>(uniform(0.0, 0.4));
+        a.values = alpha_float.data();
+        a.group_stride = per_group ? 1 : 0;
+        a.coefficient_stride = per_group ? 0 : 1;
       }
       const auto seed = static_cast<uint64_t>(uniform(0.0, 1.0) * 9007199254740992.0);
       // An offset past 2^32 elements exercises the high index word of the key.
       stream = pau::rng::make_stream(seed, (uint64_t(1) << 32) + 12345, K);
-      problem.noise_base = noise_base.data();
-      problem.noise_scale = noise_scale.data();
       problem.stream = stream;
     }
+  }
+
+  Plan plan_of(bool noisy) const {
+    return pau::cuda::make_problem_plan(numel, c.groups, c.groups == 1 ? numel : c.run, c.m, c.n,
+                                        problem.dtype, noisy);
+  }
+
+  // alpha of group g, coefficient j, as the kernels read it.
+  double alpha(int64_t g, int j) const {
+    const auto& a = problem.alpha;
+    const int64_t at = g * a.group_stride + j * a.coefficient_stride;
+    return a.is_double ? alpha_double[at] : static_cast<double>(alpha_float[at]);
   }
 
   std::string label() const {
@@ -133,16 +156,16 @@ struct Runner {
     return d;
   }
 
-  KernelArgs args(const void* coefficients_num, const void* coefficients_den) const {
+  KernelArgs args(const Plan& plan, const void* coefficients_num,
+                  const void* coefficients_den) const {
     KernelArgs a{};
-    a.plan = problem.plan;
+    a.plan = plan;
     a.m = c.m;
     a.n = c.n;
     a.coefficients_double = c.coefficients_double;
     a.numerator = coefficients_num;
     a.denominator = coefficients_den;
-    a.noise_base = problem.noise_base;
-    a.noise_scale = problem.noise_scale;
+    a.alpha = problem.alpha;
     a.stream = problem.stream;
     return a;
   }
@@ -153,9 +176,11 @@ struct Runner {
   };
 
   // One forward and one backward with `max_blocks` blocks at most and the
-  // data `offset` elements past a 64-byte boundary.
+  // data `offset` elements past a 64-byte boundary. kWithNoise false on an
+  // RPAU runner: PAU's kernels, with PAU's plan, on the same data.
+  template <bool kWithNoise = kNoisy>
   Outputs run(unsigned int max_blocks, int offset) {
-    const Plan& plan = problem.plan;
+    const Plan plan = plan_of(kWithNoise);
     const S poison = from_double<S>(std::nan(""));
     Guarded<S> xb(numel, offset, poison), gb(numel, offset, poison);
     Guarded<S> yb(numel, offset, poison), gxb(numel, offset, poison);
@@ -174,24 +199,24 @@ struct Runner {
     constexpr int FM = 5, FN = 4;
     const bool fixed = c.m == FM && c.n == FN;
 
-    KernelArgs fa = args(cn, cd);
+    KernelArgs fa = args(plan, cn, cd);
     fa.x = xb.data();
     fa.out = yb.data();
     fa.vector = plan.vector_layout && aligned(fa.x) && aligned(fa.out);
     namespace d = pau::cuda::detail;
     if (plan.per_lane) {
       const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), false));
-      launch(fixed ? d::forward_per_lane<V, S, FM, FN, kNoisy>
-                   : d::forward_per_lane<V, S, -1, -1, kNoisy>,
+      launch(fixed ? d::forward_per_lane<V, S, FM, FN, kWithNoise>
+                   : d::forward_per_lane<V, S, -1, -1, kWithNoise>,
              grid, plan.threads, shared, fa);
     } else {
-      launch(fixed ? d::forward_broadcast<V, S, FM, FN, kNoisy>
-                   : d::forward_broadcast<V, S, -1, -1, kNoisy>,
+      launch(fixed ? d::forward_broadcast<V, S, FM, FN, kWithNoise>
+                   : d::forward_broadcast<V, S, -1, -1, kWithNoise>,
              grid, pau::cuda::kThreads, 0, fa);
     }
 
     Guarded<double> workspace(plan.workspace_elements(), 0, std::nan(""));
-    KernelArgs ba = args(cn, cd);
+    KernelArgs ba = args(plan, cn, cd);
     ba.grad = gb.data();
     ba.x = xb.data();
     ba.out = gxb.data();
@@ -199,12 +224,12 @@ struct Runner {
     ba.vector = plan.vector_layout && aligned(ba.grad) && aligned(ba.x) && aligned(ba.out);
     if (plan.per_lane) {
       const size_t shared = static_cast<size_t>(plan.shared_bytes(sizeof(T), true));
-      launch(fixed ? d::backward_per_lane<V, S, FM, FN, kNoisy>
-                   : d::backward_per_lane<V, S, -1, -1, kNoisy>,
+      launch(fixed ? d::backward_per_lane<V, S, FM, FN, kWithNoise>
+                   : d::backward_per_lane<V, S, -1, -1, kWithNoise>,
              grid, plan.threads, shared, ba);
     } else {
-      launch(fixed ? d::backward_broadcast<V, S, FM, FN, kNoisy>
-                   : d::backward_broadcast<V, S, -1, -1, kNoisy>,
+      launch(fixed ? d::backward_broadcast<V, S, FM, FN, kWithNoise>
+                   : d::backward_broadcast<V, S, -1, -1, kWithNoise>,
              grid, pau::cuda::kThreads, 0, ba);
     }
     Outputs out;
@@ -271,7 +296,8 @@ struct Runner {
         for (int j = 0; j < K; ++j) {
           const double u = pau::rng::uniform(stream, static_cast<uint64_t>(o), j);
           const double k = u / pau::rng::kUnit - 0.5;  // the level k, exactly
-          factor[j] = noise_base[group * K + j] + noise_scale[group * K + j] * k;
+          const double alpha_j = alpha(group, j);
+          factor[j] = pau::rng::factor_base(alpha_j) + pau::rng::factor_scale(alpha_j) * k;
           if (j <= c.m) {
             pa[j] = a[j] * factor[j];
           } else {
@@ -347,6 +373,76 @@ struct Runner {
              std::to_string(offset));
       }
     }
+    if constexpr (kNoisy) check_alpha_edges(first);
+  }
+
+  // RPAU only, after check(): `usable` are the results with this runner's alpha.
+  // alpha = 0: factors of exactly 1, so the outputs and grad_x are those of
+  // PAU's kernels bit for bit, and so are the coefficient gradients when the
+  // two plans tile alike (else within the sums' tolerance). An unusable alpha
+  // in one coefficient of one group: all that group's outputs and gradients
+  // are NaN, every other value is as with a usable alpha, bit for bit.
+  void check_alpha_edges(const Outputs& usable) {
+    const pau::cuda::Alpha saved = problem.alpha;
+    std::vector<double> table(static_cast<size_t>(c.groups * K), 0.0);
+    problem.alpha = {table.data(), true, K, 1};
+    const Outputs zero = run<true>(1u << 30, 0);
+    const Outputs pau = run<false>(1u << 30, 0);
+    ++checks;
+    bool same = true;
+    for (int64_t o = 0; o < numel && same; ++o) {
+      same = same_bits(zero.y[o], pau.y[o]) && same_bits(zero.grad_x[o], pau.grad_x[o]);
+    }
+    if (!same) fail(label() + ": alpha = 0 differs from PAU in y or grad_x");
+    const Plan a = plan_of(true), b = plan_of(false);
+    const bool alike = a.per_lane == b.per_lane && a.groups_per_tile == b.groups_per_tile &&
+                       a.columns == b.columns && a.rows_per_tile == b.rows_per_tile &&
+                       a.column_tiles == b.column_tiles && a.row_tiles == b.row_tiles &&
+                       a.threads == b.threads && a.lanes == b.lanes;
+    const double sum_tol = std::is_same_v<S, double> ? 1e-12 : 2e-5;
+    auto close = [&](const std::vector<double>& x, const std::vector<double>& y) {
+      if (alike) return x == y;
+      for (size_t i = 0; i < x.size(); ++i) {
+        if (!(std::fabs(x[i] - y[i]) <= sum_tol * (1.0 + std::fabs(y[i])))) return false;
+      }
+      return true;
+    };
+    if (!close(zero.grad_num, pau.grad_num) || !close(zero.grad_den, pau.grad_den)) {
+      fail(label() + ": alpha = 0 differs from PAU in the coefficient gradients" +
+           (alike ? " (same tiling: bitwise expected)" : ""));
+    }
+    // The last group gets alpha 1.5 for its first coefficient, and (G > 2)
+    // group 0 a NaN for its last one.
+    problem.alpha = saved;
+    for (int64_t g = 0; g < c.groups; ++g) {
+      for (int j = 0; j < K; ++j) table[g * K + j] = alpha(g, j);
+    }
+    problem.alpha = {table.data(), true, K, 1};
+    table[(c.groups - 1) * K] = 1.5;
+    if (c.groups > 2) table[K - 1] = std::nan("");
+    const auto bad = [&](int64_t g) { return g == c.groups - 1 || (c.groups > 2 && g == 0); };
+    const Outputs mixed = run<true>(1u << 30, 0);
+    const int64_t group_run = c.groups == 1 ? numel : c.run;
+    bool ok = true;
+    for (int64_t o = 0; o < numel && ok; ++o) {
+      if (bad((o / group_run) % c.groups)) {
+        ok = std::isnan(to_double(mixed.y[o])) && std::isnan(to_double(mixed.grad_x[o]));
+      } else {
+        ok = same_bits(mixed.y[o], usable.y[o]) && same_bits(mixed.grad_x[o], usable.grad_x[o]);
+      }
+    }
+    for (int64_t g = 0; g < c.groups && ok; ++g) {
+      for (int j = 0; j <= c.m && ok; ++j) {
+        const double got = mixed.grad_num[g * (c.m + 1) + j];
+        ok = bad(g) ? std::isnan(got) : got == usable.grad_num[g * (c.m + 1) + j];
+      }
+      for (int k = 0; k < c.n && ok; ++k) {
+        const double got = mixed.grad_den[g * c.n + k];
+        ok = bad(g) ? std::isnan(got) : got == usable.grad_den[g * c.n + k];
+      }
+    }
+    if (!ok) fail(label() + ": an unusable alpha is not confined to NaN in its own group");
+    problem.alpha = saved;
   }
 };
 

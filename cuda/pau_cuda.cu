@@ -8,7 +8,6 @@
 // cuBLAS/cuSPARSE headers): the stream, the device guard and error checks are
 // all c10's, and at::cuda::getCurrentCUDAStream is c10's function re-exported.
 #include <ATen/core/Tensor.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/cuda/CUDAException.h>
@@ -119,33 +118,26 @@ std::tuple<Tensor, Tensor, Tensor> backward_cuda(const Tensor& grad_output, cons
 // ---------------------------------------------------------------------------
 // RPAU
 
-// RPAU's noise factor tables, (G, m + 1 + n) doubles on x's device:
-// factor_j = base_j + scale_j * k_ij (counter_rng.h). alpha is read on
-// the host (one small copy): its range is checked as on the CPU, and alpha == 0
-// everywhere makes RPAU exactly PAU.
-struct DeviceNoise {
-  Tensor base;
-  Tensor scale;
-  bool zero = true;
+// alpha as the kernels read it (cuda::Alpha): float or double in x's device
+// memory, broadcast to (G, m + 1 + n) by strides. The glue never reads alpha
+// on the host, so an RPAU call never waits for the stream (and can be captured
+// in a CUDA graph); the kernels compute the noise tables from it, and a group
+// with an alpha outside [0, 1) gets NaN results (the CPU backend raises).
+// Half or bfloat16 alpha (a model.half()'d RPAU) goes through one small
+// conversion to double.
+struct KernelAlpha {
+  Tensor values;  // holds the conversion, if any, until the launch
+  cuda::Alpha alpha;
 
-  DeviceNoise(const Tensor& alpha, const PauArgs& args, const Tensor& x) {
-    const int64_t count = args.m + 1 + args.n;
-    const Tensor a =
-        alpha.to(at::kCPU, at::kDouble).expand({args.groups, count}).contiguous();
-    const double* values = a.const_data_ptr<double>();
-    Tensor host_base = at::empty({args.groups, count}, a.options());
-    Tensor host_scale = at::empty({args.groups, count}, a.options());
-    double* b = host_base.mutable_data_ptr<double>();
-    double* s = host_scale.mutable_data_ptr<double>();
-    for (int64_t i = 0; i < a.numel(); ++i) {
-      TORCH_CHECK_VALUE(values[i] >= 0.0 && values[i] < 1.0, "pau: alpha must be in [0, 1), got ",
-                        values[i]);
-      zero = zero && values[i] == 0.0;
-      b[i] = rng::factor_base(values[i]);
-      s[i] = rng::factor_scale(values[i]);
-    }
-    base = host_base.to(x.device());
-    scale = host_scale.to(x.device());
+  KernelAlpha(const Tensor& alpha_in, const PauArgs& args) {
+    const bool native =
+        alpha_in.scalar_type() == at::kFloat || alpha_in.scalar_type() == at::kDouble;
+    values = (native ? alpha_in : alpha_in.to(at::kDouble))
+                 .expand({args.groups, args.m + 1 + args.n});
+    alpha.values = values.const_data_ptr();
+    alpha.is_double = values.scalar_type() == at::kDouble;
+    alpha.group_stride = values.stride(0);
+    alpha.coefficient_stride = values.stride(1);
   }
 };
 
@@ -158,22 +150,13 @@ Tensor like_x(const Tensor& x, const Tensor& computed) {
 }
 
 cuda::Problem make_rpau_problem(const Tensor& xc, const Tensor& num, const Tensor& den,
-                                const PauArgs& args, const DeviceNoise& noise,
+                                const PauArgs& args, const KernelAlpha& alpha,
                                 const Tensor& seed_offset) {
   cuda::Problem p = make_problem(xc, num, den, args, /*noisy=*/true);
-  p.noise_base = noise.base.const_data_ptr<double>();
-  p.noise_scale = noise.scale.const_data_ptr<double>();
+  p.alpha = alpha.alpha;
   p.stream = stream_of(seed_offset, args.m + 1 + args.n);
   return p;
 }
-
-// alpha == 0: PAU's CUDA kernels, so results are PAU's bit for bit (as on the CPU).
-const c10::DispatchKeySet kCudaKeys(c10::DispatchKey::CUDA);
-
-using PauForwardSignature = Tensor(const Tensor&, const Tensor&, const Tensor&, c10::string_view,
-                                   int64_t);
-using PauBackwardSignature = std::tuple<Tensor, Tensor, Tensor>(
-    const Tensor&, const Tensor&, const Tensor&, const Tensor&, c10::string_view, int64_t);
 
 Tensor rpau_forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                          const Tensor& alpha, const Tensor& seed_offset, c10::string_view variant,
@@ -182,19 +165,13 @@ Tensor rpau_forward_cuda(const Tensor& x, const Tensor& numerator, const Tensor&
       check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant, dim);
   glue::check_cuda_inputs("pau: rpau_forward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const DeviceNoise noise(alpha, args, x);
-  if (noise.zero) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("pau::forward", "")
-                               .typed<PauForwardSignature>();
-    return op.redispatch(kCudaKeys, x, numerator, denominator, variant, dim);
-  }
   const Tensor xc = x.contiguous();
   Tensor out = at::empty_like(xc);
   if (xc.numel() == 0) return like_x(x, out);
   const Tensor num = kernel_coefficients(numerator);
   const Tensor den = kernel_coefficients(denominator);
-  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, noise, seed_offset);
+  const KernelAlpha kernel_alpha(alpha, args);
+  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, kernel_alpha, seed_offset);
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();
   C10_CUDA_CHECK(
       cuda::launch_forward(problem, xc.const_data_ptr(), out.mutable_data_ptr(), stream));
@@ -209,13 +186,6 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cuda(
                                                 seed_offset, variant, dim);
   glue::check_cuda_inputs("pau: rpau_backward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const DeviceNoise noise(alpha, args, x);
-  if (noise.zero) {
-    static const auto op = c10::Dispatcher::singleton()
-                               .findSchemaOrThrow("pau::backward", "")
-                               .typed<PauBackwardSignature>();
-    return op.redispatch(kCudaKeys, grad_output, x, numerator, denominator, variant, dim);
-  }
   const Tensor xc = x.contiguous();
   const Tensor grad = grad_output.contiguous();
   Tensor grad_x = at::empty_like(xc);
@@ -231,7 +201,8 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cuda(
   }
   const Tensor num = kernel_coefficients(numerator);
   const Tensor den = kernel_coefficients(denominator);
-  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, noise, seed_offset);
+  const KernelAlpha kernel_alpha(alpha, args);
+  const cuda::Problem problem = make_rpau_problem(xc, num, den, args, kernel_alpha, seed_offset);
   const Tensor workspace =
       at::empty({problem.plan.workspace_elements()}, xc.options().dtype(at::kDouble));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream(x.get_device()).stream();

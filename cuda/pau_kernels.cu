@@ -12,10 +12,11 @@ namespace pau {
 namespace cuda {
 namespace {
 
-bool noisy(const Problem& p) { return p.noise_base != nullptr; }
+bool noisy(const Problem& p) { return p.alpha.values != nullptr; }
 
 bool valid(const Problem& p) {
-  const bool noise_ok = noisy(p) ? p.noise_scale != nullptr && p.plan.tables == 3 &&
+  const bool noise_ok = noisy(p) ? p.plan.tables == 3 && p.alpha.group_stride >= 0 &&
+                                       p.alpha.coefficient_stride >= 0 &&
                                        p.stream.words == p.m + 1 + p.n
                                  : p.plan.tables == 1;
   return noise_ok && p.plan.numel > 0 && p.plan.tiles() > 0 && p.m >= 0 && p.n >= 0 &&
@@ -34,8 +35,7 @@ detail::KernelArgs kernel_args(const Problem& p) {
   args.coefficients_double = p.coefficients_double;
   args.numerator = p.numerator;
   args.denominator = p.denominator;
-  args.noise_base = p.noise_base;
-  args.noise_scale = p.noise_scale;
+  args.alpha = p.alpha;
   args.stream = p.stream;
   return args;
 }

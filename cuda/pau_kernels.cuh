@@ -68,21 +68,47 @@ __device__ __forceinline__ void load_coefficients(const KernelArgs& args, int64_
   }
 }
 
-// Rows [first, first + count) of a (G, K) table of doubles (RPAU's noise base
-// or scale) into table[(g - first) * K + k], in the compute type as on the CPU.
+// alpha of group g, coefficient j, in double.
+__device__ __forceinline__ double alpha_at(const Alpha& alpha, int64_t g, int j) {
+  const int64_t at = g * alpha.group_stride + j * alpha.coefficient_stride;
+  return alpha.is_double ? static_cast<const double*>(alpha.values)[at]
+                         : static_cast<double>(static_cast<const float*>(alpha.values)[at]);
+}
+
+// RPAU's noise rows of groups [first, first + count): base and scale of the
+// factor (counter_rng.h), computed in double from alpha as the CPU backend
+// computes its tables, then rounded to the compute type, into
+// base[(g - first) * K + j] and scale[...]. A group with an unusable alpha
+// (outside [0, 1), NaN) gets NaN rows, so that all its outputs and gradients
+// are NaN: the CPU backend raises there, which here would need a
+// device-to-host copy and a stream synchronisation on every call. (Each entry
+// checks its whole row: K loads of a few cached values, once per tile.)
 template <class T>
-__device__ __forceinline__ void load_noise_table(const double* source, int K, int64_t first,
-                                                 int64_t count, T* table) {
+__device__ __forceinline__ void load_noise_tables(const Alpha& alpha, int K, int64_t first,
+                                                  int64_t count, T* base, T* scale) {
   for (int64_t i = threadIdx.x; i < count * K; i += blockDim.x) {
-    table[i] = static_cast<T>(source[first * K + i]);
+    const int64_t local = i / K;
+    const int64_t g = first + local;
+    bool usable = true;
+    for (int j = 0; j < K; ++j) usable = usable && rng::alpha_usable(alpha_at(alpha, g, j));
+    const double a = alpha_at(alpha, g, static_cast<int>(i - local * K));
+    base[i] = static_cast<T>(usable ? rng::factor_base(a) : NAN);
+    scale[i] = static_cast<T>(usable ? rng::factor_scale(a) : NAN);
   }
 }
 
 // One rounding, like the CPU kernels' at::vec::fmadd of the noise factor.
+// multiply: a product nvcc may not contract into a later addition, so that a
+// factor of exactly 1 (alpha = 0) leaves the coefficient, and then the
+// result, exactly PAU's.
 #if defined(PAU_CUDA_EMULATION)
 template <class T>
 inline T fused_multiply_add(T a, T b, T c) {
   return std::fma(a, b, c);
+}
+template <class T>
+inline T multiply(T a, T b) {
+  return a * b;
 }
 #else
 __device__ __forceinline__ float fused_multiply_add(float a, float b, float c) {
@@ -91,6 +117,8 @@ __device__ __forceinline__ float fused_multiply_add(float a, float b, float c) {
 __device__ __forceinline__ double fused_multiply_add(double a, double b, double c) {
   return __fma_rn(a, b, c);
 }
+__device__ __forceinline__ float multiply(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double multiply(double a, double b) { return __dmul_rn(a, b); }
 #endif
 
 // RPAU: one element's perturbed coefficients a' = a * f, b' = b * f and the
@@ -120,9 +148,9 @@ __device__ __forceinline__ void perturb(const rng::Stream& stream, int64_t index
     return out.factor[j];
   };
 #pragma unroll kUnrollTerms<Deg>
-  for (int j = 0; j <= deg.m; ++j) out.a[j] = a[j] * factor(j);
+  for (int j = 0; j <= deg.m; ++j) out.a[j] = multiply(a[j], factor(j));
 #pragma unroll kUnrollTerms<Deg>
-  for (int q = 0; q < deg.n; ++q) out.b[q] = b[q] * factor(deg.m + 1 + q);
+  for (int q = 0; q < deg.n; ++q) out.b[q] = multiply(b[q], factor(deg.m + 1 + q));
 }
 
 // F(x) of one element, with RPAU's perturbation when kNoisy (base and scale:
@@ -247,8 +275,8 @@ __device__ __forceinline__ bool load_table(const KernelArgs& args, const Tile& t
   const int K = args.m + 1 + args.n;
   load_coefficients(args, tile.first_group, tile.group_count, shared.coefficients);
   if constexpr (kNoisy) {
-    load_noise_table(args.noise_base, K, tile.first_group, tile.group_count, shared.noise_base);
-    load_noise_table(args.noise_scale, K, tile.first_group, tile.group_count, shared.noise_scale);
+    load_noise_tables(args.alpha, K, tile.first_group, tile.group_count, shared.noise_base,
+                      shared.noise_scale);
   }
   __syncthreads();
   bool full = true;
@@ -308,8 +336,7 @@ __device__ __forceinline__ void load_group(const KernelArgs& args, int64_t group
   load_coefficients(args, group, 1, shared.coefficients);
   if constexpr (kNoisy) {
     const int K = args.m + 1 + args.n;
-    load_noise_table(args.noise_base, K, group, 1, shared.noise_base);
-    load_noise_table(args.noise_scale, K, group, 1, shared.noise_scale);
+    load_noise_tables(args.alpha, K, group, 1, shared.noise_base, shared.noise_scale);
   }
   __syncthreads();
   loaded = group;

@@ -27,6 +27,16 @@ inline int element_size(DType t) {
 // Half and bfloat16 compute in float, float64 in double.
 inline int compute_size(DType t) { return t == DType::float64 ? 8 : 4; }
 
+// RPAU's noise half-widths in device memory: alpha of group g and coefficient
+// j (a_0..a_m, then b_1..b_n) is values[g * group_stride + j *
+// coefficient_stride], float or double; a stride is 0 where alpha broadcasts.
+struct Alpha {
+  const void* values = nullptr;
+  bool is_double = false;
+  int64_t group_stride = 0;
+  int64_t coefficient_stride = 0;
+};
+
 // One call's problem. x, out, grad, grad_x are dense in the same memory
 // order (see tiling.h); the coefficients are contiguous (G, m + 1) and (G, n)
 // arrays of float (coefficients_double false) or double.
@@ -38,15 +48,15 @@ struct Problem {
   bool coefficients_double = false;
   const void* numerator = nullptr;
   const void* denominator = nullptr;
-  // RPAU when noise_base is set (PAU kernels otherwise): coefficient j of the
-  // element with logical index i (x contiguous) is multiplied by
-  // noise_base[g][j] + noise_scale[g][j] * k_ij, with k_ij the level of the counter
-  // hash of counter_rng.h for `stream`, the CPU kernels' noise bit for bit.
-  // Tables (G, m + 1 + n) of doubles, a_0..a_m then b_1..b_n (see
-  // rng::factor_base / factor_scale); the plan must come from
-  // make_problem_plan(..., noisy = true).
-  const double* noise_base = nullptr;
-  const double* noise_scale = nullptr;
+  // RPAU when alpha.values is set (PAU kernels otherwise): coefficient j of
+  // group g is multiplied, for the element with logical index i (x
+  // contiguous), by base(alpha_gj) + scale(alpha_gj) * k_ij (rng::factor_base,
+  // factor_scale), with k_ij the level of the counter hash of counter_rng.h for
+  // `stream`: the CPU kernels' noise bit for bit. The kernels read alpha
+  // themselves, so the glue never copies it to the host; an alpha_gj outside
+  // [0, 1) makes that group's results NaN (rng::alpha_usable). The plan must
+  // come from make_problem_plan(..., noisy = true).
+  Alpha alpha;
   rng::Stream stream{};
   Plan plan;
   // Upper bound for the grid (blocks loop over tiles); 0: one block per tile.

@@ -27,8 +27,7 @@ struct KernelArgs {
   const void* x;
   void* out;                // forward: F(x); backward: grad_x
   double* workspace;        // backward only: (tiles, groups_per_tile, K)
-  const double* noise_base;   // RPAU kernels only: (G, K), see Problem
-  const double* noise_scale;  // (G, K)
+  Alpha alpha;              // RPAU kernels only, see Problem
   rng::Stream stream;
 };
 

@@ -489,11 +489,16 @@ def test_rpau_deterministic_layouts_and_zero_alpha():
     other = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha,
                                        SEED_OFFSET + torch.tensor([0, 1]), "safe", 1)
     assert not torch.equal(other, y)
-    # alpha == 0 is PAU, bit for bit.
+    # alpha == 0: the RPAU kernels with factors of exactly 1 are PAU's kernels bit for
+    # bit; these runs of 400 elements use the same (broadcast) tiles, so the
+    # coefficient gradients are summed in the same order too.
     zero = torch.zeros((), device="cuda")
-    assert torch.equal(
-        torch.ops.pau.rpau_forward(x, numerator, denominator, zero, SEED_OFFSET, "safe", 1),
-        torch.ops.pau.forward(x, numerator, denominator, "safe", 1))
+    rpau_zero = rpau_run(x, numerator, denominator, zero, "safe", 1, grad)
+    xg, ng, dg = (t.detach().clone().requires_grad_() for t in (x, numerator, denominator))
+    y_pau = torch.ops.pau.forward(xg, ng, dg, "safe", 1)
+    pau_results = (y_pau.detach(), *torch.autograd.grad(y_pau, (xg, ng, dg), grad))
+    for got, want in zip(rpau_zero, pau_results):
+        assert torch.equal(got, want)
 
 
 @requires_cuda
@@ -521,9 +526,57 @@ def test_rpau_errors_on_cuda():
     with pytest.raises(RuntimeError, match="seed_offset must be a CPU tensor"):
         torch.ops.pau.rpau_forward(x, numerator, denominator, torch.tensor(0.1, device="cuda"),
                                    SEED_OFFSET.cuda(), "safe", 1)
-    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
-        torch.ops.pau.rpau_forward(x, numerator, denominator, torch.tensor(1.5, device="cuda"),
+    with pytest.raises(ValueError, match="alpha must be a scalar or broadcastable"):
+        torch.ops.pau.rpau_forward(x, numerator, denominator, torch.zeros(7, device="cuda"),
                                    SEED_OFFSET, "safe", 1)
+
+
+@requires_cuda
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_rpau_unusable_alpha_gives_nan_for_its_group_only(bad):
+    """CUDA never reads alpha on the host (no stream synchronisation): a group with an alpha
+    outside [0, 1) gets NaN outputs and gradients, the other groups the results of a usable
+    alpha bit for bit. The CPU raises; the module checks alpha when built and loaded."""
+    x = make_x((4, 6, 5, 7)).cuda()  # 3 groups of 2 channels
+    numerator, denominator = (t.cuda() for t in coefficients(3))
+    grad = torch.randn(x.shape, device="cuda")
+    usable = torch.full((3, 10), 0.2, device="cuda")
+    unusable = usable.clone()
+    unusable[1, 4] = bad
+    want = rpau_run(x, numerator, denominator, usable, "safe", 1, grad)
+    got = rpau_run(x, numerator, denominator, unusable, "safe", 1, grad)
+    in_group = (torch.arange(6, device="cuda") // 2 == 1).view(1, 6, 1, 1).expand(x.shape)
+    for g, w in zip(got[:2], want[:2]):  # forward, grad_x
+        assert torch.isnan(g[in_group]).all()
+        assert torch.equal(g[~in_group], w[~in_group])
+    for g, w in zip(got[2:], want[2:]):  # coefficient gradients, (3, m + 1) and (3, n)
+        assert torch.isnan(g[1]).all()
+        assert torch.equal(g[[0, 2]], w[[0, 2]])
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        torch.ops.pau.rpau_forward(x.cpu(), numerator.cpu(), denominator.cpu(), unusable.cpu(),
+                                   SEED_OFFSET, "safe", 1)
+
+
+@requires_cuda
+@pytest.mark.parametrize("alpha", [
+    torch.tensor(0.2),                                      # scalar: strides (0, 0)
+    torch.linspace(0.0, 0.3, 10, dtype=torch.float64),      # per coefficient: (0, 1)
+    torch.tensor([[0.1], [0.3], [0.0]]),                    # per group: (1, 0)
+    torch.rand(10, 3, dtype=torch.float64).mul(0.3).t(),    # (G, K) transposed: (1, 3)
+    torch.tensor(0.2, dtype=torch.bfloat16),                # converted to double first
+], ids=["scalar", "per-coefficient", "per-group", "transposed", "bfloat16"])
+def test_rpau_alpha_layouts_match_cpu(alpha):
+    """The kernels read alpha through its broadcast strides, float or double, as given."""
+    x = make_x((4, 6, 5, 7))
+    numerator, denominator = coefficients(3)
+    grad = torch.randn(x.shape, dtype=torch.float64).float()
+    cpu = rpau_run(x, numerator, denominator, alpha, "safe", 1, grad)
+    cuda = rpau_run(x.cuda(), numerator.cuda(), denominator.cuda(), alpha.cuda(), "safe", 1,
+                    grad.cuda())
+    names = ("forward", "grad_x", "grad_numerator", "grad_denominator")
+    for i, name in enumerate(names):
+        tolerance = TOLERANCES[torch.float32] if i < 2 else SUM_TOLERANCES[torch.float32]
+        assert_close_scaled(cuda[i], cpu[i], tolerance, f"RPAU alpha {name}")
 
 
 @requires_cuda

@@ -391,3 +391,20 @@ def test_module_state_dict_and_repr():
     other.load_state_dict(act.state_dict())
     assert torch.equal(other.alpha, act.alpha)
     assert "alpha=0.01" in repr(pau.RPAU())
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.01, float("nan"), float("inf")])
+def test_loading_an_unusable_alpha_raises(bad):
+    # The CUDA operator never reads alpha on the host, so the module checks a
+    # loaded alpha itself; the module keeps its old alpha.
+    act = pau.RPAU(groups=2, alpha=torch.full((10,), 0.02))
+    state = act.state_dict()
+    state["alpha"] = state["alpha"].clone()
+    state["alpha"][3] = bad
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        act.load_state_dict(state)
+    assert torch.equal(act.alpha, torch.full((10,), 0.02))
+    # Inside a parent module the prefixed key is checked too.
+    parent = torch.nn.Sequential(torch.nn.Identity(), pau.RPAU(groups=2, alpha=torch.zeros(10)))
+    with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
+        parent.load_state_dict({f"1.{k}": v for k, v in state.items()})

@@ -107,7 +107,10 @@ class RPAU(PAU):
         degrees, variant, init, groups, dim: as for :class:`PAU`.
         alpha: noise half-width, in [0, 1): a float, or a tensor broadcastable to
             (groups, m+1+n) (per coefficient a_0..a_m, b_1..b_n, optionally per
-            group). Kept as a buffer (saved in the state_dict, not trained).
+            group). Kept as a buffer (saved in the state_dict, not trained) and
+            checked here and when a state_dict is loaded. The CPU operator
+            raises for an alpha outside [0, 1); the CUDA one never reads alpha
+            on the host (no synchronisation) and gives NaN for such a group.
     """
 
     def __init__(
@@ -127,6 +130,16 @@ class RPAU(PAU):
         self.register_buffer(
             "alpha", alpha_t.to(device=device, dtype=dtype or torch.get_default_dtype())
         )
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        # The CUDA operator never reads alpha on the host (no stream
+        # synchronisation per call) and turns an unusable alpha into NaN
+        # results: a loaded alpha is checked here, once, with a clear error.
+        alpha = state_dict.get(prefix + "alpha")
+        if isinstance(alpha, Tensor):
+            m, n = self.degrees
+            _alpha_tensor(alpha, self.groups, m + 1 + n)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training:
