@@ -7,6 +7,7 @@
 #include "pau_kernels.cuh"
 #include "pau_kernels.h"
 #include "pau_launch.h"
+#include "storage_types.h"
 
 namespace pau {
 namespace cuda {
@@ -43,30 +44,17 @@ detail::KernelArgs kernel_args(const Problem& p) {
 template <bool kNoisy>
 cudaError_t forward_for_dtype(const Problem& p, const detail::KernelArgs& args,
                               unsigned int blocks, cudaStream_t stream) {
-  switch (p.dtype) {
-    case DType::float32: return detail::launch_forward_typed<float, kNoisy>(p, args, blocks, stream);
-    case DType::float64: return detail::launch_forward_typed<double, kNoisy>(p, args, blocks, stream);
-    case DType::float16: return detail::launch_forward_typed<__half, kNoisy>(p, args, blocks, stream);
-    case DType::bfloat16:
-      return detail::launch_forward_typed<__nv_bfloat16, kNoisy>(p, args, blocks, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_storage_type(p.dtype, [&](auto storage) {
+    return detail::launch_forward_typed<decltype(storage), kNoisy>(p, args, blocks, stream);
+  });
 }
 
 template <bool kNoisy>
 cudaError_t backward_for_dtype(const Problem& p, const detail::KernelArgs& args,
                                unsigned int blocks, cudaStream_t stream) {
-  switch (p.dtype) {
-    case DType::float32:
-      return detail::launch_backward_typed<float, kNoisy>(p, args, blocks, stream);
-    case DType::float64:
-      return detail::launch_backward_typed<double, kNoisy>(p, args, blocks, stream);
-    case DType::float16:
-      return detail::launch_backward_typed<__half, kNoisy>(p, args, blocks, stream);
-    case DType::bfloat16:
-      return detail::launch_backward_typed<__nv_bfloat16, kNoisy>(p, args, blocks, stream);
-  }
-  return cudaErrorInvalidValue;
+  return with_storage_type(p.dtype, [&](auto storage) {
+    return detail::launch_backward_typed<decltype(storage), kNoisy>(p, args, blocks, stream);
+  });
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "pwlu_kernels.cuh"
 #include "pwlu_kernels.h"
+#include "storage_types.h"
 
 namespace pau {
 namespace cuda {
@@ -35,18 +36,20 @@ detail::PwluKernelArgs kernel_args(const PwluProblem& p) {
 }
 
 template <class S>
-void forward_typed(const PwluProblem& p, const detail::PwluKernelArgs& args, cudaStream_t stream) {
+cudaError_t forward_typed(const PwluProblem& p, const detail::PwluKernelArgs& args,
+                          cudaStream_t stream) {
   const unsigned int blocks = grid_blocks(p.plan, p.max_blocks);
   if (p.plan.per_lane) {
     detail::pwlu_forward_per_lane<S><<<blocks, pwlu_threads(p.plan), 0, stream>>>(args);
   } else {
     detail::pwlu_forward_broadcast<S><<<blocks, kThreads, 0, stream>>>(args);
   }
+  return cudaGetLastError();
 }
 
 template <class S>
-void backward_typed(const PwluProblem& p, const detail::PwluKernelArgs& args,
-                    cudaStream_t stream) {
+cudaError_t backward_typed(const PwluProblem& p, const detail::PwluKernelArgs& args,
+                           cudaStream_t stream) {
   const unsigned int blocks = grid_blocks(p.plan, p.max_blocks);
   const auto shared = static_cast<size_t>(
       pwlu_backward_shared_bytes(p.plan, p.intervals, static_cast<int>(sizeof(detail::compute_t<S>))));
@@ -54,18 +57,6 @@ void backward_typed(const PwluProblem& p, const detail::PwluKernelArgs& args,
     detail::pwlu_backward_per_lane<S><<<blocks, pwlu_threads(p.plan), shared, stream>>>(args);
   } else {
     detail::pwlu_backward_broadcast<S><<<blocks, kThreads, shared, stream>>>(args);
-  }
-}
-
-// Calls f(storage tag) for the problem's dtype.
-template <class F>
-cudaError_t for_dtype(DType dtype, F&& f) {
-  switch (dtype) {
-    case DType::float32: f(float()); break;
-    case DType::float64: f(double()); break;
-    case DType::float16: f(__half()); break;
-    case DType::bfloat16: f(__nv_bfloat16()); break;
-    default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -105,7 +96,9 @@ cudaError_t launch_pwlu_forward(const PwluProblem& p, const void* x, void* out,
   args.x = x;
   args.out = out;
   args.vector = p.plan.vector_layout && items_aligned(p.plan, {x, out});
-  return for_dtype(p.dtype, [&](auto tag) { forward_typed<decltype(tag)>(p, args, stream); });
+  return with_storage_type(p.dtype, [&](auto storage) {
+    return forward_typed<decltype(storage)>(p, args, stream);
+  });
 }
 
 cudaError_t launch_pwlu_backward(const PwluProblem& p, const void* grad, const void* x,
@@ -124,7 +117,9 @@ cudaError_t launch_pwlu_backward(const PwluProblem& p, const void* grad, const v
   // the results do not depend on it.
   args.vector = p.plan.vector_layout && items_aligned(p.plan, {grad, x, grad_x});
   const cudaError_t error =
-      for_dtype(p.dtype, [&](auto tag) { backward_typed<decltype(tag)>(p, args, stream); });
+      with_storage_type(p.dtype, [&](auto storage) {
+        return backward_typed<decltype(storage)>(p, args, stream);
+      });
   if (error != cudaSuccess) return error;
   const int K = pwlu_gradient_entries(p.intervals);
   int64_t blocks = p.plan.groups * K;

@@ -496,3 +496,48 @@ def pwlu_parameters(
     )
     slopes = torch.randn(groups, 2, generator=gen, dtype=torch.float64)
     return points.to(dtype), bounds.to(dtype), slopes.to(dtype)
+
+
+# (shape, dim, groups, channels_last) of the CPU operator tests: one group; per
+# channel; groups of several channels; channels-last per channel; (batch,
+# tokens, C) per channel and in groups; a 1-d tensor.
+OP_LAYOUTS = [
+    ((4, 6, 5, 7), 1, 1, False),
+    ((4, 6, 5, 7), 1, 6, False),
+    ((4, 6, 5, 7), 1, 3, False),
+    ((4, 6, 5, 7), 1, 6, True),
+    ((2, 9, 48), -1, 48, False),
+    ((2, 9, 48), -1, 4, False),
+    ((129,), 0, 1, False),
+]
+
+
+def layout_x(
+    shape: Sequence[int],
+    dtype: torch.dtype = torch.float64,
+    channels_last: bool = False,
+    seed: int = 1,
+    scale: float = 2.0,
+) -> Tensor:
+    """Standard-normal inputs times ``scale``, drawn in float64, cast, channels-last on request."""
+    generator = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=generator, dtype=torch.float64) * scale).to(dtype)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def check_script_module_in_fresh_process(
+    scripted: torch.jit.ScriptModule, model: torch.nn.Module, x: Tensor, tmp_path: Path
+) -> None:
+    """Saves ``scripted``; a fresh interpreter loads it with ``import pau`` alone, reproduces
+    ``model(x)`` and backpropagates into every parameter."""
+    path = tmp_path / "model.pt"
+    scripted.save(str(path))
+    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
+    run_python(f"""
+        import torch, pau
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        model = torch.jit.load({str(path)!r})
+        torch.testing.assert_close(model(io["x"]), io["y"])
+        model(io["x"]).sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+    """)

@@ -80,3 +80,24 @@ def test_operator_without_a_kernel_is_skipped(monkeypatch):
         torch.device("cpu"), ["float32"], [2**16], 0.001, False, logged.append, ops=["pwlu"]
     )
     assert cases == [] and logged == ["pwlu: no cpu kernel, skipped"]
+
+
+def test_a_case_that_runs_out_of_memory_is_skipped_not_fatal(monkeypatch):
+    # At 2^28 elements the eager reference may not fit in a GPU's memory: that case goes,
+    # with a line, and the others are measured and reported.
+    def reference_out_of_memory(op, x, parameters, compile_reference):
+        fns = original(op, x, parameters, compile_reference)
+        fns["reference"] = lambda t: (_ for _ in ()).throw(torch.OutOfMemoryError("no memory"))
+        return fns
+
+    original = bench.op_callables
+    monkeypatch.setattr(bench, "op_callables", reference_out_of_memory)
+    lines = []
+    cases = bench.run(torch.device("cpu"), ["float32"], [2**16], 0.001, False, lines.append,
+                      ops=["pau"])
+    impls = {(c.impl, c.direction) for c in cases}
+    assert ("pau", "forward") in impls and ("pau", "forward_backward") in impls
+    assert not any(impl == "reference" for impl, _ in impls)
+    assert "reference forward: out of memory, skipped" in lines
+    assert "reference forward_backward: out of memory, skipped" in lines
+    assert all("reference is" not in line for line in bench.summary(cases, "cpu"))

@@ -16,26 +16,11 @@ from pathlib import Path
 import pau
 import pytest
 import torch
+from conftest import OP_LAYOUTS as LAYOUTS
+from conftest import check_script_module_in_fresh_process
+from conftest import layout_x as make_x
 from conftest import preset_like_coefficients as coefficients
 from pau.reference import VARIANTS, pau_reference
-
-LAYOUTS = [
-    # (shape, dim, groups, channels_last)
-    ((4, 6, 5, 7), 1, 1, False),
-    ((4, 6, 5, 7), 1, 6, False),
-    ((4, 6, 5, 7), 1, 3, False),
-    ((4, 6, 5, 7), 1, 6, True),
-    ((2, 9, 48), -1, 48, False),
-    ((2, 9, 48), -1, 4, False),
-    ((129,), 0, 1, False),
-]
-
-
-
-def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2
-    x = x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -305,18 +290,7 @@ def test_torchscript_save_load_in_fresh_process(tmp_path, mode):
                                 pau.PAU(groups=1, variant="safe"))
     x = torch.randn(2, 2, 5, 5)
     scripted = torch.jit.script(model) if mode == "script" else torch.jit.trace(model, x)
-    path = tmp_path / "model.pt"
-    scripted.save(str(path))
-    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import torch, pau
-        io = torch.load({str(tmp_path / 'io.pt')!r})
-        model = torch.jit.load({str(path)!r})
-        torch.testing.assert_close(model(io["x"]), io["y"])
-        model(io["x"]).sum().backward()
-        assert all(p.grad is not None for p in model.parameters())
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True)
+    check_script_module_in_fresh_process(scripted, model, x, tmp_path)
 
 
 def test_errors_name_the_problem():

@@ -16,26 +16,15 @@ from pathlib import Path
 import pau
 import pytest
 import torch
+from conftest import OP_LAYOUTS as LAYOUTS
+from conftest import check_script_module_in_fresh_process, layout_x
 from conftest import pwlu_parameters as parameters
 from pau.pwlu import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
-LAYOUTS = [
-    # (shape, dim, groups, channels_last)
-    ((4, 6, 5, 7), 1, 1, False),
-    ((4, 6, 5, 7), 1, 6, False),
-    ((4, 6, 5, 7), 1, 3, False),
-    ((4, 6, 5, 7), 1, 6, True),
-    ((2, 9, 48), -1, 48, False),
-    ((2, 9, 48), -1, 4, False),
-    ((129,), 0, 1, False),
-]
-
 
 def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2.5
-    x = x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return layout_x(shape, dtype, channels_last, seed, scale=2.5)
 
 
 def op_and_reference_grads(x, points, bounds, slopes, dim, grad=None):
@@ -559,19 +548,7 @@ def test_torchscript_save_load_in_fresh_process(tmp_path):
         torch.nn.Conv2d(2, 4, 1), pau.PWLU(groups=4, num_points=5), pau.PWLU(init="leaky_relu")
     )
     x = torch.randn(2, 2, 5, 5)
-    scripted = torch.jit.script(model)
-    path = tmp_path / "model.pt"
-    scripted.save(str(path))
-    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import torch, pau
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        model = torch.jit.load({str(path)!r})
-        torch.testing.assert_close(model(io["x"]), io["y"])
-        model(io["x"]).sum().backward()
-        assert all(p.grad is not None for p in model.parameters())
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True)
+    check_script_module_in_fresh_process(torch.jit.script(model), model, x, tmp_path)
 
 
 def test_errors_name_the_problem():

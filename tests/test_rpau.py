@@ -9,6 +9,7 @@ import textwrap
 import pau
 import pytest
 import torch
+from conftest import layout_x as make_x
 from pau.reference import VARIANTS, pau_reference, rpau_reference
 from pau.rpau import noise as rpau_noise
 
@@ -34,10 +35,6 @@ def coefficients(groups: int, variant: str = "safe", dtype=torch.float64, seed: 
     return numerator.to(dtype), denominator.to(dtype)
 
 
-def make_x(shape, dtype=torch.float64, channels_last=False, seed: int = 1):
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 2
-    x = x.to(dtype)
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def alpha_of(value, dtype=torch.float64):

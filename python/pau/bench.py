@@ -116,15 +116,43 @@ def measure(fn: Callable[[], object], device: torch.device, min_run_time: float)
     return timer.blocked_autorange(min_run_time=min_run_time).median
 
 
+def runnable(
+    fns: dict[tuple[str, str], Callable[[], object]],
+    device: torch.device,
+    log: Callable[[str], None] = print,
+) -> dict[tuple[str, str], Callable[[], object]]:
+    """The callables that run once without exhausting the device's memory.
+
+    The eager reference keeps a dozen temporaries of x's size (more for its
+    backward): at 2^28 elements that can exceed a GPU's memory, and the case
+    is then skipped, with a line, instead of ending the whole run.
+    """
+    kept = {}
+    for key, fn in fns.items():
+        try:
+            fn()
+        except torch.OutOfMemoryError:
+            log(f"{key[0]} {key[1]}: out of memory, skipped")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            continue
+        kept[key] = fn
+    return kept
+
+
 def measure_interleaved(
-    fns: dict[tuple[str, str], Callable[[], object]], device: torch.device, min_run_time: float
+    fns: dict[tuple[str, str], Callable[[], object]],
+    device: torch.device,
+    min_run_time: float,
+    log: Callable[[str], None] = print,
 ) -> dict[tuple[str, str], float]:
-    """Best median of ROUNDS rounds, each timing every callable once.
+    """Best median of ROUNDS rounds, each timing every callable once (see :func:`runnable`).
 
     Interleaving makes a burst of load from other processes hit all callables
     alike instead of one, so the ratios stay meaningful on a shared machine.
     """
     best: dict[tuple[str, str], float] = {}
+    fns = runnable(fns, device, log)
     for _ in range(ROUNDS):
         for key, fn in fns.items():
             seconds = measure(fn, device, min_run_time / ROUNDS)
@@ -257,7 +285,7 @@ def run_op(
                             t.grad = None
 
                     calls[(impl, "forward_backward")] = step
-                times = measure_interleaved(calls, device, min_run_time)
+                times = measure_interleaved(calls, device, min_run_time, log)
                 for (impl, direction), seconds in times.items():
                     relu = times[("relu", direction)]
                     case = Case(
