@@ -21,7 +21,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import preset_like_coefficients
+from conftest import BASIC_LAYOUTS, preset_like_coefficients
 from pau.reference import VARIANTS, pau_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +30,11 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUD
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DEGREES = [(5, 4), (3, 3), (8, 7), (16, 16)]
-# (shape, dim, groups, channels_last): one group; per channel with short runs
-# (per-lane tiles) and long runs (broadcast tiles); groups of several
-# channels; channels-last per channel; (batch, tokens, C) per channel and in
-# groups; many groups (several per-lane column tiles); runs longer than one
-# broadcast tile.
+# conftest's layouts (short runs: per-lane tiles), then per channel with long
+# runs (broadcast tiles), many groups (several per-lane column tiles) and runs
+# longer than one broadcast tile.
 LAYOUTS = [
-    ((4, 6, 5, 7), 1, 1, False),
-    ((4, 6, 5, 7), 1, 6, False),
-    ((4, 6, 5, 7), 1, 3, False),
-    ((4, 6, 5, 7), 1, 6, True),
-    ((2, 9, 48), -1, 48, False),
-    ((2, 9, 48), -1, 4, False),
+    *BASIC_LAYOUTS,
     ((2, 8, 32, 32), 1, 8, False),
     ((5, 7, 300), -1, 300, False),
     ((2, 4, 130, 130), 1, 2, False),

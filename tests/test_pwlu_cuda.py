@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional
 import pau
 import pytest
 import torch
-from conftest import compute_dtype, pwlu_parameters
+from conftest import BASIC_LAYOUTS, compute_dtype, pwlu_parameters
 from pau.reference import pwlu_reference
 from torch import Tensor
 
@@ -46,19 +46,13 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUD
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-# (shape, dim, groups, channels_last): one group; per channel with short runs
-# (per-lane tiles) and long runs (broadcast tiles); groups of several
-# channels; channels-last per channel; (batch, tokens, C) per channel and in
-# groups; many groups; runs longer than one broadcast tile.
+# conftest's layouts (short runs: per-lane tiles), then per channel with long
+# runs (broadcast tiles), also channels-last, many groups and runs longer than
+# one broadcast tile.
 LAYOUTS = [
-    ((4, 6, 5, 7), 1, 1, False),
-    ((4, 6, 5, 7), 1, 6, False),
-    ((4, 6, 5, 7), 1, 3, False),
-    ((4, 6, 5, 7), 1, 6, True),
+    *BASIC_LAYOUTS,
     ((2, 8, 32, 32), 1, 8, False),
     ((2, 8, 32, 32), 1, 8, True),
-    ((2, 9, 48), -1, 48, False),
-    ((2, 9, 48), -1, 4, False),
     ((5, 7, 300), -1, 300, False),
     ((2, 4, 130, 130), 1, 2, False),
 ]
