@@ -124,9 +124,15 @@ struct Runner {
     }
   }
 
+  // Coefficient gradients: sums accumulated in the compute type per thread.
+  static constexpr double kSumTolerance = std::is_same_v<S, double> ? 1e-12 : 2e-5;
+
+  // Elements per group run: one group covers the whole tensor.
+  int64_t group_run() const { return c.groups == 1 ? numel : c.run; }
+
   Plan plan_of(bool noisy) const {
-    return pau::cuda::make_problem_plan(numel, c.groups, c.groups == 1 ? numel : c.run, c.m, c.n,
-                                        problem.dtype, noisy);
+    return pau::cuda::make_problem_plan(numel, c.groups, group_run(), c.m, c.n, problem.dtype,
+                                        noisy);
   }
 
   // alpha of group g, coefficient j, as the kernels read it.
@@ -274,18 +280,15 @@ struct Runner {
                        : std::is_same_v<S, float>          ? 3e-5
                        : std::is_same_v<S, __half>         ? 2e-3
                                                            : 1.6e-2;
-    // Coefficient gradients: sums accumulated in the compute type per thread.
-    const double sum_tol = std::is_same_v<S, double> ? 1e-12 : 2e-5;
     const Outputs first = run(1u << 30, 0);
     ++checks;
 
     // float64 reference of the same per-element math.
     std::vector<double> ref_num(num.size(), 0.0), ref_den(den.size(), 0.0);
     std::vector<double> abs_num(num.size(), 0.0), abs_den(den.size(), 0.0);
-    const int64_t group_run = c.groups == 1 ? numel : c.run;
     int bad_values = 0;
     for (int64_t o = 0; o < numel; ++o) {
-      const int64_t group = (o / group_run) % c.groups;
+      const int64_t group = (o / group_run()) % c.groups;
       const double* a = &num[group * (c.m + 1)];
       const double* b = c.n ? &den[group * c.n] : nullptr;
       // RPAU: c' = c * f, f_j = base_j + scale_j * k_oj, o the logical index.
@@ -348,7 +351,7 @@ struct Runner {
       for (size_t i = 0; i < want.size(); ++i) {
         // Float coefficients get float gradients: one more rounding.
         const double rounding = c.coefficients_double ? 0.0 : 1.2e-7 * std::fabs(want[i]);
-        if (!(std::fabs(got[i] - want[i]) <= sum_tol * scale[i] + rounding + 1e-300)) {
+        if (!(std::fabs(got[i] - want[i]) <= kSumTolerance * scale[i] + rounding + 1e-300)) {
           std::printf("  %s[%zu]: %.12g want %.12g (sum |terms| %.3g)\n", what, i, got[i],
                       want[i], scale[i]);
           fail(label() + ": " + what);
@@ -399,11 +402,10 @@ struct Runner {
                        a.columns == b.columns && a.rows_per_tile == b.rows_per_tile &&
                        a.column_tiles == b.column_tiles && a.row_tiles == b.row_tiles &&
                        a.threads == b.threads && a.lanes == b.lanes;
-    const double sum_tol = std::is_same_v<S, double> ? 1e-12 : 2e-5;
     auto close = [&](const std::vector<double>& x, const std::vector<double>& y) {
       if (alike) return x == y;
       for (size_t i = 0; i < x.size(); ++i) {
-        if (!(std::fabs(x[i] - y[i]) <= sum_tol * (1.0 + std::fabs(y[i])))) return false;
+        if (!(std::fabs(x[i] - y[i]) <= kSumTolerance * (1.0 + std::fabs(y[i])))) return false;
       }
       return true;
     };
@@ -422,10 +424,9 @@ struct Runner {
     if (c.groups > 2) table[K - 1] = std::nan("");
     const auto bad = [&](int64_t g) { return g == c.groups - 1 || (c.groups > 2 && g == 0); };
     const Outputs mixed = run<true>(1u << 30, 0);
-    const int64_t group_run = c.groups == 1 ? numel : c.run;
     bool ok = true;
     for (int64_t o = 0; o < numel && ok; ++o) {
-      if (bad((o / group_run) % c.groups)) {
+      if (bad((o / group_run()) % c.groups)) {
         ok = std::isnan(to_double(mixed.y[o])) && std::isnan(to_double(mixed.grad_x[o]));
       } else {
         ok = same_bits(mixed.y[o], usable.y[o]) && same_bits(mixed.grad_x[o], usable.grad_x[o]);

@@ -17,7 +17,7 @@ import pau
 import pytest
 import torch
 from conftest import OP_LAYOUTS as LAYOUTS
-from conftest import check_script_module_in_fresh_process, layout_x
+from conftest import check_script_module_in_fresh_process, layout_x, opcheck_pwlu
 from conftest import pwlu_parameters as parameters
 from pau.pwlu import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
@@ -102,14 +102,7 @@ def test_gradcheck(groups, intervals):
 def test_opcheck():
     x = make_x((2, 6, 5), dtype=torch.float32)
     points, bounds, slopes = parameters(3, 8, dtype=torch.float32)
-    torch.library.opcheck(
-        torch.ops.pau.pwlu_forward,
-        (x, points.requires_grad_(), bounds.requires_grad_(), slopes.requires_grad_(), 1),
-    )
-    grad = torch.randn_like(x)
-    torch.library.opcheck(
-        torch.ops.pau.pwlu_backward, (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1)
-    )
+    opcheck_pwlu(x, points, bounds, slopes)
 
 
 def test_breakpoints_and_bounds_exactly():

@@ -38,7 +38,7 @@ from typing import NamedTuple, Optional
 import pau
 import pytest
 import torch
-from conftest import BASIC_LAYOUTS, compute_dtype, pwlu_parameters
+from conftest import BASIC_LAYOUTS, compute_dtype, opcheck_pwlu, pwlu_parameters
 from pau.reference import pwlu_reference
 from torch import Tensor
 
@@ -447,14 +447,7 @@ def test_gradcheck(groups, intervals, dim):
 def test_opcheck(dtype):
     points, bounds, slopes = (t.cuda() for t in pwlu_parameters(3, 8, torch.float32))
     x = pwlu_x((2, 6, 5), bounds.cpu(), 8, 1, dtype).cuda()
-    torch.library.opcheck(
-        torch.ops.pau.pwlu_forward,
-        (x, points.requires_grad_(), bounds.requires_grad_(), slopes.requires_grad_(), 1),
-    )
-    grad = torch.randn_like(x)
-    torch.library.opcheck(
-        torch.ops.pau.pwlu_backward, (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1)
-    )
+    opcheck_pwlu(x, points, bounds, slopes)
 
 
 @requires_cuda
