@@ -110,8 +110,11 @@ function(pau_add_cuda_sources target)
     "$<$<COMPILE_LANGUAGE:CUDA>:-O3;-lineinfo;--expt-relaxed-constexpr>"
     "$<$<COMPILE_LANGUAGE:CUDA>:-D__CUDA_NO_HALF_OPERATORS__;-D__CUDA_NO_HALF_CONVERSIONS__>"
     "$<$<COMPILE_LANGUAGE:CUDA>:-D__CUDA_NO_BFLOAT16_CONVERSIONS__;-D__CUDA_NO_HALF2_OPERATORS__>")
-  # c10_cuda (stream, device guard, error checks) and the CUDA runtime.
-  target_link_libraries(${target} PRIVATE ${TORCH_CUDA_LIBRARIES})
+  # c10_cuda: stream, device guard, error checks; the glue uses nothing else of
+  # torch's CUDA side. Not ${TORCH_CUDA_LIBRARIES}: that adds libnvrtc, which
+  # the kernels never call and a plain toolkit install may lack (CUDA torch
+  # wheels ship their own in nvidia/cu13/lib), failing the configure step.
+  target_link_libraries(${target} PRIVATE c10_cuda)
   target_compile_definitions(${target} PRIVATE PAU_WITH_CUDA)
   message(STATUS "pau: CUDA kernels enabled for architectures ${PAU_CUDA_ARCHITECTURES} "
                  "(${_pau_archs_from})")

@@ -11,8 +11,9 @@ shape to give its overhead over PAU; ``pwlu`` (N = 16), with
 :func:`pau.reference.pwlu_reference` as the reference. On CUDA it also times
 ``x.clone()`` to express the achieved bandwidth as a fraction of a
 device-to-device copy of the same bytes. Prints a table and a summary that
-checks the targets of issues 6 and 7, and writes JSON (device name, ISA,
-versions) to ``benchmarks/results/``.
+checks the targets of issues 6, 7 and 16, and writes JSON (device name, ISA,
+versions) to ``benchmarks/results/``, rewritten after every configuration so
+that a run stopped early keeps what it measured.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
@@ -39,7 +40,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 OPS = ("pau", "rpau", "pwlu")
 RPAU_ALPHA = 0.01
 PWLU_INTERVALS = 16
-# What issues 6 and 7 ask of the operators, checked in the summary: (op, impl,
+# What issues 6, 7 and 16 ask of the operators, checked in the summary: (op, impl,
 # baseline, direction, device type or None for any, bound, "at most"/"at least")
 # reads "time of impl / time of baseline is at most/at least bound".
 TARGETS = [
@@ -50,10 +51,15 @@ TARGETS = [
     ("pwlu", "pwlu", "relu", "forward", "cpu", 1.5, "at most"),
     ("pwlu", "reference", "pwlu", "forward_backward", None, 5.0, "at least"),
     ("pwlu", "reference_compiled", "pwlu", "forward_backward", None, 1.5, "at least"),
-    ("pau", "reference_compiled", "pau", "forward_backward", "cuda", 2.0, "at least"),
+    ("pau", "reference_compiled", "pau", "forward_backward", "cuda", 3.0, "at least"),
 ]
-# Issue 5: the operator's achieved bandwidth as a fraction of x.clone()'s, at least.
-COPY_TARGETS = {("pau", "forward"): 0.90, ("pau", "forward_backward"): 0.75}
+# Issue 16: the operator's achieved bandwidth as a fraction of x.clone()'s, at least.
+COPY_TARGETS = {
+    ("pau", "forward"): 0.90,
+    ("pau", "forward_backward"): 0.80,
+    ("pwlu", "forward"): 0.85,
+}
+GROUPINGS = ("1", "C")
 
 
 @dataclass
@@ -256,14 +262,15 @@ def run_op(
     min_run_time: float,
     compile_reference: bool,
     log: Callable[[str], None] = print,
-) -> list[Case]:
-    """The cases of ``op`` (see :data:`OPS`) in every dtype, size and grouping."""
-    cases: list[Case] = []
+    groupings: Sequence[str] = GROUPINGS,
+) -> Iterator[list[Case]]:
+    """The cases of ``op`` (see :data:`OPS`) in every dtype, size and grouping
+    (``"1"``: one group, ``"C"``: one per channel), one configuration's at a time."""
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
         for numel in sizes:
             shape = nchw_shape(numel)
-            for groups in ("1", "C"):
+            for groups in groupings:
                 g = 1 if groups == "1" else shape[1]
                 generator = torch.Generator().manual_seed(0)
                 x = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
@@ -286,6 +293,7 @@ def run_op(
 
                     calls[(impl, "forward_backward")] = step
                 times = measure_interleaved(calls, device, min_run_time, log)
+                cases: list[Case] = []
                 for (impl, direction), seconds in times.items():
                     relu = times[("relu", direction)]
                     case = Case(
@@ -307,7 +315,7 @@ def run_op(
                         case.fraction_of_copy = copies * times[("copy", "forward")] / seconds
                     cases.append(case)
                     log(format_case(case))
-    return cases
+                yield cases
 
 
 def run(
@@ -318,14 +326,21 @@ def run(
     compile_reference: bool,
     log: Callable[[str], None] = print,
     ops: Sequence[str] = OPS,
+    groupings: Sequence[str] = GROUPINGS,
+    done: Callable[[list[Case]], None] = lambda cases: None,
 ) -> list[Case]:
-    """Every case of ``ops``; an operator without a kernel for ``device`` is skipped."""
+    """Every case of ``ops``; an operator without a kernel for ``device`` is skipped.
+    ``done`` gets all cases measured so far after each configuration."""
     cases: list[Case] = []
     for op in ops:
         if not supported(op, device):
             log(f"{op}: no {device.type} kernel, skipped")
             continue
-        cases += run_op(op, device, dtypes, sizes, min_run_time, compile_reference, log)
+        for configuration in run_op(
+            op, device, dtypes, sizes, min_run_time, compile_reference, log, groupings
+        ):
+            cases += configuration
+            done(cases)
     return cases
 
 
@@ -394,6 +409,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--sizes", default=None, help="comma list of log2 sizes, e.g. 20,24")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled reference")
     parser.add_argument(
+        "--groups",
+        default=",".join(GROUPINGS),
+        help="comma list of groupings: 1 (one), C (per channel)",
+    )
+    parser.add_argument(
         "--only", default=None, help=f"comma list of operators to measure ({','.join(OPS)}; all)"
     )
     parser.add_argument("--min-run-time", type=float, default=None, help="seconds per timing")
@@ -424,6 +444,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     for o in args.only.split(",") if args.only else []:
         if o not in OPS:
             parser.error(f"unknown operator {o!r} in --only; choose from {', '.join(OPS)}")
+    groupings = [g for g in GROUPINGS if g in args.groups.split(",")]
+    for g in args.groups.split(","):
+        if g not in GROUPINGS:
+            parser.error(f"unknown grouping {g!r} in --groups; choose from {', '.join(GROUPINGS)}")
 
     header = {
         "device": device_name(device),
@@ -441,13 +465,27 @@ def main(argv: Optional[list[str]] = None) -> int:
         "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
     }
     print(" ".join(f"{k}={v}" for k, v in header.items()))
-    cases = run(device, dtypes, sizes, min_run_time, not args.no_compile, ops=ops)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = results_path(args.out, device, args.quick, ops)
+
+    def write(cases: list[Case]) -> None:
+        text = json.dumps({**header, "cases": [asdict(c) for c in cases]}, indent=1) + "\n"
+        path.write_text(text)
+
+    cases = run(
+        device,
+        dtypes,
+        sizes,
+        min_run_time,
+        not args.no_compile,
+        ops=ops,
+        groupings=groupings,
+        done=write,
+    )
+    write(cases)
     print("\nsummary")
     for line in summary(cases, device.type):
         print("  " + line)
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = results_path(args.out, device, args.quick, ops)
-    path.write_text(json.dumps({**header, "cases": [asdict(c) for c in cases]}, indent=1) + "\n")
     print(f"\nwrote {path}")
     return 0
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 
+import torch
+
 from . import _C
 
 # The compiled files live beside pau._C: in site-packages/pau for a regular
@@ -37,4 +39,21 @@ def library_path() -> str:
     raise FileNotFoundError(f"pau: the operator library is missing from {lib_dir}; reinstall pau")
 
 
-__all__ = ["cmake_prefix_path", "library_path"]
+#: Dispatch keys :func:`operator_backends` reports.
+BACKENDS: tuple[str, ...] = ("CPU", "CUDA", "Meta")
+
+
+def operator_backends() -> dict[str, tuple[str, ...]]:
+    """Each ``pau::*`` operator this build registers, with the backends that have a kernel for it.
+
+    Asks the dispatcher, so it needs no device: a build with CUDA kernels lists
+    ``"CUDA"`` on a machine without a GPU too. Backends are among :data:`BACKENDS`.
+    """
+    names = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("pau::"))
+    return {
+        name: tuple(b for b in BACKENDS if torch._C._dispatch_has_kernel_for_dispatch_key(name, b))
+        for name in names
+    }
+
+
+__all__ = ["BACKENDS", "cmake_prefix_path", "library_path", "operator_backends"]
