@@ -60,8 +60,9 @@ export PAU_NVCC_FLAGS="-std=c++17 -O3 -lineinfo --expt-relaxed-constexpr \
 if [ "${PAU_CI_SKIP_NVCC:-0}" = "1" ]; then
   echo "::: PAU_CI_SKIP_NVCC=1: skipping the nvcc compiles"
   archs=""
+else
+  echo "::: nvcc: ${#kernel_sources[@]} kernel sources for sm_${archs//;/, sm_} ($jobs jobs)"
 fi
-echo "::: nvcc: ${#kernel_sources[@]} kernel sources for sm_${archs//;/, sm_} ($jobs jobs)"
 start=$(date +%s)
 for arch in ${archs//;/ }; do
   for f in "${kernel_sources[@]}"; do
@@ -79,7 +80,7 @@ done | xargs -r -P "$jobs" -n 2 bash -c '
   fi
   echo "    sm_$arch $source"
 '
-echo "::: nvcc done in $(( $(date +%s) - start )) s"
+[ -n "$archs" ] && echo "::: nvcc done in $(( $(date +%s) - start )) s"
 
 if [ "${PAU_CI_SKIP_GLUE:-0}" = "1" ]; then
   echo "::: PAU_CI_SKIP_GLUE=1: skipping the syntax check of the torch glue"
