@@ -25,7 +25,17 @@
 // b_k): scaling by a degree whose coefficient is zero would underflow both the
 // numerator and D (e.g. b = 0 makes PAU a polynomial, and x^-n vanishes).
 // Likewise sums run to the effective degrees so that 0 * inf never occurs.
+//
+// Plain powers: with M = 1 the same formulas hold with E_j = x^j and D = Q.
+// That costs no reciprocal and no selects, and is exact arithmetic-for-
+// arithmetic for |x| <= 1 (there the scaled powers are the plain ones). For
+// |x| > 1 it is safe only while nothing overflows: plain_powers_limit gives
+// a bound on |x| below which no intermediate of forward or backward can, for
+// the given coefficients. The CPU kernels use plain powers for every block of
+// elements whose largest |x| is within that bound, scaled powers otherwise.
 #pragma once
+
+#include <cmath>
 
 // Always inlined: the CPU kernels rely on these functions being inlined into
 // their vector loops (FixedDegrees keeps the term arrays in registers), and
@@ -131,6 +141,64 @@ PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
   }
 }
 
+// e[j] = x^j for j = 0..count-1: E_j with M = 1 (see the header comment).
+template <class Ops>
+PAU_HOST_DEVICE void plain_powers(typename Ops::value x, int count, typename Ops::value* e) {
+  e[0] = Ops::broadcast(1);
+  for (int j = 1; j < count; ++j) e[j] = e[j - 1] * x;
+}
+
+// E_j, scaled (always finite) or plain (for |x| <= plain_powers_limit only).
+template <class Ops, int kTerms>
+PAU_HOST_DEVICE void powers(typename Ops::value x, int s, int count, bool plain,
+                            typename Ops::value* e) {
+  if (plain) {
+    plain_powers<Ops>(x, count, e);
+  } else {
+    scaled_powers<Ops, kTerms>(x, s, count, e);
+  }
+}
+
+// A bound L >= 1 such that, for every |x| <= L, forward and backward with plain
+// powers form no intermediate beyond largest / 1024 (the compute type's largest
+// finite value with room for rounding), or -1 if no such bound exists (huge or
+// NaN coefficients). a: m + 1 values, b: n values, as the kernels see them;
+// every |coefficient| is taken times `growth` (RPAU perturbs by up to 2x).
+//
+// With M = max(1, L), alpha = max |a_j|, beta = max |b_k| the intermediates are
+// bounded by: P and P' by (m+1)^2 alpha M^m; A and Q' by (n+1)^2 beta M^n;
+// P Q', P x^k (k <= n) and x^j (j <= max(m, n)) by
+// (m+1)(n+1)^2 max(1, alpha) max(1, beta) M^(m+n). Each bound <= largest / 1024
+// gives one root; L is the smallest. Host only: called once per group and call.
+template <class C>
+inline double plain_powers_limit(const C* a, int m, const C* b, int n, double growth,
+                                 double largest) {
+  double alpha = 0.0;
+  double beta = 0.0;
+  for (int j = 0; j <= m; ++j) {
+    const double v = std::fabs(double(a[j]));
+    if (std::isnan(v)) return -1.0;
+    alpha = std::fmax(alpha, v * growth);
+  }
+  for (int k = 0; k < n; ++k) {
+    const double v = std::fabs(double(b[k]));
+    if (std::isnan(v)) return -1.0;
+    beta = std::fmax(beta, v * growth);
+  }
+  const double room = largest / 1024.0;
+  // The largest M >= 1 with factor * M^degree <= room, or -1 if M = 1 fails.
+  auto root = [room](double factor, int degree) {
+    if (!(factor <= room)) return -1.0;
+    if (degree == 0 || factor == 0.0) return HUGE_VAL;
+    return std::fmax(1.0, std::pow(room / factor, 1.0 / degree));
+  };
+  const double m1 = m + 1.0;
+  const double n1 = n + 1.0;
+  const double products = m1 * n1 * n1 * std::fmax(1.0, alpha) * std::fmax(1.0, beta);
+  return std::fmin(std::fmin(root(m1 * m1 * alpha, m), root(n1 * n1 * beta, n)),
+                   root(products, m + n));
+}
+
 // Per-element values shared by forward and backward.
 template <class V>
 struct Evaluation {
@@ -161,14 +229,16 @@ PAU_HOST_DEVICE Evaluation<typename Ops::value> evaluate(const typename Ops::val
   return r;
 }
 
-// F(x) for one element or lane vector. a: m+1 values, b: n values.
+// F(x) for one element or lane vector. a: m+1 values, b: n values. plain:
+// plain powers, for |x| <= plain_powers_limit(a, b) only.
 template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typename Ops::value* a,
-                                            const typename Ops::value* b, const Deg& deg) {
+                                            const typename Ops::value* b, const Deg& deg,
+                                            bool plain = false) {
   using V = typename Ops::value;
   V e[Deg::max_terms];
   const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
-  scaled_powers<Ops, Deg::max_terms>(x, deg.n_eff, count, e);
+  powers<Ops, Deg::max_terms>(x, deg.n_eff, count, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   return r.sum_a / r.d;
 }
@@ -178,18 +248,19 @@ PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typenam
 // RPAU evaluates F with perturbed coefficients c' = c * factor and passes
 // factor (m+1 values for a, then n for b) so that the coefficient gradients are
 // those of the unperturbed c: dL/dc = dL/dc' * factor. PAU passes nullptr,
-// which the compiler folds away.
+// which the compiler folds away. plain: as for forward.
 template <Variant variant, class Ops, class Deg>
 PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops::value g,
                                              const typename Ops::value* a,
                                              const typename Ops::value* b, const Deg& deg,
                                              typename Ops::value* grad_a,
                                              typename Ops::value* grad_b,
-                                             const typename Ops::value* factor = nullptr) {
+                                             const typename Ops::value* factor = nullptr,
+                                             bool plain = false) {
   using V = typename Ops::value;
   V e[Deg::max_terms];
   const int top = deg.m > deg.n ? deg.m : deg.n;
-  scaled_powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, e);
+  powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   const V inv_d = Ops::broadcast(1) / r.d;
 

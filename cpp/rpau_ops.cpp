@@ -159,7 +159,8 @@ Tensor rpau_forward_cpu(const Tensor& x, const Tensor& numerator, const Tensor& 
   const Tensor xc = x.contiguous();
   Tensor out = at::empty_like(xc);
   if (xc.numel() == 0) return like_x(x, out);
-  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type());
+  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type(),
+                                           /*coefficient_growth=*/2.0);
   cpu::Problem problem = coefficients.problem(xc, args);
   const auto& table = cpu::kernel_table();
   const int dtype = static_cast<int>(dtype_of(x));
@@ -190,7 +191,8 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cpu(const Tensor& grad_output, 
   if (xc.numel() == 0) {
     return {like_x(x, grad_x), at::zeros_like(numerator), at::zeros_like(denominator)};
   }
-  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type());
+  const HostCoefficients coefficients(numerator, denominator, args, x.scalar_type(),
+                                           /*coefficient_growth=*/2.0);
   cpu::Problem problem = coefficients.problem(xc, args);
   problem.noise = &host_noise.noise;
   const cpu::Layout& l = problem.layout;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import pau
 import pytest
 import torch
 from conftest import (
@@ -397,3 +398,108 @@ def test_overflowing_true_value_gives_inf(dtype: torch.dtype) -> None:
     x = torch.tensor([torch.finfo(dtype).max, -torch.finfo(dtype).max], dtype=dtype)
     y = torch.ops.pau.forward(x, torch.tensor([[0.0, 3.0]]), torch.zeros(1, 0), "safe", 0)
     assert y.tolist() == [math.inf, -math.inf]
+
+
+# Plain powers (issue 17): the CPU kernels evaluate a vector of elements with
+# plain powers x^j when every |x| in it is within pau._C.plain_powers_limit of
+# the coefficients, else with the scaled powers. Both must be right, alone and
+# side by side in one vector.
+def plain_limit(numerator: Tensor, denominator: Tensor, growth: float = 1.0) -> float:
+    return pau._C.plain_powers_limit(
+        numerator[0].tolist(),
+        denominator[0].tolist(),
+        numerator.dtype == torch.float64,
+        growth,
+    )
+
+
+def test_plain_powers_limit_of_the_paper_coefficients() -> None:
+    numerator, denominator = paper_coefficients(1, torch.float32)
+    limit = plain_limit(numerator, denominator)
+    # Far beyond any activation's input, far below where x^9 overflows float32.
+    assert 1e3 < limit < 1e5
+    # RPAU's perturbed coefficients may be up to twice as large.
+    assert 1.0 < plain_limit(numerator, denominator, growth=2.0) < limit
+    assert plain_limit(numerator.double(), denominator.double()) > 1e30
+
+
+def test_plain_powers_limit_refuses_unusable_coefficients() -> None:
+    numerator, denominator = paper_coefficients(1, torch.float64)
+    with_nan = numerator.clone()
+    with_nan[0, 2] = math.nan
+    assert plain_limit(with_nan, denominator) == -1
+    assert plain_limit(numerator, denominator.clone().fill_(math.nan)) == -1
+    huge = numerator.clone()
+    huge[0, 5] = 1e37  # in float32 even |x| = 1 could overflow the bounds' room
+    assert plain_limit(huge.float(), denominator.float()) == -1
+    assert plain_limit(huge, denominator) > 1  # not in float64
+    # No denominator and a constant numerator: nothing can overflow.
+    assert plain_limit(numerator[:, :1], denominator[:, :0]) == math.inf
+
+
+def large_leading_coefficient(dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """(5, 4) coefficients with a_5 so large that x^5 a_5 overflows where F = a_5 x does not."""
+    a5 = 1e290 if dtype == torch.float64 else 1e30
+    numerator = torch.tensor([[0.5, 1.0, -0.25, 0.125, 0.5, a5]], dtype=dtype)
+    denominator = torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=dtype)
+    return numerator, denominator
+
+
+def points_around(limit: float, dtype: torch.dtype) -> list[float]:
+    """|x| on both sides of ``limit``, each sign, all representable in ``dtype``."""
+    top = torch.finfo(dtype).max
+    within = [0.5, 2.0, 0.9 * limit, 0.999 * limit]
+    beyond = [1.001 * limit, 1.1 * limit, 10 * limit, 1e3 * limit]
+    return [s * v for v in within + beyond if v < top for s in (1, -1)]
+
+
+CASES = [(dtype, which) for dtype in X_DTYPES for which in ("paper", "large")]
+
+
+@pytest.mark.parametrize("variant", ["safe", "abs_sum"])
+@pytest.mark.parametrize("dtype,which", CASES, ids=[f"{d}-{w}" for d, w in CASES])
+def test_both_sides_of_the_plain_powers_limit(dtype: torch.dtype, which: str, variant: str) -> None:
+    """Forward and backward just within and beyond the limit, and far beyond, alone and in
+    one vector: finite where the exact value is, and as accurate as anywhere else."""
+    cdtype = compute_dtype(dtype)
+    if which == "paper":
+        numerator, denominator = paper_coefficients(1, cdtype)
+    else:
+        numerator, denominator = large_leading_coefficient(cdtype)
+    limit = plain_limit(numerator, denominator)
+    assert limit > 1
+    if which == "large":
+        # The case this guards: plain powers would overflow where F does not.
+        assert limit < 1e2
+    values = points_around(limit, dtype)
+    # One tensor (vectors with both kinds of elements), then each element alone.
+    together = torch.tensor(values, dtype=torch.float64).to(dtype)
+    singles = [together[i : i + 1] for i in range(len(values))]
+    rtol = tolerance(dtype)[0]
+    for x in [together, *singles]:
+        y = torch.ops.pau.forward(x, numerator, denominator, variant, 0)
+        expected = exact_outputs(x, numerator[0].tolist(), denominator[0].tolist(), variant)
+        assert_relative(y, expected, rtol=rtol)
+    for x in singles:
+        gx, gn, gd = torch.ops.pau.backward(
+            torch.ones_like(x), x, numerator, denominator, variant, 0
+        )
+        _, dfdx, dfda, dfdb = exact_pau(
+            x.item(), numerator[0].tolist(), denominator[0].tolist(), variant
+        )
+        where = f"x = {x.item():g} (limit {limit:g})"
+        want_x = torch.tensor([to_dtype_float(dfdx, dtype)], dtype=torch.float64)
+        torch.testing.assert_close(
+            gx.double(), want_x, rtol=2 * rtol, atol=0, msg=lambda m, w=where: f"{w}: {m}"
+        )
+        want = torch.tensor([[to_dtype_float(v, cdtype) for v in dfda + dfdb]], dtype=torch.float64)
+        got = torch.cat([gn, gd], dim=1).double()
+        finfo = torch.finfo(cdtype)
+        atol = 8 * finfo.tiny * finfo.eps * max(1.0, abs(x.item()))
+        torch.testing.assert_close(
+            got,
+            want,
+            rtol=2 * tolerance(cdtype)[0],
+            atol=atol,
+            msg=lambda m, w=where: f"{w}: {m}",
+        )

@@ -34,6 +34,9 @@ struct Problem {
   const double* numerator = nullptr;  // (G, m + 1)
   const double* denominator = nullptr;// (G, n)
   const math::Degrees* degrees = nullptr;  // (G): with effective degrees
+  // (G): math::plain_powers_limit of each group's coefficients: vectors whose
+  // |x| are all within it are evaluated with plain powers.
+  const double* plain_limits = nullptr;
   const Noise* noise = nullptr;       // RPAU kernels only
   int coefficients() const { return m + 1 + n; }
 };

@@ -7,6 +7,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <limits>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -29,25 +30,37 @@ at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
 // rounded to the kernels' compute type (double for float64 x, else float):
 // the degrees must be those of the values the kernels use, or a b_k that
 // rounds to 0 would still set the scaling degree and underflow D.
+//
+// coefficient_growth: how much larger the kernels may make a coefficient (RPAU
+// multiplies each by up to 2), for the plain-powers limits.
 struct HostCoefficients {
   at::Tensor numerator;
   at::Tensor denominator;
   std::vector<math::Degrees> degrees;
+  std::vector<double> plain_limits;
 
   HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args,
-                   at::ScalarType x_dtype)
+                   at::ScalarType x_dtype, double coefficient_growth = 1.0)
       : numerator(in_compute_type(num, x_dtype)),
         denominator(in_compute_type(den, x_dtype)),
-        degrees(static_cast<size_t>(args.groups)) {
+        degrees(static_cast<size_t>(args.groups)),
+        plain_limits(static_cast<size_t>(args.groups)) {
     const double* a = numerator.const_data_ptr<double>();
     const double* b = denominator.const_data_ptr<double>();
+    const double largest = compute_type(x_dtype) == at::kDouble
+                               ? std::numeric_limits<double>::max()
+                               : std::numeric_limits<float>::max();
     for (int64_t g = 0; g < args.groups; ++g) {
+      const double* ag = a + g * (args.m + 1);
+      const double* bg = b + g * args.n;
       math::Degrees& d = degrees[g];
       d.m = args.m;
       d.n = args.n;
-      d.m_eff = std::max(0, math::effective_degree(a + g * (args.m + 1), args.m + 1, 0));
+      d.m_eff = std::max(0, math::effective_degree(ag, args.m + 1, 0));
       // b[k-1] holds b_k: an effective index i means degree i + 1.
-      d.n_eff = math::effective_degree(b + g * args.n, args.n, 0) + 1;
+      d.n_eff = math::effective_degree(bg, args.n, 0) + 1;
+      plain_limits[g] =
+          math::plain_powers_limit(ag, args.m, bg, args.n, coefficient_growth, largest);
     }
   }
 
@@ -64,6 +77,7 @@ struct HostCoefficients {
     p.numerator = numerator.const_data_ptr<double>();
     p.denominator = denominator.const_data_ptr<double>();
     p.degrees = degrees.data();
+    p.plain_limits = plain_limits.data();
     return p;
   }
 };

@@ -11,6 +11,8 @@
 #include <c10/util/Half.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -37,6 +39,13 @@ void with_degrees(const Degrees& d, F&& f) {
   }
 }
 
+// A plain-powers limit in T: one beyond T's range becomes T's largest value,
+// which every finite |x| is within and inf is not.
+template <class T>
+T limit_in(double limit) {
+  return static_cast<T>(std::fmin(limit, static_cast<double>(std::numeric_limits<T>::max())));
+}
+
 // Coefficients of one tile, as vectors: broadcast (one group) or per lane
 // (a table with one column per tensor column, padded to whole vectors).
 template <class T>
@@ -47,6 +56,7 @@ class TileCoefficients {
     if (!per_lane_) {
       const int64_t g = tile.first_group;
       degrees_ = p.degrees[g];
+      plain_limit_ = limit_in<T>(p.plain_limits[g]);
       for (int j = 0; j <= p.m; ++j) a_[j] = Vec<T>(static_cast<T>(p.numerator[g * (p.m + 1) + j]));
       for (int k = 0; k < p.n; ++k) b_[k] = Vec<T>(static_cast<T>(p.denominator[g * p.n + k]));
       return;
@@ -55,8 +65,10 @@ class TileCoefficients {
     stride_ = ceil_div(columns, Vec<T>::size()) * Vec<T>::size();
     table_.assign(static_cast<size_t>(count * stride_), T(0));
     degrees_ = p.degrees[tile.first_group];
+    double plain_limit = HUGE_VAL;
     for (int64_t c = 0; c < columns; ++c) {
       const int64_t g = tile.first_group + c / p.layout.run;
+      plain_limit = std::fmin(plain_limit, p.plain_limits[g]);
       for (int j = 0; j <= p.m; ++j) {
         table_[j * stride_ + c] = static_cast<T>(p.numerator[g * (p.m + 1) + j]);
       }
@@ -67,6 +79,7 @@ class TileCoefficients {
       mixed_ = mixed_ || p.degrees[g].m_eff != degrees_.m_eff ||
                p.degrees[g].n_eff != degrees_.n_eff;
     }
+    plain_limit_ = limit_in<T>(plain_limit);
   }
 
   const Degrees& degrees() const { return degrees_; }
@@ -76,6 +89,8 @@ class TileCoefficients {
   // underflows to 0/0), so such tiles are evaluated one element at a time.
   bool mixed() const { return mixed_; }
   int64_t padded_columns() const { return stride_; }
+  // The smallest math::plain_powers_limit of the tile's groups, in T.
+  const Vec<T>& plain_limit() const { return plain_limit_; }
 
   // The m + 1 + n coefficients of tile column `column` (per-lane tiles).
   void column_coefficients(int64_t column, T* c) const {
@@ -105,6 +120,7 @@ class TileCoefficients {
   bool per_lane_;
   bool mixed_ = false;
   Degrees degrees_{};
+  Vec<T> plain_limit_;
   Vec<T> a_[math::kMaxTerms];
   Vec<T> b_[math::kMaxTerms];
   std::vector<T> table_;
@@ -271,6 +287,13 @@ void for_each_element_lanewise(const Problem& p, const Tile& tile,
   }
 }
 
+// Whether the element x of tile column `column` may use plain powers: its own
+// group's limit (lanewise tiles evaluate one element at a time).
+template <class T>
+bool plain(const Problem& p, const Tile& tile, int64_t column, T x) {
+  return std::fabs(x) <= p.plain_limits[tile.first_group + column / p.layout.run];
+}
+
 template <Variant variant, class scalar_t, bool kNoisy>
 void forward_tile_lanewise(const ForwardArgs& args, const Tile& tile,
                            const TileCoefficients<opmath_t<scalar_t>>& coefficients,
@@ -289,8 +312,9 @@ void forward_tile_lanewise(const ForwardArgs& args, const Tile& tile,
       T* ys = output_block(out + offset, y_buffer);
       for_each_element_lanewise<T, kNoisy>(
           p, tile, coefficients, noise, row, begin, count,
-          [&](int64_t i, int64_t, const T* c, const Degrees& degrees, const T*) {
-            ys[i] = math::forward<variant, math::ScalarOps<T>>(xs[i], c, c + p.m + 1, degrees);
+          [&](int64_t i, int64_t column, const T* c, const Degrees& degrees, const T*) {
+            ys[i] = math::forward<variant, math::ScalarOps<T>>(xs[i], c, c + p.m + 1, degrees,
+                                                               plain(p, tile, column, xs[i]));
           });
       store_block(ys, count, out + offset);
     }
@@ -325,7 +349,8 @@ void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
           [&](int64_t i, int64_t column, const T* c, const Degrees& degrees, const T* factor) {
             T gc[2 * math::kMaxTerms] = {};
             gxs[i] = math::backward<variant, math::ScalarOps<T>>(
-                xs[i], gs[i], c, c + p.m + 1, degrees, gc, gc + p.m + 1, factor);
+                xs[i], gs[i], c, c + p.m + 1, degrees, gc, gc + p.m + 1, factor,
+                plain(p, tile, column, xs[i]));
             for (int k = 0; k < total; ++k) sums[k * sums_stride + column] += gc[k];
           });
       store_block(gxs, count, grad_x + offset);
@@ -376,8 +401,9 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
             a = a_noisy;
             b = b_noisy;
           }
-          const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), a, b,
-                                                             degrees);
+          const V xv = load_lanes(xs + i, lanes);
+          const bool plain = VecOps<T>::all_abs_at_most(xv, coefficients.plain_limit());
+          const V y = math::forward<variant, VecOps<T>, Deg>(xv, a, b, degrees, plain);
           store_lanes(y, ys + i, lanes);
         }
         store_block(ys, count, out + offset);
@@ -460,9 +486,11 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
             }
             // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
             V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
+            const V xv = load_lanes(xs + i, lanes);
+            const bool plain = VecOps<T>::all_abs_at_most(xv, coefficients.plain_limit());
             const V gx = math::backward<variant, VecOps<T>, Deg>(
-                load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
-                target + p.m + 1, kNoisy ? factor : nullptr);
+                xv, load_lanes(gs + i, lanes), a, b, degrees, target, target + p.m + 1,
+                kNoisy ? factor : nullptr, plain);
             store_lanes(gx, gxs + i, lanes);
           }
           store_block(gxs, count, grad_x + offset);

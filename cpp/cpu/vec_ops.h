@@ -43,6 +43,11 @@ struct VecOps {
   static PAU_INLINE value fma(const value& a, const value& b, const value& c) {
     return at::vec::fmadd(a, b, c);
   }
+  // Whether every lane has |v| <= limit (never for a NaN lane): the test for
+  // pau_math.h's plain powers.
+  static PAU_INLINE bool all_abs_at_most(const value& v, const value& limit) {
+    return v.abs().le(limit).zero_mask() == 0;
+  }
 };
 
 // Half and bfloat16 compute in float, double in double.

@@ -83,7 +83,10 @@ class Case:
 def nchw_shape(numel: int) -> tuple[int, int, int, int]:
     """An NCHW shape with ``numel`` elements (powers of two only)."""
     shapes = {
-        2**16: (4, 16, 32, 32),  # for smoke tests only: too small to time anything
+        2**10: (1, 4, 16, 16),  # 2^10-2^16: per-call overhead
+        2**12: (1, 16, 16, 16),
+        2**14: (4, 16, 16, 16),
+        2**16: (4, 16, 32, 32),
         2**20: (8, 32, 64, 64),
         2**24: (16, 64, 128, 128),
         2**28: (64, 64, 256, 256),
