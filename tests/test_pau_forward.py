@@ -187,6 +187,8 @@ sys.path.insert(0, {tests!r})
 import torch, pau
 from conftest import (VARIANTS, X_DTYPES, check_against_reference, compute_dtype,
                       random_coefficients, random_x)
+from pau.reference import rpau_reference
+from pau.rpau import noise
 
 assert pau._C.cpu_capability() == {expected!r}, pau._C.cpu_capability()
 checked = 0
@@ -207,6 +209,30 @@ for dtype in X_DTYPES:
             num, den = random_coefficients(groups, degrees, variant, cdtype, seed=checked)
             check_against_reference(x, num, den, variant, dim)
             checked += 1
+# Blocks holding an |x| beyond the plain-powers limit take the scaled powers.
+for dtype in X_DTYPES:
+    x = random_x((3, 2, 301), dtype, seed=checked, high=2e3 if dtype == torch.float16 else 1e4)
+    num, den = random_coefficients(1, (5, 4), "safe", compute_dtype(dtype), seed=checked)
+    check_against_reference(x, num, den, "safe", 1)
+    checked += 1
+# RPAU, forward and backward, against the reference with the same noise.
+seed = torch.tensor([1234, 5])
+alpha = torch.tensor(0.2, dtype=torch.float64)
+for dtype in (torch.float32, torch.float64):
+    x = random_x((3, 4, 301), dtype, seed=checked).requires_grad_()
+    num, den = (t.requires_grad_() for t in random_coefficients(4, (5, 4), "safe", dtype, seed=1))
+    y = torch.ops.pau.rpau_forward(x, num, den, alpha, seed, "safe", 1)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, num, den), grad)
+    e = noise(x.shape, seed, alpha, (5, 4), 4, 1)
+    xr, nr, dr = (t.detach().double().requires_grad_() for t in (x, num, den))
+    yr = rpau_reference(xr, nr, dr, e, "safe", 1)
+    want = torch.autograd.grad(yr, (xr, nr, dr), grad.double())
+    tol = 1e-12 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(y.double(), yr, rtol=tol, atol=tol)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.double(), w, rtol=tol, atol=tol * w.abs().max().item())
+    checked += 1
 print("checked", checked)
 """
 
@@ -226,4 +252,4 @@ def test_each_isa_matches_reference(isa: str) -> None:
         _ISA_SCRIPT.format(tests=str(TESTS), expected=expected),
         env={"ATEN_CPU_CAPABILITY": isa},
     )
-    assert "checked 48" in out
+    assert "checked 54" in out

@@ -46,6 +46,16 @@ T limit_in(double limit) {
   return static_cast<T>(std::fmin(limit, static_cast<double>(std::numeric_limits<T>::max())));
 }
 
+// m + 1 + n of compile-time degrees, 0 for run-time ones.
+template <class Deg>
+constexpr int fixed_coefficients() {
+  if constexpr (std::is_same_v<Deg, Degrees>) {
+    return 0;
+  } else {
+    return Deg::m + 1 + Deg::n;
+  }
+}
+
 // Coefficients of one tile, as vectors: broadcast (one group) or per lane
 // (a table with one column per tensor column, padded to whole vectors).
 template <class T>
@@ -99,10 +109,11 @@ class TileCoefficients {
   }
 
   // Coefficient vectors for the lanes starting at tile column `column`.
-  // Per-lane tiles fill `a` and `b` and point to them.
+  // Per-lane tiles fill `a` and `b` and point to them. kPerLane: per_lane().
+  template <bool kPerLane>
   PAU_INLINE void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
-             Vec<T>* b_buffer) const {
-    if (!per_lane_) {
+                        Vec<T>* b_buffer) const {
+    if constexpr (!kPerLane) {
       a = a_;
       b = b_;
       return;
@@ -133,7 +144,15 @@ struct VecU32Ops {
   using value = Vec<int32_t>;
   static PAU_INLINE value broadcast(uint32_t v) { return value(static_cast<int32_t>(v)); }
   static PAU_INLINE value shift_right(const value& v, int s) {
+    // One logical shift where the ISA has it, instead of at::vec's arithmetic
+    // shift by a vector and a mask.
+#if defined(CPU_CAPABILITY_AVX512)
+    return _mm512_srl_epi32(v, _mm_cvtsi32_si128(s));
+#elif defined(CPU_CAPABILITY_AVX2)
+    return _mm256_srl_epi32(v, _mm_cvtsi32_si128(s));
+#else
     return (v >> value(s)) & value(static_cast<int32_t>((1u << (32 - s)) - 1u));
+#endif
   }
   static PAU_INLINE value multiply(const value& v, uint32_t c) { return v * value(static_cast<int32_t>(c)); }
   static PAU_INLINE value bit_xor(const value& a, const value& b) { return a ^ b; }
@@ -145,8 +164,11 @@ struct VecU32Ops {
 
 // The levels k_ij (see counter_rng.h) for the elements with logical indices
 // [first, first + count) and every coefficient j, as T: out[j * kBlock + e].
-template <class T>
+// kWords: s.words when known at compile time (the paper's (5, 4): 10, so the
+// loop over coefficients unrolls), else 0.
+template <class T, int kWords = 0>
 void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) {
+  const int words = kWords > 0 ? kWords : s.words;
   int64_t e = 0;
 #if defined(CPU_CAPABILITY_AVX2) || defined(CPU_CAPABILITY_AVX512)
   // The generic at::vec int32 multiply of the DEFAULT build is signed C++
@@ -162,7 +184,7 @@ void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) 
     const I state = rng::element_state<VecU32Ops>(
         s, I(static_cast<int32_t>(lo)) + I::arange(0, 1), static_cast<uint32_t>(index >> 32));
     I word;
-    for (int j = 0; j < s.words; ++j) {
+    for (int j = 0; j < words; ++j) {
       if ((j & 1) == 0) word = rng::pair_word<VecU32Ops>(s, state, j / 2);
       const Vec<float> k =
           at::vec::convert_to_fp_of_same_size<float>(rng::level<VecU32Ops>(word, j));
@@ -180,7 +202,7 @@ void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) 
     const uint32_t state = rng::element_state<rng::ScalarOps>(
         s, static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32));
     uint32_t word = 0;
-    for (int j = 0; j < s.words; ++j) {
+    for (int j = 0; j < words; ++j) {
       if ((j & 1) == 0) word = rng::pair_word<rng::ScalarOps>(s, state, j / 2);
       out[j * kBlock + e] = static_cast<T>(rng::level<rng::ScalarOps>(word, j));
     }
@@ -207,21 +229,24 @@ class TileNoise {
         k_(static_cast<size_t>(p.coefficients() * kBlock)) {}
 
   // Regenerates k for the block of elements [first, first + count).
-  void generate(int64_t first, int64_t count) {
-    generate_noise(stream_, first, count, k_.data());
+  template <class Deg>
+  void generate(int64_t first, int64_t count, const Deg&) {
+    generate_noise<T, fixed_coefficients<Deg>()>(stream_, first, count, k_.data());
   }
 
   // For the lanes at block position i (tile column `column`): factor[0..m+n]
   // and the perturbed coefficients a' = a * factor, b' = b * factor.
-  template <class Deg>
-  PAU_INLINE void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a, const Vec<T>* b,
-               Vec<T>* a_out, Vec<T>* b_out, Vec<T>* factor) {
+  // kPerLane: the tile's kind (TileCoefficients::lanes).
+  template <bool kPerLane, class Deg>
+  PAU_INLINE void perturb(int64_t column, int64_t i, const Deg& deg, const Vec<T>* a,
+                          const Vec<T>* b, Vec<T>* a_out, Vec<T>* b_out, Vec<T>* factor) {
     const Vec<T>* base_a;
     const Vec<T>* base_b;
     const Vec<T>* scale_a;
     const Vec<T>* scale_b;
-    base_.lanes(column, base_a, base_b, lane_buffers_[0], lane_buffers_[1]);
-    scale_.lanes(column, scale_a, scale_b, lane_buffers_[2], lane_buffers_[3]);
+    base_.template lanes<kPerLane>(column, base_a, base_b, lane_buffers_[0], lane_buffers_[1]);
+    scale_.template lanes<kPerLane>(column, scale_a, scale_b, lane_buffers_[2],
+                                    lane_buffers_[3]);
     const T* k = k_.data() + i;
     for (int j = 0; j <= deg.m; ++j) {
       factor[j] = at::vec::fmadd(scale_a[j], Vec<T>::loadu(k + j * kBlock), base_a[j]);
@@ -277,7 +302,7 @@ void for_each_element_lanewise(const Problem& p, const Tile& tile,
   const int total = p.coefficients();
   T c[2 * math::kMaxTerms];
   T factor[2 * math::kMaxTerms];
-  if constexpr (kNoisy) noise->generate(row * p.layout.row_length + begin, count);
+  if constexpr (kNoisy) noise->generate(row * p.layout.row_length + begin, count, Degrees{});
   for (int64_t i = 0; i < count; ++i) {
     const int64_t column = begin - tile.column_begin + i;
     const Degrees& degrees = p.degrees[tile.first_group + column / p.layout.run];
@@ -358,6 +383,28 @@ void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
   }
 }
 
+// Calls f with the tile kind as a compile-time constant, so that a broadcast
+// tile's loops neither test it per vector nor keep their gradient accumulators
+// in memory that a per-lane tile's pointer might alias.
+template <class F>
+void with_tile_kind(bool per_lane, F&& f) {
+  if (per_lane) {
+    f(std::true_type{});
+  } else {
+    f(std::false_type{});
+  }
+}
+
+// Calls vector_at(i, lanes) for the vectors of a block of `count` elements:
+// whole vectors (lanes a constant the loads and stores fold), then the tail.
+template <class T, class F>
+PAU_INLINE void for_each_vector(int64_t count, F&& vector_at) {
+  constexpr int64_t kLanes = Vec<T>::size();
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) vector_at(i, kLanes);
+  if (i < count) vector_at(i, count - i);
+}
+
 template <Variant variant, class scalar_t, bool kNoisy = false>
 void forward_tile(const ForwardArgs& args, int64_t index) {
   using T = opmath_t<scalar_t>;
@@ -370,45 +417,47 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
   auto* out = static_cast<scalar_t*>(args.out);
   alignas(64) T x_buffer[kBlock];
   alignas(64) T y_buffer[kBlock];
-  V a_lanes[math::kMaxTerms];
-  V b_lanes[math::kMaxTerms];
   const auto noise = make_noise<T, kNoisy>(p, tile);
   if (coefficients.mixed()) {
     return forward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients,
                                                             noise.get());
   }
-  V a_noisy[math::kMaxTerms];
-  V b_noisy[math::kMaxTerms];
-  V factor[2 * math::kMaxTerms];
+  V a_lanes[math::kMaxTerms];
+  V b_lanes[math::kMaxTerms];
 
-  with_degrees(coefficients.degrees(), [&](const auto& degrees) {
-    using Deg = std::decay_t<decltype(degrees)>;
-    for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-      for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
-        const int64_t count = std::min(kBlock, tile.column_end - begin);
-        const int64_t offset = row * layout.row_length + begin;
-        const T* xs = load_block(x + offset, count, x_buffer);
-        T* ys = output_block(out + offset, y_buffer);
-        if constexpr (kNoisy) noise->generate(offset, count);
-        for (int64_t i = 0; i < count; i += V::size()) {
-          const int64_t lanes = std::min<int64_t>(V::size(), count - i);
-          const V* a;
-          const V* b;
-          const int64_t column = begin - tile.column_begin + i;
-          coefficients.lanes(column, a, b, a_lanes, b_lanes);
-          if constexpr (kNoisy) {
-            noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
-            a = a_noisy;
-            b = b_noisy;
-          }
-          const V xv = load_lanes(xs + i, lanes);
-          const bool plain = VecOps<T>::all_abs_at_most(xv, coefficients.plain_limit());
-          const V y = math::forward<variant, VecOps<T>, Deg>(xv, a, b, degrees, plain);
-          store_lanes(y, ys + i, lanes);
+  with_tile_kind(coefficients.per_lane(), [&](auto per_lane) {
+    with_degrees(coefficients.degrees(), [&](const auto& degrees) {
+      using Deg = std::decay_t<decltype(degrees)>;
+      for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+        for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+          const int64_t count = std::min(kBlock, tile.column_end - begin);
+          const int64_t offset = row * layout.row_length + begin;
+          const T* xs = load_block(x + offset, count, x_buffer);
+          T* ys = output_block(out + offset, y_buffer);
+          if constexpr (kNoisy) noise->generate(offset, count, degrees);
+          const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
+          for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
+            const V* a;
+            const V* b;
+            const int64_t column = begin - tile.column_begin + i;
+            coefficients.template lanes<per_lane>(column, a, b, a_lanes, b_lanes);
+            Scratch<T, Deg::max_terms> a_noisy;
+            Scratch<T, Deg::max_terms> b_noisy;
+            Scratch<T, 2 * Deg::max_terms> factor;
+            if constexpr (kNoisy) {
+              noise->template perturb<per_lane>(column, i, degrees, a, b, a_noisy.data(),
+                                                b_noisy.data(), factor.data());
+              a = a_noisy.data();
+              b = b_noisy.data();
+            }
+            const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), a, b,
+                                                               degrees, plain);
+            store_lanes(y, ys + i, lanes);
+          });
+          store_block(ys, count, out + offset);
         }
-        store_block(ys, count, out + offset);
       }
-    }
+    });
   });
 }
 
@@ -426,21 +475,18 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   const auto* x = static_cast<const scalar_t*>(args.x);
   auto* grad_x = static_cast<scalar_t*>(args.grad_x);
 
-  // Float accumulators (one set, or one per vector position of a per-lane
-  // tile) are flushed to double sums in a fixed order.
+  // Float accumulators (one set per block, or one per vector position of a
+  // per-lane tile, flushed every kFlushRows rows) are added to double sums in
+  // a fixed order.
   const bool per_lane = coefficients.per_lane();
   const int64_t positions = per_lane ? coefficients.padded_columns() / kLanes : 1;
   std::vector<V> accumulators(static_cast<size_t>(positions * count_coefficients), V(T(0)));
-  std::vector<double> sums(
-      static_cast<size_t>(count_coefficients * (per_lane ? coefficients.padded_columns() : kLanes)),
-      0.0);
   const int64_t sums_stride = per_lane ? coefficients.padded_columns() : kLanes;
-  auto flush = [&]() {
-    for (int64_t pos = 0; pos < positions; ++pos) {
+  std::vector<double> sums(static_cast<size_t>(count_coefficients * sums_stride), 0.0);
+  auto flush = [&](const V* from, int64_t count) {
+    for (int64_t pos = 0; pos < count; ++pos) {
       for (int k = 0; k < count_coefficients; ++k) {
-        V& acc = accumulators[pos * count_coefficients + k];
-        add_lanes_to(acc, &sums[k * sums_stride + pos * kLanes]);
-        acc = V(T(0));
+        add_lanes_to(from[pos * count_coefficients + k], &sums[k * sums_stride + pos * kLanes]);
       }
     }
   };
@@ -448,61 +494,64 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   alignas(64) T x_buffer[kBlock];
   alignas(64) T g_buffer[kBlock];
   alignas(64) T gx_buffer[kBlock];
-  V a_lanes[math::kMaxTerms];
-  V b_lanes[math::kMaxTerms];
   const auto noise = make_noise<T, kNoisy>(p, tile);
-  V a_noisy[math::kMaxTerms];
-  V b_noisy[math::kMaxTerms];
-  V factor[2 * math::kMaxTerms];
   if (coefficients.mixed()) {
     backward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients, noise.get(),
                                                       sums.data(), sums_stride);
   } else {
-    with_degrees(coefficients.degrees(), [&](const auto& degrees) {
-      using Deg = std::decay_t<decltype(degrees)>;
-      // Accumulated in a local array so the fixed-degree case stays in registers.
-      V acc[2 * math::kMaxTerms];
-      for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
-        for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
-          const int64_t count = std::min(kBlock, tile.column_end - begin);
-          const int64_t offset = row * layout.row_length + begin;
-          const T* xs = load_block(x + offset, count, x_buffer);
-          const T* gs = load_block(grad + offset, count, g_buffer);
-          T* gxs = output_block(grad_x + offset, gx_buffer);
-          if (!per_lane) {
-            for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
-          }
-          if constexpr (kNoisy) noise->generate(offset, count);
-          for (int64_t i = 0; i < count; i += kLanes) {
-            const int64_t lanes = std::min<int64_t>(kLanes, count - i);
-            const int64_t column = begin - tile.column_begin + i;
-            const V* a;
-            const V* b;
-            coefficients.lanes(column, a, b, a_lanes, b_lanes);
-            if constexpr (kNoisy) {
-              noise->perturb(column, i, degrees, a, b, a_noisy, b_noisy, factor);
-              a = a_noisy;
-              b = b_noisy;
+    V a_lanes[math::kMaxTerms];
+    V b_lanes[math::kMaxTerms];
+    with_tile_kind(per_lane, [&](auto kPerLane) {
+      with_degrees(coefficients.degrees(), [&](const auto& degrees) {
+        using Deg = std::decay_t<decltype(degrees)>;
+        // A broadcast tile's accumulators: local, so the fixed-degree case keeps
+        // them in registers.
+        V acc[2 * math::kMaxTerms];
+        for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
+          for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
+            const int64_t count = std::min(kBlock, tile.column_end - begin);
+            const int64_t offset = row * layout.row_length + begin;
+            const T* xs = load_block(x + offset, count, x_buffer);
+            const T* gs = load_block(grad + offset, count, g_buffer);
+            T* gxs = output_block(grad_x + offset, gx_buffer);
+            if constexpr (!kPerLane) {
+              for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
             }
-            // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
-            V* target = per_lane ? &accumulators[column / kLanes * count_coefficients] : acc;
-            const V xv = load_lanes(xs + i, lanes);
-            const bool plain = VecOps<T>::all_abs_at_most(xv, coefficients.plain_limit());
-            const V gx = math::backward<variant, VecOps<T>, Deg>(
-                xv, load_lanes(gs + i, lanes), a, b, degrees, target, target + p.m + 1,
-                kNoisy ? factor : nullptr, plain);
-            store_lanes(gx, gxs + i, lanes);
+            if constexpr (kNoisy) noise->generate(offset, count, degrees);
+            const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
+            for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
+              const int64_t column = begin - tile.column_begin + i;
+              const V* a;
+              const V* b;
+              coefficients.template lanes<kPerLane>(column, a, b, a_lanes, b_lanes);
+              Scratch<T, Deg::max_terms> a_noisy;
+              Scratch<T, Deg::max_terms> b_noisy;
+              Scratch<T, 2 * Deg::max_terms> factor;
+              if constexpr (kNoisy) {
+                noise->template perturb<kPerLane>(column, i, degrees, a, b, a_noisy.data(),
+                                                  b_noisy.data(), factor.data());
+                a = a_noisy.data();
+                b = b_noisy.data();
+              }
+              // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
+              V* target = acc;
+              if constexpr (kPerLane) target = &accumulators[column / kLanes * count_coefficients];
+              const V gx = math::backward<variant, VecOps<T>, Deg>(
+                  load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
+                  target + p.m + 1, kNoisy ? factor.data() : nullptr, plain);
+              store_lanes(gx, gxs + i, lanes);
+            });
+            store_block(gxs, count, grad_x + offset);
+            if constexpr (!kPerLane) flush(acc, 1);
           }
-          store_block(gxs, count, grad_x + offset);
-          if (!per_lane) {
-            for (int k = 0; k < count_coefficients; ++k) accumulators[k] = acc[k];
-            flush();
+          if (kPerLane && ((row - tile.row_begin + 1) % kFlushRows == 0)) {
+            flush(accumulators.data(), positions);
+            std::fill(accumulators.begin(), accumulators.end(), V(T(0)));
           }
         }
-        if (per_lane && ((row - tile.row_begin + 1) % kFlushRows == 0)) flush();
-      }
+      });
     });
-    if (per_lane) flush();
+    if (per_lane) flush(accumulators.data(), positions);
   }
 
   double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;

@@ -21,6 +21,7 @@ namespace CPU_CAPABILITY {
 // The per-vector helpers of the kernels must be inlined into their loops
 // (see PAU_HOST_DEVICE in pau_math.h).
 #define PAU_INLINE inline __attribute__((always_inline))
+#define PAU_INLINE_LAMBDA __attribute__((always_inline))
 
 template <class T>
 using Vec = at::vec::Vectorized<T>;
@@ -43,11 +44,17 @@ struct VecOps {
   static PAU_INLINE value fma(const value& a, const value& b, const value& c) {
     return at::vec::fmadd(a, b, c);
   }
-  // Whether every lane has |v| <= limit (never for a NaN lane): the test for
-  // pau_math.h's plain powers.
-  static PAU_INLINE bool all_abs_at_most(const value& v, const value& limit) {
-    return v.abs().le(limit).zero_mask() == 0;
-  }
+};
+
+// Storage for N vectors that, unlike an array of at::vec::Vectorized (whose
+// default constructor zero-fills), costs nothing to create: for the kernels'
+// per-vector scratch, declared inside the vector loop so that the compiler can
+// keep it in registers and drop the stores nothing reads. Vectorized is
+// trivially copyable, so assigning to its elements is all the use it needs.
+template <class T, int N>
+struct Scratch {
+  alignas(64) unsigned char bytes[N * sizeof(Vec<T>)];
+  PAU_INLINE Vec<T>* data() { return reinterpret_cast<Vec<T>*>(bytes); }
 };
 
 // Half and bfloat16 compute in float, double in double.
@@ -109,6 +116,19 @@ PAU_INLINE void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
   } else {
     v.store(p, static_cast<int>(lanes));
   }
+}
+
+// Whether every |src[i]|, i < count, is at most `limit`. A NaN element does
+// not count against it: it is NaN whichever powers it is evaluated with.
+template <class T>
+bool all_abs_at_most(const T* src, int64_t count, const Vec<T>& limit) {
+  Vec<T> beyond(T(0));  // lanes with some |x| > limit are all ones
+  int64_t i = 0;
+  for (; i + Vec<T>::size() <= count; i += Vec<T>::size()) {
+    beyond = beyond | (Vec<T>::loadu(src + i).abs() > limit);
+  }
+  if (i < count) beyond = beyond | (Vec<T>::loadu(src + i, count - i).abs() > limit);
+  return beyond.zero_mask() == (1 << Vec<T>::size()) - 1;
 }
 
 // sums[l] += v[l] in double, lane by lane.
