@@ -245,13 +245,12 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
   const HostTables tables(points, bounds, slopes, args, compute_type(x.scalar_type()));
   const cpu::PwluProblem problem = tables.problem(xd, args);
   const cpu::Layout& l = problem.layout;
-  Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},
-                              x.options().dtype(at::kDouble));
+  std::vector<double> partials = partials_buffer(l, problem.coefficients());
   const cpu::PwluBackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
-                                     grad_x.mutable_data_ptr(),
-                                     partials.mutable_data_ptr<double>()};
+                                     grad_x.mutable_data_ptr(), partials.data()};
   run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
-  const Tensor sums = reduce_partials(l, problem.coefficients(), partials);
+  Tensor sums = at::empty({args.groups, problem.coefficients()}, x.options().dtype(at::kDouble));
+  reduce_partials(l, problem.coefficients(), partials.data(), sums.mutable_data_ptr<double>());
   auto [grad_points, grad_bounds, grad_slopes] =
       split_pwlu_gradients(sums, args, points.scalar_type());
   return {grad_x, grad_points, grad_bounds, grad_slopes};

@@ -91,39 +91,40 @@ namespace {
 
 // The noise factors' tables for the kernels (see cpu::Noise), built from alpha.
 struct HostNoise {
-  Tensor base;   // (G, m + 1 + n)
-  Tensor scale;  // (G, m + 1 + n)
+  // base then scale, each laid out like the coefficients: (G, m + 1) for the
+  // numerator, then (G, n) for the denominator.
+  std::vector<double> tables;
   cpu::Noise noise;
   bool zero = true;  // alpha == 0 everywhere: RPAU is PAU
 
   HostNoise(const Tensor& alpha, const Tensor& seed_offset, const PauArgs& args) {
     const int64_t count = args.m + 1 + args.n;
-    const Tensor a = alpha.to(at::kDouble).expand({args.groups, count}).contiguous();
-    const double* values = a.const_data_ptr<double>();
-    for (int64_t i = 0; i < a.numel(); ++i) {
-      TORCH_CHECK_VALUE(rng::alpha_usable(values[i]),
-                        "pau: alpha must be in [0, 1), got ", values[i]);
-      zero = zero && values[i] == 0.0;
+    const std::vector<double> values =
+        host_values(alpha.expand({args.groups, count}), at::kDouble);
+    for (const double v : values) {
+      TORCH_CHECK_VALUE(rng::alpha_usable(v), "pau: alpha must be in [0, 1), got ", v);
+      zero = zero && v == 0.0;
     }
-    base = at::empty_like(a);
-    scale = at::empty_like(a);
-    double* b = base.mutable_data_ptr<double>();
-    double* s = scale.mutable_data_ptr<double>();
-    for (int64_t i = 0; i < a.numel(); ++i) {
-      b[i] = rng::factor_base(values[i]);
-      s[i] = rng::factor_scale(values[i]);
-    }
+    const int64_t size = args.groups * count;
+    tables.resize(static_cast<size_t>(2 * size));
+    double* base = tables.data();
+    double* scale = base + size;
     // The kernels index the numerator part as (G, m + 1) and the denominator
     // part as (G, n): split the rows.
-    base = at::cat({base.narrow(1, 0, args.m + 1).contiguous().flatten(),
-                    base.narrow(1, args.m + 1, args.n).contiguous().flatten()});
-    scale = at::cat({scale.narrow(1, 0, args.m + 1).contiguous().flatten(),
-                     scale.narrow(1, args.m + 1, args.n).contiguous().flatten()});
     const int64_t numerator_size = args.groups * (args.m + 1);
-    noise.base_numerator = base.const_data_ptr<double>();
-    noise.base_denominator = noise.base_numerator + numerator_size;
-    noise.scale_numerator = scale.const_data_ptr<double>();
-    noise.scale_denominator = noise.scale_numerator + numerator_size;
+    for (int64_t g = 0; g < args.groups; ++g) {
+      for (int64_t j = 0; j < count; ++j) {
+        const double a = values[g * count + j];
+        const int64_t at = j <= args.m ? g * (args.m + 1) + j
+                                       : numerator_size + g * args.n + (j - args.m - 1);
+        base[at] = rng::factor_base(a);
+        scale[at] = rng::factor_scale(a);
+      }
+    }
+    noise.base_numerator = base;
+    noise.base_denominator = base + numerator_size;
+    noise.scale_numerator = scale;
+    noise.scale_denominator = scale + numerator_size;
     noise.stream = stream_of(seed_offset, static_cast<int>(count));
   }
 };
@@ -195,18 +196,12 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_cpu(const Tensor& grad_output, 
                                            /*coefficient_growth=*/2.0);
   cpu::Problem problem = coefficients.problem(xc, args);
   problem.noise = &host_noise.noise;
-  const cpu::Layout& l = problem.layout;
-  Tensor partials = at::empty({l.tiles() * l.groups_per_tile * problem.coefficients()},
-                              x.options().dtype(at::kDouble));
+  std::vector<double> partials = partials_buffer(problem.layout, problem.coefficients());
   const cpu::BackwardArgs launch{problem, grad.const_data_ptr(), xc.const_data_ptr(),
-                                 grad_x.mutable_data_ptr(), partials.mutable_data_ptr<double>()};
-  const auto& table = cpu::kernel_table();
-  const int dtype = static_cast<int>(dtype_of(x));
-  run_tiles(table.rpau_backward[dtype], launch);
-  const Tensor sums = reduce_partials(problem, partials);
-  return {like_x(x, grad_x),
-          sums.narrow(1, 0, args.m + 1).to(numerator.scalar_type()).contiguous(),
-          sums.narrow(1, args.m + 1, args.n).to(denominator.scalar_type()).contiguous()};
+                                 grad_x.mutable_data_ptr(), partials.data()};
+  run_tiles(cpu::kernel_table().rpau_backward[static_cast<int>(dtype_of(x))], launch);
+  auto [grad_numerator, grad_denominator] = coefficient_gradients(problem, partials, numerator);
+  return {like_x(x, grad_x), grad_numerator, grad_denominator};
 }
 
 void check_noise_args(const Tensor& seed_offset, int64_t numel, int64_t coefficients) {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -20,10 +21,24 @@ cpu::DType dtype_of(const at::Tensor& x);
 // Sums the per-tile partial gradients of each group in tile order, so the
 // result does not depend on the thread count. partials: (tiles,
 // l.groups_per_tile, count) doubles as the backward kernels write them;
-// returns (G, count) doubles.
-at::Tensor reduce_partials(const cpu::Layout& l, int64_t count, const at::Tensor& partials);
-// PAU/RPAU: count = m + 1 + n.
-at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
+// sums: (G, count) doubles.
+void reduce_partials(const cpu::Layout& l, int64_t count, const double* partials, double* sums);
+
+// The per-tile partial-gradient buffer of a backward launch: (tiles,
+// l.groups_per_tile, count) doubles. A std::vector, not a tensor: small, and
+// the per-call cost of a tensor is most of a small input's time.
+std::vector<double> partials_buffer(const cpu::Layout& l, int64_t count);
+
+// The values of t, a 2-D CPU tensor of a floating dtype with any strides, as
+// doubles in row-major order, each first rounded to `compute` (float or
+// double) as t.to(compute) rounds. Allocates no tensor.
+std::vector<double> host_values(const at::Tensor& t, at::ScalarType compute);
+
+// A contiguous (rows, count) tensor of dtype `type` holding columns [first,
+// first + count) of the row-major (rows, width) doubles, rounded as .to(type)
+// rounds.
+at::Tensor columns_as(const double* values, int64_t rows, int64_t width, int64_t first,
+                      int64_t count, const at::TensorOptions& type);
 
 // Coefficients as double on the host plus each group's effective degrees,
 // kept alive for the duration of a kernel launch. The coefficients are first
@@ -34,25 +49,23 @@ at::Tensor reduce_partials(const cpu::Problem& p, const at::Tensor& partials);
 // coefficient_growth: how much larger the kernels may make a coefficient (RPAU
 // multiplies each by up to 2), for the plain-powers limits.
 struct HostCoefficients {
-  at::Tensor numerator;
-  at::Tensor denominator;
+  std::vector<double> numerator;    // (G, m + 1)
+  std::vector<double> denominator;  // (G, n)
   std::vector<math::Degrees> degrees;
   std::vector<double> plain_limits;
 
   HostCoefficients(const at::Tensor& num, const at::Tensor& den, const PauArgs& args,
                    at::ScalarType x_dtype, double coefficient_growth = 1.0)
-      : numerator(in_compute_type(num, x_dtype)),
-        denominator(in_compute_type(den, x_dtype)),
+      : numerator(host_values(num, compute_type(x_dtype))),
+        denominator(host_values(den, compute_type(x_dtype))),
         degrees(static_cast<size_t>(args.groups)),
         plain_limits(static_cast<size_t>(args.groups)) {
-    const double* a = numerator.const_data_ptr<double>();
-    const double* b = denominator.const_data_ptr<double>();
     const double largest = compute_type(x_dtype) == at::kDouble
                                ? std::numeric_limits<double>::max()
                                : std::numeric_limits<float>::max();
     for (int64_t g = 0; g < args.groups; ++g) {
-      const double* ag = a + g * (args.m + 1);
-      const double* bg = b + g * args.n;
+      const double* ag = numerator.data() + g * (args.m + 1);
+      const double* bg = denominator.data() + g * args.n;
       math::Degrees& d = degrees[g];
       d.m = args.m;
       d.n = args.n;
@@ -64,23 +77,25 @@ struct HostCoefficients {
     }
   }
 
-  static at::Tensor in_compute_type(const at::Tensor& c, at::ScalarType x_dtype) {
-    return c.to(compute_type(x_dtype)).to(at::kDouble).contiguous();
-  }
-
   cpu::Problem problem(const at::Tensor& dense_x, const PauArgs& args) const {
     cpu::Problem p;
     p.layout = cpu::make_layout(dense_x.numel(), args.groups, group_run(dense_x, args));
     p.variant = args.variant;
     p.m = args.m;
     p.n = args.n;
-    p.numerator = numerator.const_data_ptr<double>();
-    p.denominator = denominator.const_data_ptr<double>();
+    p.numerator = numerator.data();
+    p.denominator = denominator.data();
     p.degrees = degrees.data();
     p.plain_limits = plain_limits.data();
     return p;
   }
 };
+
+// The coefficient gradients of a PAU/RPAU backward launch from its partials:
+// (grad_numerator, grad_denominator) in the coefficients' dtype.
+std::tuple<at::Tensor, at::Tensor> coefficient_gradients(const cpu::Problem& p,
+                                                         const std::vector<double>& partials,
+                                                         const at::Tensor& numerator);
 
 template <class Args>
 void run_tiles(void (*kernel)(const Args&, int64_t), const Args& args) {
