@@ -319,45 +319,37 @@ bool plain(const Problem& p, const Tile& tile, int64_t column, T x) {
   return std::fabs(x) <= p.plain_limits[tile.first_group + column / p.layout.run];
 }
 
-template <Variant variant, class scalar_t, bool kNoisy>
-void forward_tile_lanewise(const ForwardArgs& args, const Tile& tile,
-                           const TileCoefficients<opmath_t<scalar_t>>& coefficients,
-                           TileNoise<opmath_t<scalar_t>>* noise) {
-  using T = opmath_t<scalar_t>;
+template <Variant variant, class T, bool kNoisy>
+void forward_tile_lanewise(const ForwardArgs& args, const BlockStorage<T>& storage,
+                           const Tile& tile, const TileCoefficients<T>& coefficients,
+                           TileNoise<T>* noise) {
   const Problem& p = args.problem;
-  const auto* x = static_cast<const scalar_t*>(args.x);
-  auto* out = static_cast<scalar_t*>(args.out);
   alignas(64) T x_buffer[kBlock];
   alignas(64) T y_buffer[kBlock];
   for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
     for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
       const int64_t count = std::min(kBlock, tile.column_end - begin);
       const int64_t offset = row * p.layout.row_length + begin;
-      const T* xs = load_block(x + offset, count, x_buffer);
-      T* ys = output_block(out + offset, y_buffer);
+      const T* xs = storage.load(args.x, offset, count, x_buffer);
+      T* ys = storage.output(args.out, offset, y_buffer);
       for_each_element_lanewise<T, kNoisy>(
           p, tile, coefficients, noise, row, begin, count,
           [&](int64_t i, int64_t column, const T* c, const Degrees& degrees, const T*) {
             ys[i] = math::forward<variant, math::ScalarOps<T>>(xs[i], c, c + p.m + 1, degrees,
                                                                plain(p, tile, column, xs[i]));
           });
-      store_block(ys, count, out + offset);
+      storage.store(ys, count, args.out, offset);
     }
   }
 }
 
 // Adds each element's coefficient gradients to sums[k * sums_stride + column]
 // (double, in row order: deterministic).
-template <Variant variant, class scalar_t, bool kNoisy>
-void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
-                            const TileCoefficients<opmath_t<scalar_t>>& coefficients,
-                            TileNoise<opmath_t<scalar_t>>* noise, double* sums,
-                            int64_t sums_stride) {
-  using T = opmath_t<scalar_t>;
+template <Variant variant, class T, bool kNoisy>
+void backward_tile_lanewise(const BackwardArgs& args, const BlockStorage<T>& storage,
+                            const Tile& tile, const TileCoefficients<T>& coefficients,
+                            TileNoise<T>* noise, double* sums, int64_t sums_stride) {
   const Problem& p = args.problem;
-  const auto* grad = static_cast<const scalar_t*>(args.grad);
-  const auto* x = static_cast<const scalar_t*>(args.x);
-  auto* grad_x = static_cast<scalar_t*>(args.grad_x);
   const int total = p.coefficients();
   alignas(64) T x_buffer[kBlock];
   alignas(64) T g_buffer[kBlock];
@@ -366,9 +358,9 @@ void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
     for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
       const int64_t count = std::min(kBlock, tile.column_end - begin);
       const int64_t offset = row * p.layout.row_length + begin;
-      const T* xs = load_block(x + offset, count, x_buffer);
-      const T* gs = load_block(grad + offset, count, g_buffer);
-      T* gxs = output_block(grad_x + offset, gx_buffer);
+      const T* xs = storage.load(args.x, offset, count, x_buffer);
+      const T* gs = storage.load(args.grad, offset, count, g_buffer);
+      T* gxs = storage.output(args.grad_x, offset, gx_buffer);
       for_each_element_lanewise<T, kNoisy>(
           p, tile, coefficients, noise, row, begin, count,
           [&](int64_t i, int64_t column, const T* c, const Degrees& degrees, const T* factor) {
@@ -378,7 +370,7 @@ void backward_tile_lanewise(const BackwardArgs& args, const Tile& tile,
                 plain(p, tile, column, xs[i]));
             for (int k = 0; k < total; ++k) sums[k * sums_stride + column] += gc[k];
           });
-      store_block(gxs, count, grad_x + offset);
+      storage.store(gxs, count, args.grad_x, offset);
     }
   }
 }
@@ -405,22 +397,19 @@ PAU_INLINE void for_each_vector(int64_t count, F&& vector_at) {
   if (i < count) vector_at(i, count - i);
 }
 
-template <Variant variant, class scalar_t, bool kNoisy = false>
-void forward_tile(const ForwardArgs& args, int64_t index) {
-  using T = opmath_t<scalar_t>;
+template <Variant variant, class T, bool kNoisy>
+void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64_t index) {
   using V = Vec<T>;
   const Problem& p = args.problem;
   const Layout& layout = p.layout;
   const Tile tile = tile_at(layout, index);
   const TileCoefficients<T> coefficients(p, tile);
-  const auto* x = static_cast<const scalar_t*>(args.x);
-  auto* out = static_cast<scalar_t*>(args.out);
   alignas(64) T x_buffer[kBlock];
   alignas(64) T y_buffer[kBlock];
   const auto noise = make_noise<T, kNoisy>(p, tile);
   if (coefficients.mixed()) {
-    return forward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients,
-                                                            noise.get());
+    return forward_tile_lanewise<variant, T, kNoisy>(args, storage, tile, coefficients,
+                                                     noise.get());
   }
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
@@ -432,8 +421,8 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
         for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
           const int64_t count = std::min(kBlock, tile.column_end - begin);
           const int64_t offset = row * layout.row_length + begin;
-          const T* xs = load_block(x + offset, count, x_buffer);
-          T* ys = output_block(out + offset, y_buffer);
+          const T* xs = storage.load(args.x, offset, count, x_buffer);
+          T* ys = storage.output(args.out, offset, y_buffer);
           if constexpr (kNoisy) noise->generate(offset, count, degrees);
           const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
           for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
@@ -454,16 +443,15 @@ void forward_tile(const ForwardArgs& args, int64_t index) {
                                                                degrees, plain);
             store_lanes(y, ys + i, lanes);
           });
-          store_block(ys, count, out + offset);
+          storage.store(ys, count, args.out, offset);
         }
       }
     });
   });
 }
 
-template <Variant variant, class scalar_t, bool kNoisy = false>
-void backward_tile(const BackwardArgs& args, int64_t index) {
-  using T = opmath_t<scalar_t>;
+template <Variant variant, class T, bool kNoisy>
+void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int64_t index) {
   using V = Vec<T>;
   constexpr int64_t kLanes = V::size();
   const Problem& p = args.problem;
@@ -471,9 +459,6 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   const Tile tile = tile_at(layout, index);
   const TileCoefficients<T> coefficients(p, tile);
   const int count_coefficients = p.coefficients();
-  const auto* grad = static_cast<const scalar_t*>(args.grad);
-  const auto* x = static_cast<const scalar_t*>(args.x);
-  auto* grad_x = static_cast<scalar_t*>(args.grad_x);
 
   // Float accumulators (one set per block, or one per vector position of a
   // per-lane tile, flushed every kFlushRows rows) are added to double sums in
@@ -496,8 +481,8 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   alignas(64) T gx_buffer[kBlock];
   const auto noise = make_noise<T, kNoisy>(p, tile);
   if (coefficients.mixed()) {
-    backward_tile_lanewise<variant, scalar_t, kNoisy>(args, tile, coefficients, noise.get(),
-                                                      sums.data(), sums_stride);
+    backward_tile_lanewise<variant, T, kNoisy>(args, storage, tile, coefficients, noise.get(),
+                                               sums.data(), sums_stride);
   } else {
     V a_lanes[math::kMaxTerms];
     V b_lanes[math::kMaxTerms];
@@ -511,9 +496,9 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
           for (int64_t begin = tile.column_begin; begin < tile.column_end; begin += kBlock) {
             const int64_t count = std::min(kBlock, tile.column_end - begin);
             const int64_t offset = row * layout.row_length + begin;
-            const T* xs = load_block(x + offset, count, x_buffer);
-            const T* gs = load_block(grad + offset, count, g_buffer);
-            T* gxs = output_block(grad_x + offset, gx_buffer);
+            const T* xs = storage.load(args.x, offset, count, x_buffer);
+            const T* gs = storage.load(args.grad, offset, count, g_buffer);
+            T* gxs = storage.output(args.grad_x, offset, gx_buffer);
             if constexpr (!kPerLane) {
               for (int k = 0; k < count_coefficients; ++k) acc[k] = V(T(0));
             }
@@ -541,7 +526,7 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
                   target + p.m + 1, kNoisy ? factor.data() : nullptr, plain);
               store_lanes(gx, gxs + i, lanes);
             });
-            store_block(gxs, count, grad_x + offset);
+            storage.store(gxs, count, args.grad_x, offset);
             if constexpr (!kPerLane) flush(acc, 1);
           }
           if (kPerLane && ((row - tile.row_begin + 1) % kFlushRows == 0)) {
@@ -568,21 +553,28 @@ void backward_tile(const BackwardArgs& args, int64_t index) {
   }
 }
 
+// The kernel table's entries, one per storage dtype; the tile kernels are
+// compiled once per compute type.
 template <class scalar_t, bool kNoisy = false>
 void forward_entry(const ForwardArgs& args, int64_t tile) {
+  using T = opmath_t<scalar_t>;
+  const BlockStorage<T>& storage = block_storage<scalar_t>();
   switch (args.problem.variant) {
-    case Variant::safe: return forward_tile<Variant::safe, scalar_t, kNoisy>(args, tile);
-    case Variant::abs_sum: return forward_tile<Variant::abs_sum, scalar_t, kNoisy>(args, tile);
-    case Variant::plain: return forward_tile<Variant::plain, scalar_t, kNoisy>(args, tile);
+    case Variant::safe: return forward_tile<Variant::safe, T, kNoisy>(args, storage, tile);
+    case Variant::abs_sum: return forward_tile<Variant::abs_sum, T, kNoisy>(args, storage, tile);
+    case Variant::plain: return forward_tile<Variant::plain, T, kNoisy>(args, storage, tile);
   }
 }
 
 template <class scalar_t, bool kNoisy = false>
 void backward_entry(const BackwardArgs& args, int64_t tile) {
+  using T = opmath_t<scalar_t>;
+  const BlockStorage<T>& storage = block_storage<scalar_t>();
   switch (args.problem.variant) {
-    case Variant::safe: return backward_tile<Variant::safe, scalar_t, kNoisy>(args, tile);
-    case Variant::abs_sum: return backward_tile<Variant::abs_sum, scalar_t, kNoisy>(args, tile);
-    case Variant::plain: return backward_tile<Variant::plain, scalar_t, kNoisy>(args, tile);
+    case Variant::safe: return backward_tile<Variant::safe, T, kNoisy>(args, storage, tile);
+    case Variant::abs_sum:
+      return backward_tile<Variant::abs_sum, T, kNoisy>(args, storage, tile);
+    case Variant::plain: return backward_tile<Variant::plain, T, kNoisy>(args, storage, tile);
   }
 }
 

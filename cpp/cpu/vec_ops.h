@@ -103,6 +103,35 @@ void store_block(const T* computed, int64_t count, scalar_t* dst) {
   if constexpr (!std::is_same_v<scalar_t, T>) at::vec::convert(computed, dst, count);
 }
 
+// How a kernel compiled for the compute type T reads and writes a tensor of a
+// storage dtype (T itself, or float16/bfloat16 for T = float), a block at a
+// time through load_block/output_block/store_block. Function pointers, called
+// once per block: the kernels are compiled once per compute type instead of
+// once per storage dtype.
+template <class T>
+struct BlockStorage {
+  const T* (*load)(const void* base, int64_t offset, int64_t count, T* buffer);
+  T* (*output)(void* base, int64_t offset, T* buffer);
+  void (*store)(const T* computed, int64_t count, void* base, int64_t offset);
+};
+
+template <class scalar_t>
+const BlockStorage<opmath_t<scalar_t>>& block_storage() {
+  using T = opmath_t<scalar_t>;
+  static const BlockStorage<T> storage{
+      [](const void* base, int64_t offset, int64_t count, T* buffer) {
+        return load_block(static_cast<const scalar_t*>(base) + offset, count, buffer);
+      },
+      [](void* base, int64_t offset, T* buffer) {
+        return output_block(static_cast<scalar_t*>(base) + offset, buffer);
+      },
+      [](const T* computed, int64_t count, void* base, int64_t offset) {
+        store_block(computed, count, static_cast<scalar_t*>(base) + offset);
+      },
+  };
+  return storage;
+}
+
 // Lanes past `lanes` read as zero.
 template <class T>
 PAU_INLINE Vec<T> load_lanes(const T* p, int64_t lanes) {
