@@ -61,11 +61,15 @@ constexpr int kMaxTerms = kMaxDegree + 1;
 
 // Element operations for a plain scalar (float or double). The CPU kernels
 // provide the same interface for at::vec::Vectorized lanes, so the formulas
-// below are written once.
+// below are written once. Array<N>: the type of the per-element arrays of N
+// values (the vector version leaves them uninitialised: Vectorized's default
+// constructor zero-fills, a store per value per element vector).
 template <class T>
 struct ScalarOps {
   using value = T;
   using mask = bool;
+  template <int N>
+  using Array = T[N];
   static PAU_HOST_DEVICE T broadcast(T v) { return v; }
   static PAU_HOST_DEVICE T abs(T v) { return v < T(0) ? -v : v; }
   // sign(0) = 0, as torch.sign and the gradient of torch.abs.
@@ -125,7 +129,7 @@ PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
   V sign_s = one;
   if (s & 1) sign_s = Ops::select(large, Ops::sign(x), one);
   const int top = count - 1 > s ? count - 1 : s;
-  V w_power[kTerms];
+  typename Ops::template Array<kTerms> w_power;
   w_power[0] = one;
   for (int i = 1; i <= top; ++i) w_power[i] = w_power[i - 1] * w;
   V x_power = one;  // x^(j-s) for j > s
@@ -236,7 +240,7 @@ PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typenam
                                             const typename Ops::value* b, const Deg& deg,
                                             bool plain = false) {
   using V = typename Ops::value;
-  V e[Deg::max_terms];
+  typename Ops::template Array<Deg::max_terms> e;
   const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
   powers<Ops, Deg::max_terms>(x, deg.n_eff, count, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
@@ -258,7 +262,7 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
                                              const typename Ops::value* factor = nullptr,
                                              bool plain = false) {
   using V = typename Ops::value;
-  V e[Deg::max_terms];
+  typename Ops::template Array<Deg::max_terms> e;
   const int top = deg.m > deg.n ? deg.m : deg.n;
   powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);

@@ -11,6 +11,7 @@
 #include <ATen/cpu/vec/functional.h>  // at::vec::load_to_float
 #include <ATen/cpu/vec/vec.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -26,11 +27,26 @@ namespace CPU_CAPABILITY {
 template <class T>
 using Vec = at::vec::Vectorized<T>;
 
+// Storage for N vectors that, unlike an array of at::vec::Vectorized (whose
+// default constructor zero-fills), costs nothing to create: for the kernels'
+// per-vector scratch, declared inside the vector loop so that the compiler can
+// keep it in registers and drop the stores nothing reads. Vectorized is
+// trivially copyable, so assigning to its elements is all the use it needs.
+template <class T, int N>
+struct Scratch {
+  alignas(64) unsigned char bytes[N * sizeof(Vec<T>)];
+  PAU_INLINE Vec<T>* data() { return reinterpret_cast<Vec<T>*>(bytes); }
+  PAU_INLINE Vec<T>& operator[](std::ptrdiff_t i) { return data()[i]; }
+  PAU_INLINE operator Vec<T>*() { return data(); }
+};
+
 // pau_math.h's element operations on vector lanes.
 template <class T>
 struct VecOps {
   using value = Vec<T>;
   using mask = Vec<T>;  // all bits set in true lanes
+  template <int N>
+  using Array = Scratch<T, N>;
   static PAU_INLINE value broadcast(T v) { return value(v); }
   static PAU_INLINE value abs(const value& v) { return v.abs(); }
   static PAU_INLINE value sign(const value& v) {
@@ -44,17 +60,6 @@ struct VecOps {
   static PAU_INLINE value fma(const value& a, const value& b, const value& c) {
     return at::vec::fmadd(a, b, c);
   }
-};
-
-// Storage for N vectors that, unlike an array of at::vec::Vectorized (whose
-// default constructor zero-fills), costs nothing to create: for the kernels'
-// per-vector scratch, declared inside the vector loop so that the compiler can
-// keep it in registers and drop the stores nothing reads. Vectorized is
-// trivially copyable, so assigning to its elements is all the use it needs.
-template <class T, int N>
-struct Scratch {
-  alignas(64) unsigned char bytes[N * sizeof(Vec<T>)];
-  PAU_INLINE Vec<T>* data() { return reinterpret_cast<Vec<T>*>(bytes); }
 };
 
 // Half and bfloat16 compute in float, double in double.
