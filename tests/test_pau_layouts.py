@@ -220,6 +220,21 @@ def test_large_deterministic_and_correct(case: str, restore_threads: None) -> No
     check_against_reference(x, numerator, denominator, "safe", dim, grad_seed=21)
 
 
+def test_large_deterministic_with_blocks_beyond_the_plain_limit(restore_threads: None) -> None:
+    """Blocks that hold an |x| beyond the plain-powers limit take the scaled powers and the
+    others the plain ones: the choice depends on the data only, so results stay bitwise
+    reproducible, and right."""
+    x, grad, numerator, denominator, dim = _large_inputs("per_channel_nchw", torch.float32)
+    x = x.clone()
+    x.view(-1)[::1999] = 1e6  # about one block in eight
+    torch.set_num_threads(2)
+    first = _run(x, grad, numerator, denominator, dim)
+    _assert_bitwise(first, _run(x, grad, numerator, denominator, dim), "run 2 vs run 1")
+    torch.set_num_threads(1)
+    _assert_bitwise(first, _run(x, grad, numerator, denominator, dim), "1 vs 2 threads")
+    check_against_reference(x, numerator, denominator, "safe", dim, grad_seed=21)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64], ids=str)
 def test_large_deterministic_other_dtypes(dtype: torch.dtype, restore_threads: None) -> None:
     x, grad, numerator, denominator, dim = _large_inputs("per_channel_channels_last", dtype)

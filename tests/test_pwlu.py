@@ -233,12 +233,36 @@ def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, ch
         torch.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("intervals", [1, 15, 16, 17, 31, 32, 33])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_interval_counts_around_the_register_tables(dtype, intervals):
+    """One group: N <= 16 (AVX2, float) or N <= 32 float / 16 double (AVX-512) look the
+    points up in registers, more intervals in memory; every count on both sides agrees
+    with the reference, forward and backward."""
+    generator = torch.Generator().manual_seed(intervals)
+    x = (torch.randn(2, 3, 700, generator=generator, dtype=torch.float64) * 2.5).to(dtype)
+    points = torch.randn(1, intervals + 1, generator=generator, dtype=dtype)
+    bounds = torch.tensor([[-2.0, 2.5]], dtype=dtype)
+    slopes = torch.randn(1, 2, generator=generator, dtype=dtype)
+    args = [t.clone().requires_grad_() for t in (x, points, bounds, slopes)]
+    y = torch.ops.pau.pwlu_forward(*args, 1)
+    grad = torch.randn(y.shape, generator=generator, dtype=dtype)
+    got = torch.autograd.grad(y, args, grad)
+    ref = [t.detach().double().requires_grad_() for t in (x, points, bounds, slopes)]
+    y_ref = pwlu_reference(*ref, 1)
+    want = torch.autograd.grad(y_ref, ref, grad.double())
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b, rtol=tol, atol=tol * max(1.0, b.abs().max()))
+
+
 def test_each_isa_matches_reference():
     script = textwrap.dedent("""
         import torch, pau
         from pau.reference import pwlu_reference
         x = torch.randn(3, 8, 17, 9) * 2.5
-        for n in (16, 40):
+        for n in (16, 32, 40):
             points = torch.randn(8, n + 1)
             bounds = torch.tensor([[-2.0, 2.5]]).repeat(8, 1)
             slopes = torch.randn(8, 2)

@@ -387,16 +387,6 @@ void with_tile_kind(bool per_lane, F&& f) {
   }
 }
 
-// Calls vector_at(i, lanes) for the vectors of a block of `count` elements:
-// whole vectors (lanes a constant the loads and stores fold), then the tail.
-template <class T, class F>
-PAU_INLINE void for_each_vector(int64_t count, F&& vector_at) {
-  constexpr int64_t kLanes = Vec<T>::size();
-  int64_t i = 0;
-  for (; i + kLanes <= count; i += kLanes) vector_at(i, kLanes);
-  if (i < count) vector_at(i, count - i);
-}
-
 template <Variant variant, class T, bool kNoisy>
 void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64_t index) {
   using V = Vec<T>;

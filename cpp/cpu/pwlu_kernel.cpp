@@ -4,9 +4,10 @@
 // file loads, loops and accumulates.
 //
 // Table lookups (Y_k, S_k for each lane's interval k): for one group with
-// N <= 16 in float on AVX2 the tables sit in registers (vpermps); otherwise one
-// scalar load per lane, which on the CPUs measured (AMD Zen 3) beats the AVX2
-// gather instruction.
+// N <= 16 in float on AVX2, or N <= 32 in float (16 in double) on AVX-512, the
+// tables sit in registers (vpermps, vpermt2ps/pd); otherwise one scalar load
+// per lane, which on the CPUs measured (AMD Zen 3) beats the AVX2 gather
+// instruction.
 //
 // Point gradients are a scatter: each element adds to Y_k and Y_{k+1} for its
 // own interval k. They are added in double, lane by lane, into (lower, upper)
@@ -99,11 +100,20 @@ struct MemoryTables {
   }
 };
 
-#if defined(CPU_CAPABILITY_AVX2)
-// AVX2, float, N <= 16 intervals, one group: Y_0..Y_15 and S_0..S_15 held in
-// two registers each and looked up with vpermps (lanes pick by the low three
-// index bits, bit 3 chooses the register), about twice as fast as memory.
+// Tables held in registers, for one group with few intervals: where the ISA
+// has a lane permutation that looks up all lanes at once. kMaxIntervals: 0
+// where there is none.
+template <class T>
 struct RegisterTables {
+  static constexpr int kMaxIntervals = 0;
+};
+
+#if defined(CPU_CAPABILITY_AVX2)
+// AVX2, float, N <= 16 intervals: Y_0..Y_15 and S_0..S_15 held in two
+// registers each and looked up with vpermps (lanes pick by the low three
+// index bits, bit 3 chooses the register), about twice as fast as memory.
+template <>
+struct RegisterTables<float> {
   using index = IndexVec<float>;
   static constexpr int kMaxIntervals = 16;
   __m256 points_low, points_high, steps_low, steps_high;
@@ -133,6 +143,51 @@ struct RegisterTables {
     return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, k), _mm256_permutevar8x32_ps(high, k),
                             use_high);
   }
+};
+#endif
+
+#if defined(CPU_CAPABILITY_AVX512)
+// AVX-512, N <= 32 intervals in float (16 in double): Y_k and S_k in two
+// registers each, every lane looked up by one two-register permutation
+// (vpermt2ps/pd) instead of 16 (8) scalar loads.
+template <class T>
+struct Avx512RegisterTables {
+  using index = IndexVec<T>;
+  static constexpr int kMaxIntervals = 2 * Vec<T>::size();
+  Vec<T> points_low, points_high, steps_low, steps_high;
+
+  Avx512RegisterTables(const T* points, const T* steps, int intervals) {
+    alignas(64) T p[kMaxIntervals] = {};
+    alignas(64) T s[kMaxIntervals] = {};
+    for (int j = 0; j < intervals; ++j) {
+      p[j] = points[j];
+      s[j] = steps[j];
+    }
+    points_low = Vec<T>::loadu(p);
+    points_high = Vec<T>::loadu(p + Vec<T>::size());
+    steps_low = Vec<T>::loadu(s);
+    steps_high = Vec<T>::loadu(s + Vec<T>::size());
+  }
+  PAU_INLINE index index_of(const index& k) const { return k; }
+  PAU_INLINE Vec<T> point(const index& i) const { return pick(points_low, points_high, i); }
+  PAU_INLINE Vec<T> step(const index& i) const { return pick(steps_low, steps_high, i); }
+
+ private:
+  static PAU_INLINE Vec<T> pick(const Vec<T>& low, const Vec<T>& high, const index& i) {
+    if constexpr (std::is_same_v<T, float>) {
+      return _mm512_permutex2var_ps(low, i, high);
+    } else {
+      return _mm512_permutex2var_pd(low, i, high);
+    }
+  }
+};
+template <>
+struct RegisterTables<float> : Avx512RegisterTables<float> {
+  using Avx512RegisterTables<float>::Avx512RegisterTables;
+};
+template <>
+struct RegisterTables<double> : Avx512RegisterTables<double> {
+  using Avx512RegisterTables<double>::Avx512RegisterTables;
 };
 #endif
 
@@ -228,14 +283,13 @@ void forward_tile(const PwluForwardArgs& args, const Tile& tile,
       const int64_t offset = row * layout.row_length + begin;
       const T* xs = load_block(x + offset, count, x_buffer);
       T* ys = output_block(out + offset, y_buffer);
-      for (int64_t i = 0; i < count; i += V::size()) {
-        const int64_t lanes = std::min<int64_t>(V::size(), count - i);
+      for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
         if constexpr (kPerLane) {
           params.lanes(begin - tile.column_begin + i, lane_params, tables.base);
         }
         const V y = pwlu::forward<Ops>(load_lanes(xs + i, lanes), lane_params, tables);
         store_lanes(y, ys + i, lanes);
-      }
+      });
       store_block(ys, count, out + offset);
     }
   }
@@ -365,15 +419,13 @@ void with_tables(const Args& args, const Tile& tile, TileFn&& tile_fn) {
     tile_fn(std::true_type{}, params, MemoryTables<T, true>{params.points(), params.steps(), zero});
     return;
   }
-#if defined(CPU_CAPABILITY_AVX2)
-  if constexpr (std::is_same_v<T, float>) {
-    if (p.intervals <= RegisterTables::kMaxIntervals) {
+  if constexpr (RegisterTables<T>::kMaxIntervals > 0) {
+    if (p.intervals <= RegisterTables<T>::kMaxIntervals) {
       tile_fn(std::false_type{}, params,
-              RegisterTables(params.points(), params.steps(), p.intervals));
+              RegisterTables<T>(params.points(), params.steps(), p.intervals));
       return;
     }
   }
-#endif
   tile_fn(std::false_type{}, params, MemoryTables<T, false>{params.points(), params.steps(), zero});
 }
 

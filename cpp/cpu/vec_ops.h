@@ -165,6 +165,16 @@ bool all_abs_at_most(const T* src, int64_t count, const Vec<T>& limit) {
   return beyond.zero_mask() == (1 << Vec<T>::size()) - 1;
 }
 
+// Calls vector_at(i, lanes) for the vectors of a block of `count` elements:
+// whole vectors (lanes a constant the loads and stores fold), then the tail.
+template <class T, class F>
+PAU_INLINE void for_each_vector(int64_t count, F&& vector_at) {
+  constexpr int64_t kLanes = Vec<T>::size();
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes) vector_at(i, kLanes);
+  if (i < count) vector_at(i, count - i);
+}
+
 // sums[l] += v[l] in double, lane by lane.
 template <class T>
 void add_lanes_to(const Vec<T>& v, double* sums) {
