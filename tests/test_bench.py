@@ -101,3 +101,17 @@ def test_a_case_that_runs_out_of_memory_is_skipped_not_fatal(monkeypatch):
     assert "reference forward: out of memory, skipped" in lines
     assert "reference forward_backward: out of memory, skipped" in lines
     assert all("reference is" not in line for line in bench.summary(cases, "cpu"))
+
+
+def test_label_names_the_json_and_is_checked(tmp_path, capsys):
+    argv = ["--sizes", "10", "--only", "pau", "--no-compile", "--min-run-time", "0.001"]
+    assert bench.main([*argv, "--groups", "1", "--label", "small", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.iterdir()
+    assert path.name.endswith("-pau-small.json")
+    assert {c["groups"] for c in json.loads(path.read_text())["cases"]} == {"1"}
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--label", "../x"])
+    assert "lower-case letters and digits" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main([*argv, "--groups", "2"])
+    assert "unknown grouping '2'" in capsys.readouterr().err

@@ -11,7 +11,7 @@ shape to give its overhead over PAU; ``pwlu`` (N = 16), with
 :func:`pau.reference.pwlu_reference` as the reference. On CUDA it also times
 ``x.clone()`` to express the achieved bandwidth as a fraction of a
 device-to-device copy of the same bytes. Prints a table and a summary that
-checks the targets of issues 6, 7 and 16, and writes JSON (device name, ISA,
+checks the targets of issues 6, 7, 16 and 17, and writes JSON (device name, ISA,
 versions) to ``benchmarks/results/``, rewritten after every configuration so
 that a run stopped early keeps what it measured.
 """
@@ -40,7 +40,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 OPS = ("pau", "rpau", "pwlu")
 RPAU_ALPHA = 0.01
 PWLU_INTERVALS = 16
-# What issues 6, 7 and 16 ask of the operators, checked in the summary: (op, impl,
+# What issues 6, 7, 16 and 17 ask of the operators, checked in the summary: (op, impl,
 # baseline, direction, device type or None for any, bound, "at most"/"at least")
 # reads "time of impl / time of baseline is at most/at least bound".
 TARGETS = [
@@ -52,6 +52,8 @@ TARGETS = [
     ("pwlu", "reference", "pwlu", "forward_backward", None, 5.0, "at least"),
     ("pwlu", "reference_compiled", "pwlu", "forward_backward", None, 1.5, "at least"),
     ("pau", "reference_compiled", "pau", "forward_backward", "cuda", 3.0, "at least"),
+    # Issue 17: the CPU forward no slower than torch.compile of the reference, at every size.
+    ("pau", "reference_compiled", "pau", "forward", "cpu", 1.0, "at least"),
 ]
 # Issue 16: the operator's achieved bandwidth as a fraction of x.clone()'s, at least.
 COPY_TARGETS = {
@@ -396,12 +398,18 @@ def summary(cases: list[Case], device_type: Optional[str] = None) -> list[str]:
 
 
 def results_path(
-    directory: Path, device: torch.device, quick: bool, ops: Sequence[str] = OPS
+    directory: Path,
+    device: torch.device,
+    quick: bool,
+    ops: Sequence[str] = OPS,
+    label: str = "",
 ) -> Path:
-    """``<device type>-<device name>[-<ops>][-quick].json``; the ops only for a subset."""
+    """``<device type>-<device name>[-<ops>][-<label>][-quick].json``; the ops only for a
+    subset, the label (e.g. ``small`` for a run of small sizes) only if given."""
     slug = re.sub(r"[^a-z0-9]+", "-", device_name(device).lower()).strip("-")
     subset = "" if set(ops) == set(OPS) else "-" + "-".join(ops)
-    return directory / f"{device.type}-{slug}{subset}{'-quick' if quick else ''}.json"
+    tag = f"-{label}" if label else ""
+    return directory / f"{device.type}-{slug}{subset}{tag}{'-quick' if quick else ''}.json"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -422,6 +430,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--min-run-time", type=float, default=None, help="seconds per timing")
     parser.add_argument(
         "--out", type=Path, default=Path("benchmarks/results"), help="directory for the JSON"
+    )
+    parser.add_argument(
+        "--label", default="", help="word added to the JSON's name, e.g. small (letters, digits)"
     )
     args = parser.parse_args(argv)
 
@@ -469,7 +480,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     }
     print(" ".join(f"{k}={v}" for k, v in header.items()))
     args.out.mkdir(parents=True, exist_ok=True)
-    path = results_path(args.out, device, args.quick, ops)
+    if not re.fullmatch(r"[a-z0-9]*", args.label):
+        parser.error(f"--label {args.label!r}: use lower-case letters and digits only")
+    path = results_path(args.out, device, args.quick, ops, args.label)
 
     def write(cases: list[Case]) -> None:
         text = json.dumps({**header, "cases": [asdict(c) for c in cases]}, indent=1) + "\n"
