@@ -31,13 +31,7 @@ def gpu_summary():
     return module
 
 
-def test_tests_past_the_deadline_are_skipped_and_reported(tmp_path, gpu_summary):
-    report = tmp_path / "tests.xml"
-    selected = [
-        "tests/test_bench.py::test_unknown_operator_is_an_error",
-        "tests/test_bench.py::test_summary_reports_rpau_overhead_and_targets",
-    ]
-    env = {**os.environ, "PAU_TEST_DEADLINE": "1"}  # 1970: already past
+def run_pytest(report: Path, selected: list[str], env: dict[str, str]) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -55,27 +49,22 @@ def test_tests_past_the_deadline_are_skipped_and_reported(tmp_path, gpu_summary)
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_tests_past_the_deadline_are_skipped_and_reported(tmp_path, gpu_summary):
+    report = tmp_path / "tests.xml"
+    selected = [
+        "tests/test_bench.py::test_unknown_operator_is_an_error",
+        "tests/test_bench.py::test_summary_reports_rpau_overhead_and_targets",
+    ]
+    env = {**os.environ, "PAU_TEST_DEADLINE": "1"}  # 1970: already past
+    run_pytest(report, selected, env)
     assert gpu_summary.tests_result(tmp_path) == (
         "0 passed, 0 failed, 0 errors, 2 skipped (2 of the skips: time budget spent)"
     )
     # Without a deadline the same tests run.
     env.pop("PAU_TEST_DEADLINE")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            f"--junitxml={report}",
-            *selected,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        check=True,
-    )
+    run_pytest(report, selected, env)
     assert gpu_summary.tests_result(tmp_path).startswith("2 passed, 0 failed")
 
 

@@ -120,41 +120,53 @@ def test_large_x_gradients(dtype: torch.dtype, magnitude: float, variant: str) -
     Paper (5, 4) coefficients; where an exact coefficient gradient overflows the
     coefficient dtype, inf is the right answer.
     """
-    cdtype = compute_dtype(dtype)
-    numerator, denominator = paper_coefficients(1, cdtype)
+    numerator, denominator = paper_coefficients(1, compute_dtype(dtype))
     for sign in (1, -1):
         x = torch.tensor([sign * magnitude], dtype=torch.float64).to(dtype)
-        gx, gn, gd = torch.ops.pau.backward(
-            torch.ones_like(x), x, numerator, denominator, variant, 0
+        # dF/dx of these coefficients is representable at every x in every dtype.
+        dfdx = exact_pau(x.item(), numerator[0].tolist(), denominator[0].tolist(), variant)[1]
+        assert math.isfinite(to_dtype_float(dfdx, dtype))
+        check_gradients_of_one_element(x, numerator, denominator, variant, f"x = {x.item():g}")
+
+
+def check_gradients_of_one_element(
+    x: Tensor, numerator: Tensor, denominator: Tensor, variant: str, where: str
+) -> None:
+    """pau::backward at the one element x (g = 1) against the exact gradients: finite where
+    they are (an exact gradient that overflows its dtype is inf), and within the tolerances."""
+    dtype = x.dtype
+    cdtype = compute_dtype(dtype)
+    gx, gn, gd = torch.ops.pau.backward(torch.ones_like(x), x, numerator, denominator, variant, 0)
+    _, dfdx, dfda, dfdb = exact_pau(
+        x.item(), numerator[0].tolist(), denominator[0].tolist(), variant
+    )
+    want_x = torch.tensor([to_dtype_float(dfdx, dtype)], dtype=torch.float64)
+    want_n = torch.tensor([[to_dtype_float(v, cdtype) for v in dfda]], dtype=torch.float64)
+    want_d = torch.tensor([[to_dtype_float(v, cdtype) for v in dfdb]], dtype=torch.float64)
+    for name, got, want in (
+        ("grad_x", gx, want_x),
+        ("grad_numerator", gn, want_n),
+        ("grad_denominator", gd, want_d),
+    ):
+        finite = torch.isfinite(want)
+        assert torch.isfinite(got[finite]).all(), (
+            f"{where}: {name} {got.tolist()} is not finite where the exact {want.tolist()} is"
         )
-        _, dfdx, dfda, dfdb = exact_pau(
-            x.item(), numerator[0].tolist(), denominator[0].tolist(), variant
-        )
-        where = f"x = {x.item():g}"
-        want_x = torch.tensor([to_dtype_float(dfdx, dtype)], dtype=torch.float64)
-        want_n = torch.tensor([[to_dtype_float(v, cdtype) for v in dfda]], dtype=torch.float64)
-        want_d = torch.tensor([[to_dtype_float(v, cdtype) for v in dfdb]], dtype=torch.float64)
-        assert torch.isfinite(gx).all(), where
-        for name, got, want in (("grad_numerator", gn, want_n), ("grad_denominator", gd, want_d)):
-            finite = torch.isfinite(want)
-            assert torch.isfinite(got[finite]).all(), (
-                f"{where}: {name} {got.tolist()} is not finite where the exact {want.tolist()} is"
-            )
-        rtol_x = 2 * tolerance(dtype)[0]
+    rtol_x = 2 * tolerance(dtype)[0]
+    torch.testing.assert_close(
+        gx.double(), want_x, rtol=rtol_x, atol=0, msg=lambda m, w=where: f"{w}: {m}"
+    )
+    # The low-order terms use scaled powers |x|^(j-n), subnormal (or 0) once
+    # below the smallest normal: their absolute error (half the subnormal
+    # spacing) is then scaled by g F / D ~ 3 |x|. Relative accuracy holds
+    # everywhere else.
+    finfo = torch.finfo(cdtype)
+    atol = 8 * finfo.tiny * finfo.eps * max(1.0, abs(x.item()))
+    rtol_c = 2 * tolerance(cdtype)[0]
+    for got, want in ((gn, want_n), (gd, want_d)):
         torch.testing.assert_close(
-            gx.double(), want_x, rtol=rtol_x, atol=0, msg=lambda m, w=where: f"{w}: {m}"
+            got.double(), want, rtol=rtol_c, atol=atol, msg=lambda m, w=where: f"{w}: {m}"
         )
-        # The low-order terms use scaled powers |x|^(j-n), subnormal (or 0) once
-        # below the smallest normal: their absolute error (half the subnormal
-        # spacing) is then scaled by g F / D ~ 3 |x|. Relative accuracy holds
-        # everywhere else.
-        finfo = torch.finfo(cdtype)
-        atol = 8 * finfo.tiny * finfo.eps * max(1.0, abs(x.item()))
-        rtol_c = 2 * tolerance(cdtype)[0]
-        for got, want in ((gn, want_n), (gd, want_d)):
-            torch.testing.assert_close(
-                got.double(), want, rtol=rtol_c, atol=atol, msg=lambda m, w=where: f"{w}: {m}"
-            )
 
 
 @pytest.mark.parametrize("layout", ["nchw", "channels_last", "tokens"])
@@ -481,25 +493,6 @@ def test_both_sides_of_the_plain_powers_limit(dtype: torch.dtype, which: str, va
         expected = exact_outputs(x, numerator[0].tolist(), denominator[0].tolist(), variant)
         assert_relative(y, expected, rtol=rtol)
     for x in singles:
-        gx, gn, gd = torch.ops.pau.backward(
-            torch.ones_like(x), x, numerator, denominator, variant, 0
-        )
-        _, dfdx, dfda, dfdb = exact_pau(
-            x.item(), numerator[0].tolist(), denominator[0].tolist(), variant
-        )
-        where = f"x = {x.item():g} (limit {limit:g})"
-        want_x = torch.tensor([to_dtype_float(dfdx, dtype)], dtype=torch.float64)
-        torch.testing.assert_close(
-            gx.double(), want_x, rtol=2 * rtol, atol=0, msg=lambda m, w=where: f"{w}: {m}"
-        )
-        want = torch.tensor([[to_dtype_float(v, cdtype) for v in dfda + dfdb]], dtype=torch.float64)
-        got = torch.cat([gn, gd], dim=1).double()
-        finfo = torch.finfo(cdtype)
-        atol = 8 * finfo.tiny * finfo.eps * max(1.0, abs(x.item()))
-        torch.testing.assert_close(
-            got,
-            want,
-            rtol=2 * tolerance(cdtype)[0],
-            atol=atol,
-            msg=lambda m, w=where: f"{w}: {m}",
+        check_gradients_of_one_element(
+            x, numerator, denominator, variant, f"x = {x.item():g} (limit {limit:g})"
         )

@@ -290,6 +290,35 @@ std::unique_ptr<TileNoise<T>> make_noise(const Problem& p, const Tile& tile) {
   }
 }
 
+// The coefficient vectors of the lanes at tile column `column` (block position
+// i): the tile's, or for RPAU (kNoisy) perturbed per element, with their noise
+// factors. Declared inside the vector loop, so its scratch stays in registers
+// for compile-time degrees and its stores that nothing reads go.
+template <class T, class Deg, bool kNoisy, bool kPerLane>
+class LaneCoefficients {
+ public:
+  PAU_INLINE LaneCoefficients(const TileCoefficients<T>& coefficients, TileNoise<T>* noise,
+                              int64_t column, int64_t i, const Deg& degrees, Vec<T>* a_lanes,
+                              Vec<T>* b_lanes) {
+    coefficients.template lanes<kPerLane>(column, a_, b_, a_lanes, b_lanes);
+    if constexpr (kNoisy) {
+      noise->template perturb<kPerLane>(column, i, degrees, a_, b_, a_noisy_.data(),
+                                        b_noisy_.data(), factor_.data());
+    }
+  }
+  PAU_INLINE const Vec<T>* a() { return kNoisy ? a_noisy_.data() : a_; }
+  PAU_INLINE const Vec<T>* b() { return kNoisy ? b_noisy_.data() : b_; }
+  // For math::backward: the factors, or nullptr for PAU.
+  PAU_INLINE const Vec<T>* factors() { return kNoisy ? factor_.data() : nullptr; }
+
+ private:
+  const Vec<T>* a_;
+  const Vec<T>* b_;
+  Scratch<T, Deg::max_terms> a_noisy_;
+  Scratch<T, Deg::max_terms> b_noisy_;
+  Scratch<T, 2 * Deg::max_terms> factor_;
+};
+
 // Per-lane tiles with mixed effective degrees (TileCoefficients::mixed) are
 // evaluated element by element, each with its own group's degrees. For the
 // block [begin, begin + count) of `row`, calls element(i, column,
@@ -416,21 +445,11 @@ void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64
           if constexpr (kNoisy) noise->generate(offset, count, degrees);
           const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
           for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
-            const V* a;
-            const V* b;
-            const int64_t column = begin - tile.column_begin + i;
-            coefficients.template lanes<per_lane>(column, a, b, a_lanes, b_lanes);
-            Scratch<T, Deg::max_terms> a_noisy;
-            Scratch<T, Deg::max_terms> b_noisy;
-            Scratch<T, 2 * Deg::max_terms> factor;
-            if constexpr (kNoisy) {
-              noise->template perturb<per_lane>(column, i, degrees, a, b, a_noisy.data(),
-                                                b_noisy.data(), factor.data());
-              a = a_noisy.data();
-              b = b_noisy.data();
-            }
-            const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), a, b,
-                                                               degrees, plain);
+            LaneCoefficients<T, Deg, kNoisy, per_lane> c(coefficients, noise.get(),
+                                                         begin - tile.column_begin + i, i,
+                                                         degrees, a_lanes, b_lanes);
+            const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), c.a(),
+                                                               c.b(), degrees, plain);
             store_lanes(y, ys + i, lanes);
           });
           storage.store(ys, count, args.out, offset);
@@ -496,24 +515,14 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
             const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
             for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
               const int64_t column = begin - tile.column_begin + i;
-              const V* a;
-              const V* b;
-              coefficients.template lanes<kPerLane>(column, a, b, a_lanes, b_lanes);
-              Scratch<T, Deg::max_terms> a_noisy;
-              Scratch<T, Deg::max_terms> b_noisy;
-              Scratch<T, 2 * Deg::max_terms> factor;
-              if constexpr (kNoisy) {
-                noise->template perturb<kPerLane>(column, i, degrees, a, b, a_noisy.data(),
-                                                  b_noisy.data(), factor.data());
-                a = a_noisy.data();
-                b = b_noisy.data();
-              }
+              LaneCoefficients<T, Deg, kNoisy, kPerLane> c(coefficients, noise.get(), column, i,
+                                                           degrees, a_lanes, b_lanes);
               // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
               V* target = acc;
               if constexpr (kPerLane) target = &accumulators[column / kLanes * count_coefficients];
               const V gx = math::backward<variant, VecOps<T>, Deg>(
-                  load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), a, b, degrees, target,
-                  target + p.m + 1, kNoisy ? factor.data() : nullptr, plain);
+                  load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), c.a(), c.b(), degrees, target,
+                  target + p.m + 1, c.factors(), plain);
               store_lanes(gx, gxs + i, lanes);
             });
             storage.store(gxs, count, args.grad_x, offset);

@@ -353,7 +353,7 @@ def format_case(c: Case) -> str:
     extra = f"  copy-bw {c.fraction_of_copy:6.1%}" if c.fraction_of_copy is not None else ""
     return (
         f"{c.op:5s} {c.impl:19s} {c.direction:16s} {c.dtype:9s} 2^{c.numel.bit_length() - 1:<3d}"
-        f" G={c.groups:2s} {c.time_ms:10.3f} ms  x{c.ratio_to_relu:7.2f} relu{extra}"
+        f" G={c.groups:2s} {c.time_ms:11.4f} ms  x{c.ratio_to_relu:7.2f} relu{extra}"
     )
 
 
