@@ -470,6 +470,36 @@ def test_functional_activations_replaced_through_fx():
         assert err <= presets.info(r.init)["max_error"] + 2e-4, r.name  # + tanh-GELU gap
 
 
+def test_fx_converted_model_survives_torch_save_and_pickle(tmp_path):
+    # GraphModule's unpickling re-traces with the recorded tracer class built
+    # without arguments; pau's tracer used to require its leaves there.
+    import io
+    import pickle
+
+    torch.manual_seed(3)
+    converted, summary = convert_quietly(Functional(), groups="channel")
+    assert isinstance(converted, torch.fx.GraphModule) and len(summary) == 5
+    converted.eval()
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        expected = converted(x)
+    path = tmp_path / "converted.pt"
+    torch.save(converted, path)
+    buffer = io.BytesIO()
+    torch.save(converted, buffer)
+    buffer.seek(0)
+    loaded = [
+        torch.load(path, weights_only=False),
+        torch.load(buffer, weights_only=False),
+        pickle.loads(pickle.dumps(converted)),
+    ]
+    for model in loaded:
+        assert isinstance(model, torch.fx.GraphModule)
+        assert count(model, pau.PAU) == 5
+        with torch.no_grad():
+            torch.testing.assert_close(model(x), expected, rtol=0, atol=0)
+
+
 def test_functional_off_keeps_module_type():
     converted, summary = pau.convert(Functional(), functional=False)
     assert type(converted) is Functional and len(summary) == 0
