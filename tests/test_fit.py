@@ -243,3 +243,46 @@ def test_bad_samples_are_rejected_clearly():
 
 def test_package_exports_fit():
     assert pau.fit is fit and pau.FitResult is FitResult
+
+
+# -- pinning F(0) = a_0 ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize(("fn", "value"), [(torch.relu, 0.0), (torch.sigmoid, 0.5)])
+def test_value_at_zero_pins_the_fit_exactly_at_zero(variant, fn, value):
+    free = fit(fn, (3, 2), variant, num_points=401, restarts=1)
+    pinned = fit(fn, (3, 2), variant, num_points=401, restarts=1, value_at_zero=value)
+    assert float(pinned.numerator[0]) == value
+    assert float(pinned(torch.zeros(1, dtype=f64))) == value
+    # The constraint costs little where the free fit is already close at 0.
+    assert pinned.max_error <= 2 * free.max_error + 1e-12
+
+
+@pytest.mark.parametrize(("variant", "numerator", "denominator"), KNOWN)
+def test_value_at_zero_still_recovers_known_rational_function(variant, numerator, denominator):
+    target = _rational(numerator, denominator, variant)
+    result = fit(target, (3, 2), variant, num_points=801, value_at_zero=numerator[0])
+    assert result.max_error < 1e-10
+    assert float(result.numerator[0]) == numerator[0]
+
+
+def test_value_at_zero_on_samples_and_wide_range():
+    x = torch.linspace(-10, 10, 801, dtype=f64)
+    result = fit(samples=(x, torch.relu(x)), degrees=(5, 4), value_at_zero=0.0, restarts=1)
+    assert float(result.numerator[0]) == 0.0
+    assert result.max_error < 0.15
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (float("nan"), ValueError, "pau.fit: value_at_zero must be finite"),
+        (float("inf"), ValueError, "pau.fit: value_at_zero must be finite"),
+        ("0", TypeError, "pau.fit: value_at_zero must be a number"),
+        (True, TypeError, "pau.fit: value_at_zero must be a number"),
+    ],
+)
+def test_bad_value_at_zero_is_rejected_clearly(value, error, match):
+    with pytest.raises(error, match=match):
+        fit(torch.tanh, (3, 2), value_at_zero=value)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -158,6 +159,7 @@ def fit(
     init: Union[None, tuple[Tensor, Tensor], Sequence[tuple[Tensor, Tensor]]] = None,
     restarts: int = 3,
     max_iter: int = 400,
+    value_at_zero: Optional[float] = None,
 ) -> FitResult:
     """Least-squares fit of a PAU rational function to ``fn`` (or to ``samples``).
 
@@ -180,6 +182,10 @@ def fit(
             as extra starting points (e.g. a fit of lower degree padded with zeros).
         restarts: number of perturbed restarts around the best solution.
         max_iter: iteration limit of each Levenberg-Marquardt run.
+        value_at_zero: pin F(0) to this value instead of fitting it (e.g.
+            ``float(fn(torch.zeros(1)))``). Every variant has Q(0) = 1, so
+            F(0) = a_0 and the pin is the constraint a_0 = value_at_zero: the
+            other coefficients are fitted with a_0 held there.
 
     Returns:
         A :class:`FitResult` with float64 coefficients and the max / RMS error
@@ -189,9 +195,11 @@ def fit(
     Raises:
         TypeError: ``fn`` is not callable, or an argument has the wrong type.
         ValueError: unknown variant, invalid degrees, an empty or non-finite
-            range, too few points, or a target with non-finite values.
+            range, too few points, a target with non-finite values, or a
+            non-finite ``value_at_zero``.
     """
     m, n = _check_degrees(degrees)
+    value_at_zero = _check_value_at_zero(value_at_zero)
     if not isinstance(variant, str) or variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
     for name, value, low in (("num_points", num_points, 2), ("restarts", restarts, 0),
@@ -220,7 +228,7 @@ def fit(
     w = _check_weight(weight, x)
 
     with _single_thread():
-        problem = _Problem(x, y, w, m, n, variant, (lo, hi))
+        problem = _Problem(x, y, w, m, n, variant, (lo, hi), value_at_zero)
         if fn is not None and (weight is None or callable(weight)):
             dense_x = torch.linspace(lo, hi, 8 * (num_points - 1) + 1, dtype=torch.float64)
             problem.set_check_grid(dense_x, _call_target(fn, dense_x),
@@ -251,14 +259,17 @@ class _Problem:
 
     ``model`` is the form of Q(t) the residual uses (normally the variant) and
     ``q_min``, when set, adds a penalty that keeps a "plain" Q(t) >= q_min on
-    a dense grid.
+    a dense grid. ``a0``, when set, holds alpha_0 = a_0 (unchanged by the
+    scaling) at that value: the linear solves move its column to the right-hand
+    side and Levenberg-Marquardt only sees the other parameters.
     """
 
     def __init__(
         self, x: Tensor, y: Tensor, w: Tensor, m: int, n: int, variant: str,
-        x_range: tuple[float, float],
+        x_range: tuple[float, float], a0: Optional[float] = None,
     ) -> None:
         self.m, self.n, self.variant = m, n, variant
+        self.a0 = a0
         self.scale = max(abs(x_range[0]), abs(x_range[1]))
         self.t_range = (x_range[0] / self.scale, x_range[1] / self.scale)
         self.t = x / self.scale
@@ -416,14 +427,16 @@ class _Problem:
         keep = basis.abs().sum(dim=0) > 0
         # For beta >= 0, drop the columns that come out negative and solve
         # again: a simple active-set scheme, enough for a start.
+        va, rhs = self._free_numerator_columns()
         for _ in range(self.n + 1):
-            cols = torch.cat([self.va, -self.y.unsqueeze(1) * basis[:, keep]], dim=1)
+            cols = torch.cat([va, -self.y.unsqueeze(1) * basis[:, keep]], dim=1)
             matrix = cols * row_w.unsqueeze(1)
             norms = matrix.norm(dim=0).clamp_min(1e-300)
-            sol = torch.linalg.lstsq(matrix / norms, (row_w * self.y).unsqueeze(1),
+            sol = torch.linalg.lstsq(matrix / norms, (row_w * rhs).unsqueeze(1),
                                      driver="gelsd").solution.squeeze(1) / norms
             if not bool(torch.isfinite(sol).all()):
                 return None
+            sol = self._with_a0(sol)
             beta = torch.zeros(self.n, dtype=torch.float64)
             beta[keep] = sol[self.m + 1 :]
             if not nonnegative or bool((beta >= 0).all()):
@@ -432,10 +445,41 @@ class _Problem:
         return torch.cat([sol[: self.m + 1], beta])
 
     def _polynomial_start(self) -> Tensor:
-        matrix = self.va * self.sqrt_w.unsqueeze(1)
-        alpha = torch.linalg.lstsq(matrix, (self.sqrt_w * self.y).unsqueeze(1),
+        va, rhs = self._free_numerator_columns()
+        matrix = va * self.sqrt_w.unsqueeze(1)
+        alpha = torch.linalg.lstsq(matrix, (self.sqrt_w * rhs).unsqueeze(1),
                                    driver="gelsd").solution.squeeze(1)
-        return torch.cat([alpha, alpha.new_zeros(self.n)])
+        return torch.cat([self._with_a0(alpha), alpha.new_zeros(self.n)])
+
+    # -- the pinned a_0 ------------------------------------------------------
+
+    def _free_numerator_columns(self) -> tuple[Tensor, Tensor]:
+        """The numerator's free Vandermonde columns and the right-hand side y - a_0."""
+        if self.a0 is None:
+            return self.va, self.y
+        return self.va[:, 1:], self.y - self.a0  # the column of a_0 is all ones
+
+    def _with_a0(self, free: Tensor) -> Tensor:
+        """Parameters from the free ones (all of them when a_0 is not pinned)."""
+        if self.a0 is None:
+            return free
+        return torch.cat([free.new_full((1,), self.a0), free])
+
+    def pin(self, theta: Tensor) -> Tensor:
+        """``theta`` with alpha_0 set to the pinned a_0 (unchanged when none)."""
+        return theta if self.a0 is None else self._with_a0(theta[1:])
+
+    def refine(self, theta: Tensor, max_iter: int) -> Tensor:
+        """Levenberg-Marquardt from ``theta`` on the parameters that are free."""
+        if self.a0 is None:
+            return _levenberg_marquardt(self.residual, theta, max_iter)[0]
+
+        def residual(free: Tensor, jacobian: bool = True) -> tuple[Tensor, Optional[Tensor]]:
+            r, jac = self.residual(self._with_a0(free), jacobian)
+            return r, (None if jac is None else jac[:, 1:])
+
+        free, _ = _levenberg_marquardt(residual, self.pin(theta)[1:], max_iter)
+        return self._with_a0(free)
 
     def _nudge(self, theta: Tensor) -> Tensor:
         """Replace exactly-zero denominator coefficients by a small positive value.
@@ -464,7 +508,7 @@ class _Problem:
         poly = self._polynomial_start()
         if self.n == 0:
             return poly  # linear least squares is already the optimum
-        starts = list(inits)
+        starts = [self.pin(theta) for theta in inits]
         starts += self._best_linear(2)
         starts += self._best_linear(1, even_only=True)
         starts.append(poly)
@@ -474,8 +518,7 @@ class _Problem:
             # kink wherever A changes sign, on which Levenberg-Marquardt crawls.
             smooth = self.bounded_plain(1.0)
             for theta in smooth._best_linear(1) + smooth._best_linear(1, even_only=True):
-                theta, _ = _levenberg_marquardt(smooth.residual, theta, max_iter)
-                starts.append(theta)
+                starts.append(smooth.refine(theta, max_iter))
 
         # Candidates are refined on the fitting points but chosen by their
         # error on the denser check grid: a "safe" fit can hide a sign change
@@ -492,7 +535,8 @@ class _Problem:
                 noise = torch.randn(best.numel(), generator=generator, dtype=torch.float64)
                 spread = 0.1 * (i - len(starts) + 1)
                 theta = self._nudge(best * (1 + spread * noise) + 1e-3 * spread * noise.flip(0))
-            refined, _ = _levenberg_marquardt(self.residual, theta, max_iter)
+                theta = self.pin(theta)
+            refined = self.refine(theta, max_iter)
             for candidate in (refined, theta) if i < len(starts) else (refined,):
                 score = self.score(candidate)
                 if score < best_score:
@@ -571,6 +615,20 @@ def _check_degrees(degrees: Sequence[int]) -> tuple[int, int]:
     if m < 0 or n < 0:
         raise ValueError(f"degrees must be non-negative, got (m, n) = ({m}, {n})")
     return m, n
+
+
+def _check_value_at_zero(value: object) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, Tensor) and value.numel() == 1:
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"pau.fit: value_at_zero must be a number or None, got {type(value).__name__}"
+        )
+    if not math.isfinite(float(value)):
+        raise ValueError(f"pau.fit: value_at_zero must be finite, got {value!r}")
+    return float(value)
 
 
 def _check_range(x_range: Sequence[float]) -> tuple[float, float]:
