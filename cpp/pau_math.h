@@ -75,6 +75,7 @@ struct ScalarOps {
   // sign(0) = 0, as torch.sign and the gradient of torch.abs.
   static PAU_HOST_DEVICE T sign(T v) { return T(v > T(0)) - T(v < T(0)); }
   static PAU_HOST_DEVICE mask abs_greater_than_one(T v) { return abs(v) > T(1); }
+  static PAU_HOST_DEVICE mask is_nan(T v) { return v != v; }
   static PAU_HOST_DEVICE T select(mask m, T if_true, T if_false) {
     return m ? if_true : if_false;
   }
@@ -143,6 +144,10 @@ PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
     }
     e[j] = Ops::select(large, sign_s * scaled, w_power[j]);
   }
+  // With s = 0, E_0 = 1 for every x: a group whose effective degrees are
+  // (0, 0) (constant or all-zero) would turn NaN into a_0. E_0 = NaN there
+  // makes D, F and every gradient NaN, as for any other degrees.
+  if (s == 0) e[0] = Ops::select(Ops::is_nan(x), x, e[0]);
 }
 
 // e[j] = x^j for j = 0..count-1: E_j with M = 1 (see the header comment).

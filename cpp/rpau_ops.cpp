@@ -57,6 +57,11 @@ void check_rpau_extra_args(const Tensor& x, const Tensor& alpha, const Tensor& s
   TORCH_CHECK_VALUE(seed_offset.dim() == 1 && seed_offset.sym_size(0) == 2,
                     "pau: seed_offset must have shape (2,) holding (seed, offset), got shape ",
                     seed_offset.sym_sizes());
+  // A meta seed_offset dispatches to the meta kernels even for real x, which
+  // would return an uninitialised tensor: allow it only beside a meta x.
+  TORCH_CHECK(seed_offset.device().is_cpu() || (seed_offset.is_meta() && x.is_meta()),
+              "pau: seed_offset must be a CPU tensor (the kernels read it on the host), got ",
+              seed_offset.device(), " for x on ", x.device());
 }
 
 }  // namespace

@@ -317,6 +317,38 @@ def test_nan_input_gives_nan(dtype: torch.dtype, variant: str) -> None:
     assert torch.isnan(out).sum() == 1 and torch.isnan(out[1, 37])
 
 
+@pytest.mark.parametrize(
+    "numerator, denominator",
+    [([2.0], []), ([2.0, 0.0, 0.0], [0.0, 0.0]), ([0.0, 0.0], [0.0]), ([-3.0, 0.0], [0.0] * 4)],
+    ids=["constant(0,0)", "constant(2,2)", "zero(1,1)", "constant(1,4)"],
+)
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("dtype", X_DTYPES, ids=str)
+def test_nan_input_gives_nan_for_effective_degrees_zero(
+    dtype: torch.dtype, variant: str, numerator: list[float], denominator: list[float]
+) -> None:
+    """A constant or all-zero group (effective degrees (0, 0)) never evaluates a power of
+    x, but NaN must still propagate, to F and grad_x, in vector lanes and the tail."""
+    a = torch.tensor([numerator], dtype=compute_dtype(dtype))
+    b = torch.tensor([denominator], dtype=compute_dtype(dtype)).reshape(1, len(denominator))
+    x = torch.linspace(-5, 5, 300, dtype=torch.float64).to(dtype)
+    nan_at = [0, 37, 150, 299]
+    x[nan_at] = float("nan")
+    x[[10, 20]] = torch.tensor([float("inf"), float("-inf")], dtype=dtype)
+    finite = torch.ones(300, dtype=torch.bool)
+    finite[nan_at] = False
+    y = torch.ops.pau.forward(x, a, b, variant, 0)
+    assert torch.isnan(y[nan_at]).all(), y[nan_at]
+    assert (y[finite] == numerator[0]).all()
+    gx = torch.ops.pau.backward(torch.ones_like(x), x, a, b, variant, 0)[0]
+    assert torch.isnan(gx[nan_at]).all(), gx[nan_at]
+    assert (gx[finite] == 0).all()
+    alpha = torch.tensor(0.1, dtype=compute_dtype(dtype))
+    seed = torch.tensor([3, 4])
+    yr = torch.ops.pau.rpau_forward(x, a, b, alpha, seed, variant, 0)
+    assert torch.isnan(yr[nan_at]).all() and torch.isfinite(yr[finite]).all()
+
+
 def inf_limit(numerator: Tensor, denominator: Tensor, variant: str, sign: int) -> float:
     """lim F(x) as x -> sign * inf, from the leading coefficients."""
     m, n = numerator.numel() - 1, denominator.numel()

@@ -405,3 +405,32 @@ def test_loading_an_unusable_alpha_raises(bad):
     parent = torch.nn.Sequential(torch.nn.Identity(), pau.RPAU(groups=2, alpha=torch.zeros(10)))
     with pytest.raises(ValueError, match=r"alpha must be in \[0, 1\)"):
         parent.load_state_dict({f"1.{k}": v for k, v in state.items()})
+
+
+def test_meta_seed_offset_beside_real_x_raises():
+    """A meta seed_offset would dispatch to the meta kernels and return an uninitialised
+    CPU tensor: it is an error, forward and backward, unless x is meta too."""
+    num, den = coefficients(1, dtype=torch.float32)
+    alpha = torch.tensor(0.1)
+    x = torch.randn(2, 3, 4)
+    meta_seed = torch.empty(2, dtype=torch.int64, device="meta")
+    with pytest.raises(RuntimeError, match="seed_offset must be a CPU tensor"):
+        torch.ops.pau.rpau_forward(x, num, den, alpha, meta_seed, "safe", 1)
+    with pytest.raises(RuntimeError, match="seed_offset must be a CPU tensor"):
+        torch.ops.pau.rpau_backward(torch.ones_like(x), x, num, den, alpha, meta_seed, "safe", 1)
+    meta = [t.to("meta") for t in (x, num, den, alpha)]
+    y = torch.ops.pau.rpau_forward(meta[0], meta[1], meta[2], meta[3], meta_seed, "safe", 1)
+    assert y.is_meta and y.shape == x.shape
+
+
+def test_module_under_meta_default_device():
+    """`with torch.device("meta")` (deferred initialisation) builds an RPAU whose
+    parameters and alpha are meta, runs it on meta inputs, prints it, and draws its seed on
+    the CPU."""
+    with torch.device("meta"):
+        module = pau.RPAU(groups=3, alpha=0.2)
+        assert pau.rpau.draw_seed_offset().device.type == "cpu"
+        y = module(torch.randn(2, 3, 4))
+    assert module.alpha.is_meta and module.numerator.is_meta
+    assert y.is_meta and y.shape == (2, 3, 4)
+    assert "alpha" in repr(module)

@@ -54,6 +54,7 @@ struct VecOps {
     return v.gt(zero) - v.lt(zero);
   }
   static PAU_INLINE mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
+  static PAU_INLINE mask is_nan(const value& v) { return v.isnan(); }
   static PAU_INLINE value select(const mask& m, const value& if_true, const value& if_false) {
     return value::blendv(if_false, if_true, m);
   }
@@ -152,17 +153,20 @@ PAU_INLINE void store_lanes(const Vec<T>& v, T* p, int64_t lanes) {
   }
 }
 
-// Whether every |src[i]|, i < count, is at most `limit`. A NaN element does
-// not count against it: it is NaN whichever powers it is evaluated with.
+// Whether every |src[i]|, i < count, is at most `limit`; false for a NaN
+// element, so that NaN blocks take the scaled powers, which keep NaN also
+// where the effective degrees are (0, 0) and no power of x is formed.
 template <class T>
 bool all_abs_at_most(const T* src, int64_t count, const Vec<T>& limit) {
-  Vec<T> beyond(T(0));  // lanes with some |x| > limit are all ones
+  // Lanes stay all ones while every |x| seen is <= limit.
+  Vec<T> within = Vec<T>(T(0)) == Vec<T>(T(0));
   int64_t i = 0;
   for (; i + Vec<T>::size() <= count; i += Vec<T>::size()) {
-    beyond = beyond | (Vec<T>::loadu(src + i).abs() > limit);
+    within = within & (Vec<T>::loadu(src + i).abs() <= limit);
   }
-  if (i < count) beyond = beyond | (Vec<T>::loadu(src + i, count - i).abs() > limit);
-  return beyond.zero_mask() == (1 << Vec<T>::size()) - 1;
+  // loadu fills the lanes past count with zeros, which are within.
+  if (i < count) within = within & (Vec<T>::loadu(src + i, count - i).abs() <= limit);
+  return within.zero_mask() == 0;
 }
 
 // Calls vector_at(i, lanes) for the vectors of a block of `count` elements:

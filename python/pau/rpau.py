@@ -29,11 +29,14 @@ def draw_seed_offset() -> Tensor:
     """
     # [0, 2**62): plenty of seeds; a literal because TorchScript compiles this
     # function (RPAU.forward calls it) and rejects module globals.
-    return torch.randint(0, 4611686018427387904, (2,), dtype=torch.int64)
+    # device="cpu" also under `with torch.device("meta")`: a meta seed beside
+    # real inputs is an error, and meta inputs take a CPU seed.
+    return torch.randint(0, 4611686018427387904, (2,), dtype=torch.int64, device="cpu")
 
 
 def _alpha_tensor(alpha: Union[float, Tensor], groups: int, coefficients: int) -> Tensor:
-    t = torch.as_tensor(alpha, dtype=torch.float64).detach().clone()
+    # On the CPU whatever the default device (its values are checked here).
+    t = torch.as_tensor(alpha, dtype=torch.float64, device="cpu").detach().clone()
     if t.dim() > 2 or not (
         (t.dim() < 1 or t.shape[-1] in (1, coefficients))
         and (t.dim() < 2 or t.shape[0] in (1, groups))
@@ -127,9 +130,10 @@ class RPAU(PAU):
         super().__init__(degrees, variant, init, groups, dim, device, dtype)
         m, n = self.degrees
         alpha_t = _alpha_tensor(alpha, groups, m + 1 + n)
-        self.register_buffer(
-            "alpha", alpha_t.to(device=device, dtype=dtype or torch.get_default_dtype())
-        )
+        # Beside the coefficients, also when they were made under a default
+        # device (`with torch.device("meta")`) rather than device=.
+        alpha_t = alpha_t.to(self.numerator.device, dtype or torch.get_default_dtype())
+        self.register_buffer("alpha", alpha_t)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         # The CUDA operator never reads alpha on the host (no stream
@@ -149,5 +153,8 @@ class RPAU(PAU):
                                           draw_seed_offset(), self.variant, self.dim)
 
     def extra_repr(self) -> str:
-        alpha = f"{self.alpha.item():.6g}" if self.alpha.numel() == 1 else tuple(self.alpha.shape)
+        if self.alpha.numel() == 1 and not self.alpha.is_meta:
+            alpha = f"{self.alpha.item():.6g}"
+        else:
+            alpha = tuple(self.alpha.shape)
         return f"{super().extra_repr()}, alpha={alpha}"
