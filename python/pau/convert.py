@@ -21,7 +21,13 @@ How each activation is matched (``init="match"``):
   any LeakyReLU) are matched exactly.
 
 Every replacement records ``max_error``, the measured max |new(x) - old(x)|
-over x in :data:`pau.presets.X_RANGE` = [-3, 3] at conversion time.
+over x in :data:`pau.presets.X_RANGE` = [-3, 3] at conversion time. With
+``example_input`` it also records the range of the inputs each activation
+received and the start error on that range, and the summary compares the
+converted model's output with the original's (``output_cosine``); see
+:mod:`pau._start_error`. ``init="match:wide"`` (or ``"match:exact0"``) starts
+from the presets of another fit (:data:`pau.presets.FITS`), e.g. fitted on
+[-10, 10] with F(0) = f(0), for inputs that go beyond [-3, 3].
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import presets
+from . import _start_error, presets
 from .fit import approximation_error
 from .fit import fit as fit_coefficients
 from .modules import PAU
@@ -121,6 +127,10 @@ class Replacement:
         channels: the channel count used for ``groups="channel"`` (None for layers).
         max_error: max |new(x) - original(x)| for x in [-3, 3] at conversion.
         note: anything approximate about the match (empty when exact).
+        input_range: (min, max) of the inputs the activation received on
+            ``example_input`` (None without it, or when it received none).
+        range_max_error: max |new(x) - original(x)| for x in ``input_range``.
+        range_rel_error: ``range_max_error`` / max |original(x)| on ``input_range``.
     """
 
     name: str
@@ -132,6 +142,9 @@ class Replacement:
     channels: Optional[int]
     max_error: float
     note: str = ""
+    input_range: Optional[tuple[float, float]] = None
+    range_max_error: Optional[float] = None
+    range_rel_error: Optional[float] = None
 
 
 @dataclass
@@ -140,11 +153,18 @@ class ConversionSummary:
 
     Iterating yields the :class:`Replacement` entries; ``len()`` counts them;
     ``str()`` is a readable table.
+
+    With ``example_input``, ``output_cosine`` is the cosine between the
+    converted and the original model's outputs on it (all floating-point output
+    tensors flattened into one vector, eval mode) and ``output_rel_error`` is
+    ||converted - original|| / ||original||; both None otherwise.
     """
 
     to: str
     replacements: list[Replacement] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    output_cosine: Optional[float] = None
+    output_rel_error: Optional[float] = None
 
     def __len__(self) -> int:
         return len(self.replacements)
@@ -172,15 +192,39 @@ class ConversionSummary:
         rows = [("name", "original", "init", "groups", "max err [-3,3]")]
         for r in self.replacements:
             rows.append((r.name, r.original, r.init, str(r.groups), f"{r.max_error:.2e}"))
+        if any(r.input_range is not None for r in self.replacements):
+            rows = _with_range_columns(rows, self.replacements)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines = [head]
         for i, row in enumerate(rows):
             lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        if self.output_cosine is not None:
+            lines.append(
+                f"output on example_input vs the original: cosine {self.output_cosine:.6f}, "
+                f"relative error {self.output_rel_error:.2e}"
+            )
         notes = [f"{r.name}: {r.note}" for r in self.replacements if r.note] + self.notes
         lines += [f"note: {n}" for n in notes]
         return "\n".join(lines)
+
+
+def _with_range_columns(
+    rows: list[tuple[str, ...]], replacements: list[Replacement]
+) -> list[tuple[str, ...]]:
+    """The table rows with the input range and the start error on it appended."""
+    out = [(*rows[0], "input range", "max err (range)", "rel err (range)")]
+    for row, r in zip(rows[1:], replacements):
+        if r.input_range is None:
+            out.append((*row, "-", "-", "-"))
+        else:
+            lo, hi = r.input_range
+            out.append(
+                (*row, f"[{lo:.3g}, {hi:.3g}]", f"{r.range_max_error:.2e}",
+                 f"{r.range_rel_error:.2e}")
+            )
+    return out
 
 
 # ----------------------------------------------------------------------------
@@ -323,8 +367,13 @@ def _new_module(
     kwargs: dict[str, Any],
     factory: dict[str, Any],
     fits: dict[Any, tuple[Tensor, Tensor]],
+    preset_fit: str = "default",
 ) -> tuple[nn.Module, str]:
-    """The replacement for ``original`` and a label of its initialisation."""
+    """The replacement for ``original`` and a label of its initialisation.
+
+    ``preset_fit`` is the fit (:data:`pau.presets.FITS`) of the preset that
+    ``init="match"`` picks.
+    """
     if to == "pwlu":
         num_points = kwargs.get("num_points", 16)
         bound = kwargs.get("bound", 3.0)
@@ -361,7 +410,7 @@ def _new_module(
         module = cls(init=fits[key], groups=groups, dim=dim, **extra, **factory)
         module.init = "fit"
         return module, "fit"
-    name = match.preset if init == "match" else init
+    name = presets.spec(match.preset, preset_fit) if init == "match" else init
     module = cls(init=name, groups=groups, dim=dim, **extra, **factory)
     return module, presets._canonical(name)
 
@@ -404,27 +453,6 @@ def _channel_source(module: nn.Module) -> Optional[tuple[int, int]]:
         if isinstance(module, types):
             return int(count(module)), dim
     return None
-
-
-def _observed_shapes(
-    model: nn.Module, modules: list[nn.Module], example_input: Any
-) -> dict[int, list[torch.Size]]:
-    """Input shapes each of ``modules`` sees in one forward pass of ``example_input``."""
-    seen: dict[int, list[torch.Size]] = {id(m): [] for m in modules}
-
-    def hook(module: nn.Module, args: tuple) -> None:
-        if args and isinstance(args[0], Tensor):
-            seen[id(module)].append(args[0].shape)
-
-    handles = [m.register_forward_pre_hook(hook) for m in modules]
-    try:
-        with torch.no_grad():
-            inputs = example_input if isinstance(example_input, tuple) else (example_input,)
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return seen
 
 
 # ----------------------------------------------------------------------------
@@ -629,7 +657,7 @@ def _check_arguments(
     to = to.lower()
     if not isinstance(init, str):
         raise TypeError(f"pau.convert: init must be 'match', 'fit' or a preset name, got {init!r}")
-    if init not in ("match", "fit"):
+    if init not in ("match", "fit") and not init.startswith("match:"):
         if to == "pwlu" and init in PWLU_INITS:
             pass
         else:
@@ -682,15 +710,24 @@ def convert(
             Hardswish; other types need ``init`` set to a preset or ``"fit"``.
         to: ``"pau"``, ``"rpau"`` or ``"pwlu"``.
         init: ``"match"`` (start as the replaced function: see the module
-            docstring), ``"fit"`` (PAU/RPAU: fit coefficients to the replaced
+            docstring), ``"match:<fit>"`` (the same from the presets of fit
+            ``<fit>`` in :data:`pau.presets.FITS`: ``"match:wide"`` fitted on
+            [-10, 10] with F(0) = f(0), ``"match:exact0"`` on [-3, 3] with
+            F(0) = f(0)), ``"fit"`` (PAU/RPAU: fit coefficients to the replaced
             module; PWLU: same as match), or a preset name from
-            :func:`pau.presets.names` (for PWLU also its own ``"relu"``,
+            :func:`pau.presets.names`, optionally with a fit suffix such as
+            ``"relu:wide"`` (for PWLU also its own ``"relu"``,
             ``"leaky_relu"``, ``"identity"``) used for every replacement.
         groups: ``"layer"`` (one unit per activation, G = 1), ``"channel"``
             (G = C, one unit per channel) or an int G.
         example_input: optional input (or tuple of inputs) for one forward
-            pass that records the channel count each activation sees; without
-            it see "Channel counts" below.
+            pass that records the channel count and the input range each
+            activation sees; without it see "Channel counts" below. The
+            summary then reports each unit's start error on its input range
+            and the converted model's output against the original's on it
+            (:class:`ConversionSummary`). Both passes run in eval mode (no
+            dropout, BatchNorm on its running statistics, left unchanged);
+            every module's mode is restored.
         functional: also replace functional activations (``F.relu``,
             ``torch.relu``, ``x.relu()``, ``F.gelu``, ...) when the model can
             be traced by ``torch.fx``; the result is then a
@@ -723,6 +760,7 @@ def convert(
             preset under ``init="match"``; a channel count that can't be inferred.
     """
     activations, groups = _check_arguments(model, activations, to, init, groups, kwargs)
+    init, preset_fit = _split_match(init)
     to = to.lower()
     if not inplace:
         model = copy.deepcopy(model)
@@ -751,8 +789,10 @@ def convert(
             last = src
         static[name] = fx_sources.get(name, last) if name in described else last
     observed: dict[int, list[torch.Size]] = {}
+    observation = None
     if example_input is not None:
-        observed = _observed_shapes(model, [m for _, m in targets], example_input)
+        observation = _start_error.observe(model, [m for _, m in targets], example_input)
+        observed = observation.shapes
 
     param = next(model.parameters(), None)
     fits: dict[Any, tuple[Tensor, Tensor]] = {}
@@ -797,7 +837,9 @@ def convert(
             "dtype": param.dtype if param is not None and param.is_floating_point() else None,
         }
         match = _match(original)
-        new, label = _new_module(to, original, match, init, g, dim, kwargs, factory, fits)
+        new, label = _new_module(
+            to, original, match, init, g, dim, kwargs, factory, fits, preset_fit
+        )
         new.train(original.training)
         _remember_initial(new)
         error = _max_error(new, match.target)
@@ -832,7 +874,52 @@ def convert(
                 warnings.warn(f"pau.convert: {r.name}: {r.note}", UserWarning, stacklevel=2)
     if isinstance(model, torch.fx.GraphModule):
         model.recompile()
+    if observation is not None:
+        originals = {name: m for name, m in targets}
+        _start_errors(summary, originals, observation, model, example_input)
     return model, summary
+
+
+def _split_match(init: str) -> tuple[str, str]:
+    """("match", fit) for ``init="match:<fit>"``; (init, "default") for any other init."""
+    if not init.startswith("match:"):
+        return init, "default"
+    kind = init[len("match:") :]
+    if kind not in presets.FITS:
+        raise ValueError(
+            f"pau.convert: unknown preset fit in init={init!r}; expected 'match:<fit>' with "
+            f"<fit> one of {', '.join(presets.FITS)}"
+        )
+    return "match", kind
+
+
+def _start_errors(
+    summary: ConversionSummary,
+    originals: dict[str, nn.Module],
+    observation: _start_error.Observation,
+    model: nn.Module,
+    example_input: Any,
+) -> None:
+    """Fill in the start error of each replacement on its recorded input range, and the
+    converted model's output against the original's on ``example_input``."""
+    for r in summary.replacements:
+        original = originals[r.name]
+        x_range = observation.ranges.get(id(original))
+        if x_range is None:
+            continue
+        r.input_range = x_range
+        r.range_max_error, r.range_rel_error = _start_error.unit_error(
+            r.module, _match(original).target, x_range
+        )
+    agreement = _start_error.output_agreement(
+        observation.output, _start_error.run(model, example_input)
+    )
+    if agreement is None:
+        summary.notes.append(
+            "the model's output holds no floating-point tensors to compare with the original"
+        )
+    else:
+        summary.output_cosine, summary.output_rel_error = agreement
 
 
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:

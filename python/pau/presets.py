@@ -18,6 +18,15 @@ Where the coefficients come from (``info(...)["source"]``):
   here: see :data:`PAPER_TABLE6`);
 * ``"exact"``: the identity, represented exactly.
 
+Each function also comes in other *fits* (:data:`FITS`), named by a suffix:
+``"relu"`` is the default fit above, ``"relu:exact0"`` is fitted on [-3, 3]
+with F(0) = f(0) exactly, and ``"relu:wide"`` on [-10, 10] with F(0) = f(0)
+and the squared errors weighted by 1 / (1 + |x|), for units whose inputs go beyond
+[-3, 3] (the default (5, 4) relu preset gives F(10) = 7.8). F(0) = a_0 in
+every variant (Q(0) = 1), so the pin holds in all of them. Every function,
+shipped degree pair and variant is shipped in every fit; the defaults (and
+so ``init="relu"`` etc.) are unchanged.
+
 A degree pair that is not shipped is fitted on first use (a few seconds, with
 a warning) and cached in memory and on disk, under ``$PAU_CACHE_DIR`` or
 ``$XDG_CACHE_HOME/pau`` (default ``~/.cache/pau``).
@@ -32,6 +41,7 @@ import math
 import os
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -43,9 +53,9 @@ from .fit import ERROR_POINTS, _check_degrees, approximation_error, fit
 from .reference import VARIANTS
 
 __all__ = [
-    "names", "degrees", "coefficients", "info", "function", "cache_dir",
-    "make_entry", "pad_coefficients",
-    "DEGREES", "X_RANGE", "PAPER_TABLE6", "FUNCTIONS", "ALIASES",
+    "names", "fits", "degrees", "coefficients", "info", "function", "cache_dir",
+    "make_entry", "pad_coefficients", "spec", "split",
+    "DEGREES", "X_RANGE", "PAPER_TABLE6", "FUNCTIONS", "ALIASES", "FITS", "PresetFit",
 ]
 
 #: Interval on which the presets are fitted and their errors measured.
@@ -57,6 +67,39 @@ FIT_POINTS = 2001
 DATA_PATH = Path(__file__).with_name("presets_data.json")
 # Bump when the fitting procedure changes, so that disk-cached fits are redone.
 _FIT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PresetFit:
+    """How the presets of one fit (:data:`FITS`) are made.
+
+    Attributes:
+        x_range: the interval fitted, on which ``max_error`` / ``rms_error`` are measured.
+        exact_zero: pin F(0) = a_0 to f(0) (:func:`pau.fit.fit`'s ``value_at_zero``).
+        relative: weight the squared errors by 1 / (1 + |x|), so that a wide
+            range does not trade the region near 0, where most inputs are,
+            for the far ends.
+        description: one line for tables and docs.
+    """
+
+    x_range: tuple[float, float]
+    exact_zero: bool
+    relative: bool
+    description: str
+
+    def weight(self, x: Tensor) -> Tensor:
+        """The fit's weight of the squared error at ``x``."""
+        return 1.0 / (1.0 + x.abs()) if self.relative else torch.ones_like(x)
+
+
+#: The fits every preset is shipped in; a preset name ``"<function>:<fit>"``
+#: selects one (plain ``"<function>"`` is ``"default"``).
+FITS: dict[str, PresetFit] = {
+    "default": PresetFit(X_RANGE, False, False, "least squares on [-3, 3]"),
+    "exact0": PresetFit(X_RANGE, True, False, "least squares on [-3, 3], F(0) = f(0)"),
+    "wide": PresetFit((-10.0, 10.0), True, True,
+                      "on [-10, 10], F(0) = f(0), squared errors weighted by 1 / (1 + |x|)"),
+}
 
 
 def _leaky_relu(slope: float) -> Callable[[Tensor], Tensor]:
@@ -138,9 +181,44 @@ def names(aliases: bool = True) -> list[str]:
     return list(FUNCTIONS) + (list(ALIASES) if aliases else [])
 
 
+def fits() -> list[str]:
+    """The fits (:data:`FITS`) a preset name can select with a ``":<fit>"`` suffix."""
+    return list(FITS)
+
+
+def split(name: str) -> tuple[str, str]:
+    """(canonical function name, fit) of preset ``name``, e.g. ``"swish:wide"`` -> ("silu", "wide").
+
+    Raises:
+        TypeError: ``name`` is not a str.
+        ValueError: unknown function or fit (the message lists the valid ones).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"pau.presets: preset name must be a str, got {type(name).__name__}")
+    base, sep, kind = name.partition(":")
+    canonical = ALIASES.get(base, base)
+    if canonical not in FUNCTIONS:
+        raise ValueError(
+            f"pau.presets: unknown preset {name!r}; valid names: {', '.join(names())}, "
+            f"each optionally with a fit suffix ':{'/:'.join(FITS)}'"
+        )
+    if sep and kind not in FITS:
+        raise ValueError(
+            f"pau.presets: unknown fit {kind!r} in preset {name!r}; valid fits: {', '.join(FITS)}"
+        )
+    return canonical, kind if sep else "default"
+
+
+def spec(name: str, fit: str = "default") -> str:
+    """The canonical preset name of function ``name`` in ``fit``: ``"relu"``, ``"relu:wide"``."""
+    canonical, _ = split(name)
+    _, kind = split(f"{canonical}:{fit}")
+    return canonical if kind == "default" else f"{canonical}:{kind}"
+
+
 def function(name: str) -> Callable[[Tensor], Tensor]:
-    """The target function of preset ``name`` (a callable on tensors)."""
-    return FUNCTIONS[_canonical(name)]
+    """The target function of preset ``name`` (a callable on tensors; the fit suffix is ignored)."""
+    return FUNCTIONS[split(name)[0]]
 
 
 def degrees(name: Optional[str] = None) -> list[tuple[int, int]]:
@@ -148,11 +226,11 @@ def degrees(name: Optional[str] = None) -> list[tuple[int, int]]:
 
     Other pairs still work: they are fitted on first use.
     """
-    table = _table()["presets"]
     if name is None:
-        pairs = {key for entries in table.values() for key in entries}
+        pairs = {key for entries in _table()["presets"].values() for key in entries}
     else:
-        pairs = set(table.get(_canonical(name), {}))
+        canonical, kind = split(name)
+        pairs = set(_fit_table(kind).get(canonical, {}))
     return sorted(_parse_degrees(key) for key in pairs)
 
 
@@ -174,18 +252,19 @@ def info(name: str, degrees: tuple[int, int] = (5, 4), variant: str = "safe") ->
     """Everything known about one preset.
 
     Returns a dict with ``name`` (canonical), ``degrees``, ``variant``,
-    ``numerator``, ``denominator`` (lists of floats), ``max_error`` and
-    ``rms_error`` (on :data:`X_RANGE`), ``x_range``, ``source`` (see the module
+    ``numerator``, ``denominator`` (lists of floats), ``fit`` (see :data:`FITS`),
+    ``max_error`` and ``rms_error`` (on ``x_range``, the fit's interval:
+    :data:`X_RANGE` unless the fit says otherwise), ``source`` (see the module
     docstring) and ``shipped`` (False when fitted on first use).
     """
-    canonical = _canonical(name)
+    canonical, kind = split(name)
     entry = _entry(name, degrees, variant)
     m, n = _check_degrees(degrees)
-    shipped = _shipped_entry(canonical, (m, n), variant) is not None
+    shipped = _shipped_entry(canonical, (m, n), variant, kind) is not None
     return {
-        "name": canonical, "degrees": (m, n), "variant": variant, "x_range": X_RANGE,
-        "shipped": shipped, **{k: (list(v) if isinstance(v, list) else v)
-                               for k, v in entry.items()},
+        "name": spec(canonical, kind), "degrees": (m, n), "variant": variant, "fit": kind,
+        "x_range": FITS[kind].x_range, "shipped": shipped,
+        **{k: (list(v) if isinstance(v, list) else v) for k, v in entry.items()},
     }
 
 
@@ -210,22 +289,29 @@ def make_entry(
     degrees: tuple[int, int],
     variant: str,
     init: Optional[list[tuple[Tensor, Tensor]]] = None,
+    fit_kind: str = "default",
 ) -> dict[str, Any]:
-    """Compute one preset entry: coefficients, errors on [-3, 3] and source.
+    """Compute one preset entry: coefficients, errors on the fit's range and source.
 
-    ``init`` adds starting points for the fit (e.g. lower-degree solutions).
+    ``init`` adds starting points for the fit (e.g. lower-degree solutions);
+    ``fit_kind`` is one of :data:`FITS` (a ``":<fit>"`` suffix of ``name`` overrides it).
     """
-    name = _canonical(name)
+    name, kind = split(name)
+    kind = kind if kind != "default" else split(f"{name}:{fit_kind}")[1]
+    how = FITS[kind]
     m, n = _check_degrees(degrees)
     fn = FUNCTIONS[name]
     if name == "identity" and m >= 1:
         num = [0.0, 1.0] + [0.0] * (m - 1)
-        return _finish(fn, num, [0.0] * n, variant, "exact")
-    if (m, n) == (5, 4) and variant == "abs_sum" and name in _SHIPPED_TABLE6:
+        return _finish(fn, num, [0.0] * n, variant, "exact", how.x_range)
+    if kind == "default" and (m, n) == (5, 4) and variant == "abs_sum" and name in _SHIPPED_TABLE6:
         num, den = _SHIPPED_TABLE6[name]
         source = "paper_table6" if name not in ("sigmoid", "tanh", "silu") else "pade"
-        return _finish(fn, list(num), list(den), variant, source)
-    result = fit(fn, (m, n), variant, X_RANGE, num_points=FIT_POINTS, init=init or None)
+        return _finish(fn, list(num), list(den), variant, source, how.x_range)
+    at_zero = float(fn(torch.zeros(1, dtype=torch.float64))) if how.exact_zero else None
+    weight = how.weight if how.relative else None
+    result = fit(fn, (m, n), variant, how.x_range, weight, num_points=FIT_POINTS,
+                 init=init or None, value_at_zero=at_zero)
     return {"numerator": result.numerator.tolist(), "denominator": result.denominator.tolist(),
             "max_error": result.max_error, "rms_error": result.rms_error, "source": "fit"}
 
@@ -243,10 +329,10 @@ def pad_coefficients(
 
 
 def _finish(fn: Callable[[Tensor], Tensor], num: list[float], den: list[float], variant: str,
-            source: str) -> dict[str, Any]:
+            source: str, x_range: tuple[float, float] = X_RANGE) -> dict[str, Any]:
     max_error, rms_error = approximation_error(
         fn, torch.tensor(num, dtype=torch.float64), torch.tensor(den, dtype=torch.float64),
-        variant, X_RANGE, ERROR_POINTS)
+        variant, x_range, ERROR_POINTS)
     return {"numerator": num, "denominator": den, "max_error": max_error,
             "rms_error": rms_error, "source": source}
 
@@ -257,12 +343,9 @@ def _finish(fn: Callable[[Tensor], Tensor], num: list[float], den: list[float], 
 
 
 def _canonical(name: str) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"preset name must be a str, got {type(name).__name__}")
-    canonical = ALIASES.get(name, name)
-    if canonical not in FUNCTIONS:
-        raise ValueError(f"unknown preset {name!r}; valid names: {', '.join(names())}")
-    return canonical
+    """Canonical spelling of preset ``name``, fit included: ``"swish:wide"`` -> ``"silu:wide"``."""
+    canonical, kind = split(name)
+    return spec(canonical, kind)
 
 
 def _check_variant(variant: str) -> None:
@@ -285,55 +368,68 @@ def _table() -> dict[str, Any]:
         return json.load(f)
 
 
-def _shipped_entry(name: str, degrees: tuple[int, int], variant: str) -> Optional[dict]:
-    return _table()["presets"].get(name, {}).get(_degrees_key(degrees), {}).get(variant)
+def _fit_table(kind: str) -> dict[str, Any]:
+    """{function: {"m,n": {variant: entry}}} of one fit ("presets" holds the default)."""
+    table = _table()
+    return table["presets"] if kind == "default" else table.get("fits", {}).get(kind, {})
+
+
+def _shipped_entry(
+    name: str, degrees: tuple[int, int], variant: str, kind: str = "default"
+) -> Optional[dict]:
+    return _fit_table(kind).get(name, {}).get(_degrees_key(degrees), {}).get(variant)
 
 
 def _entry(name: str, degrees: tuple[int, int], variant: str) -> dict[str, Any]:
-    canonical = _canonical(name)
+    canonical, kind = split(name)
     _check_variant(variant)
     m, n = _check_degrees(degrees)
-    entry = _shipped_entry(canonical, (m, n), variant)
-    return entry if entry is not None else _fitted_entry(canonical, (m, n), variant)
+    entry = _shipped_entry(canonical, (m, n), variant, kind)
+    return entry if entry is not None else _fitted_entry(canonical, (m, n), variant, kind)
 
 
 # In-memory cache of first-use fits, keyed by (cache dir, name, degrees,
 # variant): the directory is part of the key so that changing the cache
 # location (as the tests do) never serves a result from elsewhere.
-_FITTED: dict[tuple[str, str, tuple[int, int], str], dict[str, Any]] = {}
+_FITTED: dict[tuple[str, str, tuple[int, int], str, str], dict[str, Any]] = {}
 
 
-def _fitted_entry(name: str, degrees: tuple[int, int], variant: str) -> dict[str, Any]:
+def _fitted_entry(
+    name: str, degrees: tuple[int, int], variant: str, kind: str = "default"
+) -> dict[str, Any]:
     directory = cache_dir()
-    key = (str(directory), name, degrees, variant)
+    key = (str(directory), name, degrees, variant, kind)
     if key in _FITTED:
         return _FITTED[key]
-    path = directory / f"preset-v{_FIT_VERSION}-{name}-{degrees[0]}-{degrees[1]}-{variant}.json"
+    suffix = "" if kind == "default" else f"-{kind}"  # default: the file names of before
+    path = (directory
+            / f"preset-v{_FIT_VERSION}-{name}-{degrees[0]}-{degrees[1]}-{variant}{suffix}.json")
     entry = _read_cached(path, degrees)
     if entry is None:
         if name == "identity" and degrees[0] >= 1:
-            entry = make_entry(name, degrees, variant)
+            entry = make_entry(name, degrees, variant, fit_kind=kind)
         else:
             warnings.warn(
-                f"pau.presets: no shipped coefficients for {name!r} at degrees {degrees} "
-                f"(variant {variant!r}); fitting them now, which takes a few seconds. "
+                f"pau.presets: no shipped coefficients for {spec(name, kind)!r} at degrees "
+                f"{degrees} (variant {variant!r}); fitting them now, which takes a few seconds. "
                 f"The result is cached in {directory}.",
                 UserWarning,
                 stacklevel=4,
             )
-            entry = make_entry(name, degrees, variant, _lower_degree_inits(name, degrees, variant))
+            inits = _lower_degree_inits(name, degrees, variant, kind)
+            entry = make_entry(name, degrees, variant, inits, fit_kind=kind)
         _write_cached(path, entry)
     _FITTED[key] = entry
     return entry
 
 
 def _lower_degree_inits(
-    name: str, degrees: tuple[int, int], variant: str
+    name: str, degrees: tuple[int, int], variant: str, kind: str = "default"
 ) -> list[tuple[Tensor, Tensor]]:
     """Shipped solutions of lower degree, zero-padded: the fit starts no worse than them."""
     m, n = degrees
     inits = []
-    for key, by_variant in _table()["presets"].get(name, {}).items():
+    for key, by_variant in _fit_table(kind).get(name, {}).items():
         mm, nn = _parse_degrees(key)
         if mm <= m and nn <= n and variant in by_variant:
             entry = by_variant[variant]
