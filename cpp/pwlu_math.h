@@ -9,12 +9,22 @@
 //
 //   x <  B_L:  F = Y_0 + (x - B_L) K_L
 //   x >= B_R:  F = Y_N + (x - B_R) K_R
-//   else:      k = clamp(floor(u), 0, N-1), t = u - k,
+//   else:      k = clamp(floor(u'), 0, N-1), t = u - k,
 //              F = Y_k + t S_k,   S_k = Y_{k+1} - Y_k (precomputed per group)
+//
+// where u' = (x - B_L) * locate locates the interval (see below).
 //
 // F is continuous; each breakpoint belongs to the piece on its right, which
 // fixes the one-sided derivative used there (B_L: first interval, B_R: right
-// outer piece).
+// outer piece). For the interior breakpoints x_k = B_L + k (B_R - B_L) / N the
+// interval comes from u' with `locate`, N / (B_R - B_L) rounded up (never
+// below the exact quotient: inverse_width_upper): then (x_k - B_L) * locate
+// >= k and floor(u') = k whenever x_k - B_L is exact in T (as it is for x_k
+// and B_L of like magnitude, Sterbenz). inv_width, rounded to nearest, can
+// be one ulp below the quotient; u then rounds to the float below k and x_k
+// took the left interval's slope. t keeps the nearest inv_width, which is
+// up to twice as accurate; where u' and u straddle k (x within an ulp of u
+// below x_k) t is a rounding error below 0 and F stays continuous.
 //
 // Gradients (g = dL/dF). Inside, with k fixed, du/dB_L = -inv_width (1 - u/N)
 // and du/dB_R = -inv_width u/N, so with dF/dx = S_k inv_width:
@@ -51,7 +61,8 @@ constexpr int kMaxIntervals = 4096;
 enum Param : int {
   kLeft = 0,       // B_L
   kRight,          // B_R
-  kInvWidth,       // N / (B_R - B_L)
+  kInvWidth,       // N / (B_R - B_L), to nearest
+  kLocate,         // N / (B_R - B_L), rounded up: locates the interval
   kInvCount,       // 1 / N
   kSlopeLeft,      // K_L
   kSlopeRight,     // K_R
@@ -63,18 +74,54 @@ enum Param : int {
 // Per-group gradient layout: Y_0..Y_N, then these four.
 enum Extra : int { kGradLeft = 0, kGradRight, kGradSlopeLeft, kGradSlopeRight, kExtras };
 
-// Derived parameters of one group, computed in double and rounded once to T.
+// v rounded to nearest T, +-inf beyond T's range (where a plain cast of the
+// double is undefined behaviour in C++).
+PAU_HOST_DEVICE float round_to(double v, float) {
+  // From this magnitude on, round-to-nearest-even goes to inf.
+  constexpr double kFloatOverflow = 0x1.ffffffp127;
+  return fabs(v) >= kFloatOverflow ? static_cast<float>(copysign(INFINITY, v))
+                                   : static_cast<float>(v);
+}
+PAU_HOST_DEVICE double round_to(double v, double) { return v; }
+
+// v rounded up to T: the smallest T not below v (inf beyond T's range).
+PAU_HOST_DEVICE float round_up_to(double v, float) {
+  const float r = round_to(v, float());
+  return static_cast<double>(r) < v ? nextafterf(r, INFINITY) : r;
+}
+PAU_HOST_DEVICE double round_up_to(double v, double) { return v; }
+
+// N / (B_R - B_L) rounded up to T: never below the exact quotient of the
+// given bounds (see the breakpoint convention above). In double, the
+// difference and the quotient each round; when either may have rounded the
+// quotient down (TwoSum error of the difference < 0, or fma residual < 0),
+// three steps up cover the at most 2^-52 relative shortfall. Bounds whose
+// difference overflows give 0 (rejected by width_representable).
+PAU_HOST_DEVICE double inverse_width_upper(double left, double right, int intervals) {
+  const double width = right - left;
+  const double back = width - right;
+  const double width_error = (right - (width - back)) + (-left - back);  // exact: TwoSum
+  double q = intervals / width;
+  if (width_error < 0 || fma(q, width, -static_cast<double>(intervals)) < 0) {
+    for (int i = 0; i < 3; ++i) q = nextafter(q, INFINITY);
+  }
+  return q;
+}
+
+// Derived parameters of one group, computed in double and rounded once to T
+// (locate upward, the rest to nearest).
 template <class T>
 PAU_HOST_DEVICE void make_params(double left, double right, double slope_left, double slope_right,
                                  double first, double last, int intervals, T* out) {
-  out[kLeft] = static_cast<T>(left);
-  out[kRight] = static_cast<T>(right);
-  out[kInvWidth] = static_cast<T>(intervals / (right - left));
-  out[kInvCount] = static_cast<T>(1.0 / intervals);
-  out[kSlopeLeft] = static_cast<T>(slope_left);
-  out[kSlopeRight] = static_cast<T>(slope_right);
-  out[kFirst] = static_cast<T>(first);
-  out[kLast] = static_cast<T>(last);
+  out[kLeft] = round_to(left, T());
+  out[kRight] = round_to(right, T());
+  out[kInvWidth] = round_to(intervals / (right - left), T());
+  out[kLocate] = round_up_to(inverse_width_upper(left, right, intervals), T());
+  out[kInvCount] = round_to(1.0 / intervals, T());
+  out[kSlopeLeft] = round_to(slope_left, T());
+  out[kSlopeRight] = round_to(slope_right, T());
+  out[kFirst] = round_to(first, T());
+  out[kLast] = round_to(last, T());
 }
 
 // The tables the kernels read, built from the parameters (dtype P: float or
@@ -86,9 +133,9 @@ template <class P, class T>
 PAU_HOST_DEVICE void table_entry(const P* points, const P* bounds, const P* slopes, int64_t g,
                                  int n, int j, T* point_table, T* step_table, T* param_table) {
   const P* row = points + g * (n + 1);
-  point_table[g * (n + 1) + j] = static_cast<T>(row[j]);
+  point_table[g * (n + 1) + j] = round_to(static_cast<double>(row[j]), T());
   step_table[g * (n + 1) + j] =
-      j < n ? static_cast<T>(static_cast<double>(row[j + 1]) - static_cast<double>(row[j]))
+      j < n ? round_to(static_cast<double>(row[j + 1]) - static_cast<double>(row[j]), T())
             : T(0);
   if (j == 0) {
     make_params(bounds[2 * g], bounds[2 * g + 1], slopes[2 * g], slopes[2 * g + 1], row[0],
@@ -101,17 +148,29 @@ PAU_HOST_DEVICE bool bounds_valid(double left, double right) {
   return isfinite(left) && isfinite(right) && left < right;
 }
 
-// Whether the group's N / (B_R - B_L), rounded to T, is finite (bounds that
-// are valid but too close for N intervals in T are not).
+// Whether the group's N / (B_R - B_L), rounded to T, is finite and positive
+// (bounds that are valid but too close for N intervals in T are not, nor
+// bounds whose difference overflows double).
 template <class T>
 PAU_HOST_DEVICE bool width_representable(const T* params_row) {
-  return isfinite(static_cast<double>(params_row[kInvWidth]));
+  const double inv_width = static_cast<double>(params_row[kInvWidth]);
+  return isfinite(inv_width) && inv_width > 0 &&
+         isfinite(static_cast<double>(params_row[kLocate]));
+}
+
+// Whether the group's bounds, rounded to T, are still finite with B_L < B_R:
+// float64 bounds beyond float's range (or too close to stay apart in float)
+// would otherwise make every output of float32 x inf or NaN.
+template <class T>
+PAU_HOST_DEVICE bool bounds_representable(const T* params_row) {
+  return bounds_valid(static_cast<double>(params_row[kLeft]),
+                      static_cast<double>(params_row[kRight]));
 }
 
 // The parameters as element values (broadcast or one group per lane).
 template <class V>
 struct Params {
-  V left, right, inv_width, inv_count, slope_left, slope_right, first, last;
+  V left, right, inv_width, locate, inv_count, slope_left, slope_right, first, last;
   V top;  // N - 1, the last interval
 };
 
@@ -123,6 +182,7 @@ PAU_HOST_DEVICE Params<V> unpack_params(const T* q, int intervals) {
   r.left = V(q[kLeft]);
   r.right = V(q[kRight]);
   r.inv_width = V(q[kInvWidth]);
+  r.locate = V(q[kLocate]);
   r.inv_count = V(q[kInvCount]);
   r.slope_left = V(q[kSlopeLeft]);
   r.slope_right = V(q[kSlopeRight]);
@@ -185,8 +245,9 @@ PAU_HOST_DEVICE typename Ops::value forward(const typename Ops::value& x,
   using V = typename Ops::value;
   using M = typename Ops::mask;
   const V zero = Ops::broadcast(0);
-  const V u = (x - p.left) * p.inv_width;
-  const V k = interval<Ops>(u, p.top);
+  const V dx_left = x - p.left;
+  const V u = dx_left * p.inv_width;
+  const V k = interval<Ops>(dx_left * p.locate, p.top);
   const typename Tables::index i = tables.index_of(Ops::to_index(k));
   const V inside = Ops::fma(u - k, tables.step(i), tables.point(i));
   const M left = Ops::less(x, p.left);
@@ -219,8 +280,9 @@ PAU_HOST_DEVICE typename Ops::value backward(
   using M = typename Ops::mask;
   const V zero = Ops::broadcast(0);
   const V one = Ops::broadcast(1);
-  const V u = (x - p.left) * p.inv_width;
-  const V k = interval<Ops>(u, p.top);
+  const V dx_left = x - p.left;
+  const V u = dx_left * p.inv_width;
+  const V k = interval<Ops>(dx_left * p.locate, p.top);
   const typename Tables::index i = tables.index_of(Ops::to_index(k));
   const M left = Ops::less(x, p.left);
   const M right = Ops::greater_equal(x, p.right);

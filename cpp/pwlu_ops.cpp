@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 #include "cpu/launch.h"
 #include "cpu/pwlu_kernels.h"
@@ -109,18 +110,30 @@ void check_pwlu_bounds(const Tensor& bounds) {
 
 namespace {
 
+// The input dtypes that compute in a type of this size.
+const char* x_type_name(size_t compute_size) {
+  return compute_size == sizeof(float) ? "float32, float16 or bfloat16" : "float64";
+}
+
 // Fills the group tables of the kernels (see cpu::PwluProblem) from the
 // parameters (dtype P, contiguous, on the host): steps and derived values in
 // double, rounded once to the compute type T.
 template <class P, class T>
 void fill_tables(const P* y, const P* b, const P* k, int64_t groups, int n, T* points, T* steps,
                  T* params) {
+  const char* type_name = sizeof(T) == sizeof(float) ? "float32" : "float64";
   for (int64_t g = 0; g < groups; ++g) {
     for (int j = 0; j <= n; ++j) pwlu::table_entry(y, b, k, g, n, j, points, steps, params);
+    // float64 bounds used for float32 (or float16/bfloat16) x must survive
+    // the rounding to float32, or every output of the group is inf or NaN.
+    TORCH_CHECK_VALUE(pwlu::bounds_representable(params + g * pwlu::kParams),
+                      "pwlu: the bounds of group ", g, " (", b[2 * g], ", ", b[2 * g + 1],
+                      ") are not finite with B_L < B_R once rounded to ", type_name,
+                      ", the compute type of ", x_type_name(sizeof(T)),
+                      " x; use float64 x, or bounds within float32's range and apart");
     TORCH_CHECK_VALUE(pwlu::width_representable(params + g * pwlu::kParams),
                       "pwlu: the bounds of group ", g, " (", b[2 * g], ", ", b[2 * g + 1],
-                      ") are too close for ", n, " intervals in ",
-                      sizeof(T) == sizeof(float) ? "float32" : "float64");
+                      ") are too close for ", n, " intervals in ", type_name);
   }
 }
 
@@ -218,6 +231,99 @@ struct HostTables {
   }
 };
 
+using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+
+// The backward's per-tile partial gradients are (tiles, groups per tile, N + 5)
+// doubles; for all tiles at once that is at least G (N + 5) doubles and grows
+// with the tiles per group (G = 65536, N = 1000 needed 0.5 GB on top of as much
+// again for the sums). Run the tiles in waves of whole column tiles instead,
+// each reduced into the outputs before the next, with at most this many bytes
+// of partials (or one column tile's, if larger).
+constexpr int64_t kWavePartialBytes = int64_t{32} << 20;
+
+// Doubles of partials one column tile (every row tile of it) writes.
+int64_t column_tile_partials(const cpu::PwluProblem& p) {
+  return p.layout.row_tiles * p.layout.groups_per_tile * p.coefficients();
+}
+
+// Column tiles per wave: as many as fit kWavePartialBytes, whole groups
+// (broadcast tiles split a group's run over tiles_per_group column tiles).
+int64_t wave_column_tiles(const cpu::PwluProblem& p) {
+  const cpu::Layout& l = p.layout;
+  const int64_t unit = l.per_lane() ? 1 : l.tiles_per_group;
+  const int64_t fit = kWavePartialBytes / static_cast<int64_t>(sizeof(double)) /
+                      std::max<int64_t>(1, unit * column_tile_partials(p));
+  return std::min(l.column_tiles, unit * std::max<int64_t>(1, fit));
+}
+
+int64_t partial_elements(const cpu::PwluProblem& p, int64_t wave_columns) {
+  return wave_columns * column_tile_partials(p);
+}
+
+// Runs the tiles of launch's wave, in parallel.
+void run_wave(void (*kernel)(const cpu::PwluBackwardArgs&, int64_t),
+              const cpu::PwluBackwardArgs& launch) {
+  const cpu::Layout& l = launch.problem.layout;
+  const int64_t columns = launch.wave_columns;
+  at::parallel_for(0, l.row_tiles * columns, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      kernel(launch, (i / columns) * l.column_tiles + launch.first_column_tile + i % columns);
+    }
+  });
+}
+
+// Sums the wave's partials of each of its groups in tile order (row tile, then
+// column tile: the same order for every wave size and thread count, so
+// bitwise reproducible) and writes them, rounded to the parameters' dtype,
+// into that group's rows of the gradients in `result`.
+void reduce_wave(const cpu::PwluBackwardArgs& launch, const PwluArgs& args, Grads& result) {
+  const cpu::Layout& l = launch.problem.layout;
+  const int64_t count = launch.problem.coefficients();
+  const int64_t columns = launch.wave_columns;
+  const int64_t first_group = l.per_lane() ? launch.first_column_tile * l.groups_per_tile
+                                           : launch.first_column_tile / l.tiles_per_group;
+  const int64_t last_group =
+      l.per_lane()
+          ? std::min(l.groups, (launch.first_column_tile + columns) * l.groups_per_tile)
+          : (launch.first_column_tile + columns) / l.tiles_per_group;
+  const int64_t groups = last_group - first_group;
+  Tensor sums = at::empty({groups, count}, std::get<0>(result).options().dtype(at::kDouble));
+  double* out = sums.mutable_data_ptr<double>();
+  const double* in = launch.partials;
+  // Below about this many additions a thread team costs more than it saves.
+  constexpr int64_t kParallelWork = 1 << 15;
+  const int64_t per_group = count * l.row_tiles * (l.per_lane() ? 1 : l.tiles_per_group);
+  const int64_t grain = std::max<int64_t>(1, kParallelWork / std::max<int64_t>(1, per_group));
+  at::parallel_for(0, groups, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t local = begin; local < end; ++local) {
+      const int64_t g = first_group + local;
+      for (int64_t k = 0; k < count; ++k) {
+        double total = 0.0;
+        for (int64_t rt = 0; rt < l.row_tiles; ++rt) {
+          if (l.per_lane()) {
+            const int64_t slot = rt * columns + g / l.groups_per_tile - launch.first_column_tile;
+            total += in[(slot * l.groups_per_tile + g % l.groups_per_tile) * count + k];
+          } else {
+            for (int64_t ct = g * l.tiles_per_group; ct < (g + 1) * l.tiles_per_group; ++ct) {
+              total += in[(rt * columns + ct - launch.first_column_tile) * count + k];
+            }
+          }
+        }
+        out[local * count + k] = total;
+      }
+    }
+  });
+  // copy_ rounds as split_pwlu_gradients' .to(type) does.
+  const int64_t n = args.intervals;
+  std::get<1>(result).narrow(0, first_group, groups).copy_(sums.narrow(1, 0, n + 1));
+  std::get<2>(result)
+      .narrow(0, first_group, groups)
+      .copy_(sums.narrow(1, n + 1 + pwlu::kGradLeft, 2));
+  std::get<3>(result)
+      .narrow(0, first_group, groups)
+      .copy_(sums.narrow(1, n + 1 + pwlu::kGradSlopeLeft, 2));
+}
+
 Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bounds,
                         const Tensor& slopes, int64_t dim) {
   const PwluArgs args = check_pwlu_args(x, points, bounds, slopes, dim);
@@ -232,8 +338,6 @@ Tensor pwlu_forward_cpu(const Tensor& x, const Tensor& points, const Tensor& bou
   return out;
 }
 
-using Grads = std::tuple<Tensor, Tensor, Tensor, Tensor>;
-
 Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor& points,
                         const Tensor& bounds, const Tensor& slopes, int64_t dim) {
   const PwluArgs args = check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
@@ -244,16 +348,22 @@ Grads pwlu_backward_cpu(const Tensor& grad_output, const Tensor& x, const Tensor
   Tensor grad_x = at::empty_like(xd);
   const HostTables tables(points, bounds, slopes, args, compute_type(x.scalar_type()));
   const cpu::PwluProblem problem = tables.problem(xd, args);
-  const cpu::Layout& l = problem.layout;
-  std::vector<double> partials = partials_buffer(l, problem.coefficients());
-  const cpu::PwluBackwardArgs launch{problem, grad.const_data_ptr(), xd.const_data_ptr(),
-                                     grad_x.mutable_data_ptr(), partials.data()};
-  run_tiles(cpu::pwlu_kernel_table().backward[static_cast<int>(dtype_of(x))], launch);
-  Tensor sums = at::empty({args.groups, problem.coefficients()}, x.options().dtype(at::kDouble));
-  reduce_partials(l, problem.coefficients(), partials.data(), sums.mutable_data_ptr<double>());
-  auto [grad_points, grad_bounds, grad_slopes] =
-      split_pwlu_gradients(sums, args, points.scalar_type());
-  return {grad_x, grad_points, grad_bounds, grad_slopes};
+  const auto contiguous = at::MemoryFormat::Contiguous;
+  Grads result{grad_x, at::empty_like(points, contiguous), at::empty_like(bounds, contiguous),
+               at::empty_like(slopes, contiguous)};
+  const auto kernel = cpu::pwlu_kernel_table().backward[static_cast<int>(dtype_of(x))];
+  cpu::PwluBackwardArgs launch{problem,  grad.const_data_ptr(), xd.const_data_ptr(),
+                               grad_x.mutable_data_ptr(), nullptr, 0, 0};
+  const int64_t wave = wave_column_tiles(problem);
+  std::vector<double> partials(static_cast<size_t>(partial_elements(problem, wave)));
+  launch.partials = partials.data();
+  for (int64_t first = 0; first < problem.layout.column_tiles; first += wave) {
+    launch.first_column_tile = first;
+    launch.wave_columns = std::min(wave, problem.layout.column_tiles - first);
+    run_wave(kernel, launch);
+    reduce_wave(launch, args, result);
+  }
+  return result;
 }
 
 Tensor pwlu_forward_meta(const Tensor& x, const Tensor& points, const Tensor& bounds,
@@ -304,6 +414,8 @@ class PwluFunction : public torch::autograd::Function<PwluFunction> {
 
 Tensor pwlu_forward_autograd(const Tensor& x, const Tensor& points, const Tensor& bounds,
                              const Tensor& slopes, int64_t dim) {
+  // Before apply(), which reads every input's device and fails on an
+  // undefined tensor (None from Python) with "tensor does not have a device".
   return PwluFunction::apply(x, points, bounds, slopes, dim);
 }
 

@@ -35,7 +35,8 @@ void check_pwlu_bounds(const at::Tensor& bounds);
 //   points (G, N + 1)          Y_0..Y_N
 //   steps  (G, N + 1)          Y_{k+1} - Y_k in double, rounded once; last column 0
 //   params (G, pwlu::kParams)  pwlu::make_params
-// Raises if the bounds of a group are too close for N intervals in compute_type.
+// Raises if the bounds of a group are not finite with B_L < B_R once rounded to
+// compute_type, or too close for N intervals in it.
 at::Tensor pwlu_group_tables(const at::Tensor& points, const at::Tensor& bounds,
                              const at::Tensor& slopes, const PwluArgs& args,
                              at::ScalarType compute_type);

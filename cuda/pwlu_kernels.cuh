@@ -198,10 +198,11 @@ struct Histograms {
 
 // Builds the group tables (pwlu_kernels.h: points, steps, params) from the
 // parameters with pwlu::table_entry, as the CPU backend does on the host. A
-// group whose bounds are not finite with B_L < B_R, or too close for N
-// intervals in T, gets NaN parameters, so that all its outputs and gradients
-// are NaN: the CPU backend raises instead, which here would cost a
-// device-to-host copy and a stream synchronisation on every call.
+// group whose bounds are not finite with B_L < B_R (as given or rounded to
+// T), or too close for N intervals in T, gets NaN parameters, so that all
+// its outputs and gradients are NaN: the CPU backend raises instead, which
+// here would cost a device-to-host copy and a stream synchronisation on
+// every call.
 template <class P, class T>
 __global__ void pwlu_build_tables(const P* __restrict__ points, const P* __restrict__ bounds,
                                   const P* __restrict__ slopes, const int64_t groups,
@@ -221,7 +222,7 @@ __global__ void pwlu_build_tables(const P* __restrict__ points, const P* __restr
       T* q = param_table + g * kParams;
       if (!pwlu::bounds_valid(static_cast<double>(bounds[2 * g]),
                               static_cast<double>(bounds[2 * g + 1])) ||
-          !pwlu::width_representable(q)) {
+          !pwlu::bounds_representable(q) || !pwlu::width_representable(q)) {
         for (int k = 0; k < kParams; ++k) q[k] = static_cast<T>(NAN);
       }
     }

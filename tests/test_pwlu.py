@@ -654,3 +654,147 @@ def test_double_backward_is_a_clear_error():
     y = torch.ops.pau.pwlu_forward(x, points.requires_grad_(), bounds, slopes, 1)
     with pytest.raises(RuntimeError, match="double backward"):
         torch.autograd.grad(y.sum(), x, create_graph=True)
+
+
+# Bounds and interval counts whose interior breakpoints include exactly
+# representable ones where N / (B_R - B_L) rounded to nearest came out one ulp
+# low, so that u = (x_k - B_L) * inv_width rounded below k (found by a search
+# over N <= 70 and a few bounds): in float32 (24, 0.5, 10), (48, ...), (62,
+# -2, 5); in float64 (68, -2, 5), (68, -3, 0.5), (1000, 0.5, 10). The others
+# are common settings (the default N = 16 on [-3, 3]) and non-dyadic widths.
+BREAKPOINT_CASES = [
+    (16, -3.0, 3.0),
+    (24, 0.5, 10.0),
+    (48, 0.5, 10.0),
+    (54, 0.5, 10.0),
+    (62, -2.0, 5.0),
+    (62, -3.0, 0.5),
+    (68, -2.0, 5.0),
+    (68, -3.0, 0.5),
+    (1000, 0.5, 10.0),
+    (10, -1.0, 2.0),
+    (7, -0.75, 1.5),
+    (96, -3.0, 3.0),
+    (12, -1.5, 4.5),
+]
+
+
+def exact_interior_breakpoints(intervals, left, right, dtype):
+    """(k, x_k) for the interior breakpoints B_L + k (B_R - B_L) / N that ``dtype``
+    holds exactly and whose x_k - B_L is exact in ``dtype`` (the convention's premise)."""
+    from fractions import Fraction
+
+    lo, hi = Fraction(left), Fraction(right)
+    found = []
+    for k in range(1, intervals):
+        exact = lo + k * (hi - lo) / intervals
+        x = torch.tensor(float(exact), dtype=dtype)
+        if Fraction(x.item()) != exact:
+            continue
+        if Fraction((x - torch.tensor(left, dtype=dtype)).item()) != exact - lo:
+            continue
+        found.append((k, x.item()))
+    return found
+
+
+def check_breakpoints_take_the_right_piece(dtype):
+    """At every exact interior breakpoint F = Y_k and dF/dx is interval k's slope."""
+    checked = 0
+    for intervals, left, right in BREAKPOINT_CASES:
+        found = exact_interior_breakpoints(intervals, left, right, dtype)
+        if not found:
+            continue
+        k = torch.tensor([i for i, _ in found])
+        x = torch.tensor([v for _, v in found], dtype=dtype, requires_grad=True)
+        # Alternating points: neighbouring intervals have slopes of opposite sign.
+        points = torch.tensor(
+            [[(-1.0) ** i * (1 + 0.5 * (i % 3)) for i in range(intervals + 1)]], dtype=dtype
+        )
+        bounds = torch.tensor([[left, right]], dtype=dtype)
+        slopes = torch.tensor([[0.5, 2.0]], dtype=dtype)
+        y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
+        (grad_x,) = torch.autograd.grad(y.sum(), x)
+        y64 = points[0].double()
+        right_slope = (y64[k + 1] - y64[k]) * intervals / (right - left)
+        rtol = 1e-5 if dtype == torch.float32 else 1e-12
+        where = f"N = {intervals}, bounds ({left}, {right}), k = {k.tolist()}"
+        torch.testing.assert_close(y.double(), y64[k], rtol=rtol, atol=rtol, msg=where)
+        torch.testing.assert_close(grad_x.double(), right_slope, rtol=rtol, atol=0, msg=where)
+        checked += len(found)
+    assert checked > 150
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_interior_breakpoints_take_the_right_piece(dtype):
+    check_breakpoints_take_the_right_piece(dtype)
+
+
+def test_interior_breakpoints_take_the_right_piece_on_every_isa():
+    script = textwrap.dedent(f"""
+        import sys, torch, pau
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_pwlu import check_breakpoints_take_the_right_piece
+        for dtype in (torch.float32, torch.float64):
+            check_breakpoints_take_the_right_piece(dtype)
+        print(pau._C.cpu_capability())
+    """)
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isas = ["default"] + (["avx2"] if " avx2" in flags else [])
+    isas += ["avx512"] if " avx512bw" in flags else []
+    for isa in [isa for isa in isas if isa.upper() != pau._C.cpu_capability()]:
+        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert result.stdout.strip() == isa.upper()
+
+
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("bounds", [(-1e39, 1e39), (-1.0, 1e39), (1.0, 1.0 + 1e-12)])
+def test_float64_bounds_beyond_float32_are_rejected_for_float32_x(x_dtype, bounds):
+    # float32 (and float16/bfloat16) x computes in float32: such bounds round
+    # to inf or to B_L = B_R, which gave all-inf/NaN outputs.
+    points = torch.linspace(0, 1, 5, dtype=torch.float64)[None]
+    bounds64 = torch.tensor([bounds], dtype=torch.float64)
+    slopes = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    x = torch.linspace(-2, 2, 9).to(x_dtype)
+    grad = torch.ones_like(x)
+    message = r"bounds of group 0 .* not finite with B_L < B_R once rounded to float32"
+    with pytest.raises(ValueError, match=message):
+        torch.ops.pau.pwlu_forward(x, points, bounds64, slopes, 0)
+    with pytest.raises(ValueError, match=message):
+        torch.ops.pau.pwlu_backward(grad, x, points, bounds64, slopes, 0)
+    # float64 x computes in float64, where the bounds are fine.
+    y = torch.ops.pau.pwlu_forward(x.double(), points, bounds64, slopes, 0)
+    assert torch.isfinite(y).all()
+
+
+def test_backward_memory_is_bounded_for_large_groups_times_intervals():
+    # G x N = 32768 x 1000: the point gradients are 131 MB (float32) and the
+    # kernels' group tables (points and steps) twice that; the per-tile
+    # partials of all tiles at once (0.26 GB) and the double sums (0.26 GB)
+    # came on top (884 MiB in all, 476 MiB with bounded waves).
+    script = textwrap.dedent("""
+        import resource, torch, pau
+        torch.set_num_threads(1)
+        groups, intervals = 32768, 1000
+        x = torch.randn(2, groups)
+        points = torch.zeros(groups, intervals + 1)
+        bounds = torch.tensor([[-3.0, 3.0]]).repeat(groups, 1)
+        slopes = torch.tensor([[0.0, 1.0]]).repeat(groups, 1)
+        grad = torch.ones_like(x)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result = torch.ops.pau.pwlu_backward(grad, x, points, bounds, slopes, 1)
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        assert result[1].shape == points.shape
+        print((after - before) * 1024)
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    grown = int(out.stdout.split()[-1])
+    outputs = 32768 * 1001 * 4
+    # Outputs, tables and bounded scratch (32 MiB of partials, as much of sums).
+    limit = 3 * outputs + (128 << 20)
+    assert grown < limit, f"backward grew the peak RSS by {grown / 2**20:.0f} MiB"
+

@@ -235,6 +235,7 @@ class TileParams {
     out.left = V::loadu(c + pwlu::kLeft * stride_);
     out.right = V::loadu(c + pwlu::kRight * stride_);
     out.inv_width = V::loadu(c + pwlu::kInvWidth * stride_);
+    out.locate = V::loadu(c + pwlu::kLocate * stride_);
     out.inv_count = V::loadu(c + pwlu::kInvCount * stride_);
     out.slope_left = V::loadu(c + pwlu::kSlopeLeft * stride_);
     out.slope_right = V::loadu(c + pwlu::kSlopeRight * stride_);
@@ -375,7 +376,8 @@ void backward_tile(const PwluBackwardArgs& args, int64_t index, const Tile& tile
   }
   if constexpr (kPerLane) flush();
 
-  double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
+  double* partials =
+      args.partials + args.partial_slot(index) * layout.groups_per_tile * count_coefficients;
   for (int64_t local = 0; local < layout.groups_per_tile; ++local) {
     double* out = partials + local * count_coefficients;
     if (local >= tile.group_count) {

@@ -29,13 +29,24 @@ struct PwluForwardArgs {
   void* out;
 };
 
-// partials: (tiles, layout.groups_per_tile, problem.coefficients()) doubles.
+// The backward runs in waves of whole column tiles (every row tile of column
+// tiles [first_column_tile, first_column_tile + wave_columns)), so that its
+// partials stay bounded for large G x N. partials: (layout.row_tiles,
+// wave_columns, layout.groups_per_tile, problem.coefficients()) doubles; tile
+// t writes slot partial_slot(t).
 struct PwluBackwardArgs {
   PwluProblem problem;
   const void* grad;
   const void* x;
   void* grad_x;
   double* partials;
+  int64_t first_column_tile;
+  int64_t wave_columns;
+
+  int64_t partial_slot(int64_t tile) const {
+    const int64_t columns = problem.layout.column_tiles;
+    return (tile / columns) * wave_columns + (tile % columns - first_column_tile);
+  }
 };
 
 struct PwluKernelTable {
