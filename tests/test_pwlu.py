@@ -798,3 +798,42 @@ def test_backward_memory_is_bounded_for_large_groups_times_intervals():
     limit = 3 * outputs + (128 << 20)
     assert grown < limit, f"backward grew the peak RSS by {grown / 2**20:.0f} MiB"
 
+
+class _ScaleSecondChannel(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.factor = 1.0
+
+    def forward(self, x):
+        return torch.cat([x[:, :1], x[:, 1:] * self.factor], dim=1)
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "variance overflow", "bounds overflow"])
+def test_realign_with_non_finite_statistics_raises_and_keeps_parameters(bad):
+    # Phase I sees bad float32 inputs in group 1; realigning used to write
+    # NaN/inf bounds and points without a word.
+    model = torch.nn.Sequential(pau.PWLU(groups=2), _ScaleSecondChannel(), pau.PWLU(groups=2))
+    x = torch.randn(4, 2, 8)
+    layer = "'0'"
+    if bad == "nan":
+        x[0, 1, 0] = float("nan")
+    elif bad == "inf":
+        x[0, 1, 0] = float("inf")
+    elif bad == "bounds overflow":
+        x[:, 1] = 3.4e38  # mean + 3 std (std >= 1e-3 mean) is beyond float32's max
+    else:
+        model[1].factor = 1e25  # only the second PWLU: its variance, about 1e50, is inf
+        layer = "'2'"
+    pau.pwlu_collect_statistics(model)
+    model(x)
+    before = [t.detach().clone() for t in model.parameters()]
+    with pytest.raises(ValueError, match=rf"PWLU {layer} cannot be realigned: group 1 .*unchanged"):
+        pau.pwlu_realign(model)
+    # No PWLU changed (every layer is checked before any is realigned), and
+    # they are still in phase I, to collect again.
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))
+    assert model[0].collecting and not model[2].points.requires_grad
+    collection = pau.pwlu_collect_statistics(model[2])
+    with pytest.raises(ValueError, match="cannot be realigned"), collection:
+        model(x)
+    assert torch.equal(model[2].bounds, before[4])

@@ -239,6 +239,10 @@ class PWLU(nn.Module):
             grouped = xs.unflatten(dim, (self.groups, xs.shape[dim] // self.groups))
             others = [d for d in range(grouped.dim()) if d != dim]
             var, mean = torch.var_mean(grouped, dim=others, correction=0)
+            group = self._statistics_group()
+            if group is not None:
+                count = grouped.numel() // max(1, self.groups)
+                mean, var = _all_ranks_mean_var(mean, var, count, group)
             # The first batch initialises the statistics instead of being
             # averaged with the arbitrary starting values.
             keep = torch.where(self.num_batches_tracked > 0, MOMENTUM, 0.0).to(mean.dtype)
@@ -247,45 +251,99 @@ class PWLU(nn.Module):
             self.running_var.copy_((keep * self.running_var + (1 - keep) * var).to(dtype))
             self.num_batches_tracked.add_(1)
 
+    @torch.jit.unused
+    def _statistics_group(self):
+        """The process group a batch's statistics are reduced over, or None (this process)."""
+        if not getattr(self, "sync_statistics", True):
+            return None
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return None
+        group = getattr(self, "process_group", None)
+        return group if group is not None else torch.distributed.group.WORLD
+
     def reset_statistics(self) -> None:
+        """Forget the phase I statistics (running mean 0, variance 1, no batches)."""
         self.running_mean.zero_()
         self.running_var.fill_(1)
         self.num_batches_tracked.zero_()
 
-    def collect_statistics(self) -> None:
-        """Phase I: freeze the parameters and start fresh running statistics."""
+    def collect_statistics(self, sync: bool = True, process_group: Optional[object] = None) -> None:
+        """Phase I: freeze the parameters and start fresh running statistics.
+
+        With ``sync`` (the default) and torch.distributed initialised, every
+        training batch's statistics are reduced over ``process_group`` (default:
+        the default group) before they enter the running ones, so that all
+        ranks hold, and realign to, the statistics of the whole distributed
+        batch. Every rank of the group must then run the same number of
+        training forwards through this PWLU (as DDP and FSDP training do).
+        """
         self.reset_statistics()
         self.collecting = True
+        self.sync_statistics = bool(sync)
+        self.process_group = process_group
         for p in (self.points, self.bounds, self.slopes):
             p.requires_grad_(False)
 
     @torch.no_grad()
-    def realign(self) -> bool:
+    def realigned_parameters(self, name: str = "") -> Optional[tuple[Tensor, Tensor, Tensor]]:
+        """The (points, bounds, slopes) :meth:`realign` would set, in the parameters' dtype.
+
+        None when no statistics were collected. Raises ValueError, naming the
+        layer (``name``, e.g. its name in the model), when the statistics or
+        the bounds made from them are not finite in the parameters' dtype
+        (phase I saw NaN/inf inputs, or their variance overflowed), or the
+        bounds do not stay apart there.
+        """
+        if int(self.num_batches_tracked) == 0:
+            return None
+        mean = self.running_mean.double()
+        std = self.running_var.double().clamp_min(0).sqrt()
+        std = torch.maximum(std, 1e-3 * mean.abs().clamp_min(1.0))
+        left, right = mean - 3 * std, mean + 3 * std
+        dtype = self.points.dtype
+        bounds = torch.stack([left, right], dim=1).to(dtype)
+        points = _positions(left, right, self.num_points).clamp_min(0).to(dtype)
+        usable = bounds.isfinite().all(1) & (bounds[:, 0] < bounds[:, 1])
+        usable &= points.isfinite().all(1)
+        if not bool(usable.all()):
+            g = int((~usable).nonzero()[0, 0])
+            layer = f"PWLU {name!r}" if name else "a PWLU"
+            raise ValueError(
+                f"pau.PWLU.realign: {layer} cannot be realigned: group {g} has running mean "
+                f"{self.running_mean[g].item()!r} and variance {self.running_var[g].item()!r}, "
+                f"giving bounds {tuple(bounds[g].tolist())} in {dtype} (phase I saw NaN or inf "
+                "inputs, or their statistics overflowed); parameters left unchanged. Find the "
+                "non-finite activations, then collect the statistics again"
+            )
+        slopes = torch.tensor([0.0, 1.0], dtype=dtype).expand(self.groups, 2)
+        return points, bounds, slopes
+
+    @torch.no_grad()
+    def realign(self, name: str = "") -> bool:
         """Phase II: reset the parameters from the statistics and unfreeze them.
 
         B_L, B_R = mean -/+ 3 std (std at least 1e-3 max(1, |mean|), so a
         constant input still gives an interval), K_L = 0, K_R = 1 and
         Y_i = relu(B_L + i (B_R - B_L) / N). Returns False (with a warning and
         the parameters unchanged, but unfrozen) when no statistics were
-        collected, e.g. for a PWLU that never saw a training batch.
+        collected, e.g. for a PWLU that never saw a training batch. Raises
+        ValueError (see :meth:`realigned_parameters`), with the parameters
+        untouched and still frozen, for non-finite statistics. Parameters
+        sharded by FSDP2 (``fully_shard``, DTensors) get their shards.
         """
+        values = self.realigned_parameters(name)
         self.collecting = False
         for p in (self.points, self.bounds, self.slopes):
             p.requires_grad_(True)
-        if int(self.num_batches_tracked) == 0:
+        if values is None:
             warnings.warn(
                 "pau.PWLU.realign: no statistics were collected (no training forward since "
                 "pwlu_collect_statistics); parameters left unchanged",
                 stacklevel=2,
             )
             return False
-        mean = self.running_mean.double()
-        std = self.running_var.double().clamp_min(0).sqrt()
-        std = torch.maximum(std, 1e-3 * mean.abs().clamp_min(1.0))
-        left, right = mean - 3 * std, mean + 3 * std
-        self.points.copy_(_positions(left, right, self.num_points).clamp_min(0))
-        self.bounds.copy_(torch.stack([left, right], dim=1))
-        self.slopes.copy_(torch.tensor([0.0, 1.0], dtype=torch.float64).expand(self.groups, 2))
+        for param, value in zip((self.points, self.bounds, self.slopes), values):
+            _assign(param, value)
         return True
 
     def segment_tables(self, dtype: torch.dtype = torch.float32) -> SegmentTables:
@@ -303,6 +361,40 @@ class PWLU(nn.Module):
             f"init={self.init!r}, bound={self.bound}"
         )
         return text + (", collecting statistics" if self.collecting else "")
+
+
+def _all_ranks_mean_var(
+    mean: Tensor, var: Tensor, count: int, group: object
+) -> tuple[Tensor, Tensor]:
+    """Per-group mean and (biased) variance over the batches of all ranks of ``group``.
+
+    Gathers every rank's (count, mean, variance) and combines them in float64
+    in rank order (Chan et al.'s pairwise formula, which stays accurate where
+    a sum of squares would cancel), so all ranks get the same values: those
+    of one process seeing the concatenated batch, up to rounding.
+    """
+    import torch.distributed as dist
+
+    local = torch.stack([torch.full_like(mean, float(count)), mean, var]).double()
+    gathered = [torch.empty_like(local) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(gathered, local, group=group)
+    counts = torch.stack([g[0] for g in gathered])
+    means = torch.stack([g[1] for g in gathered])
+    total = counts.sum(0).clamp_min(1)
+    combined_mean = (counts * means).sum(0) / total
+    squares = sum(g[0] * (g[2] + (g[1] - combined_mean) ** 2) for g in gathered)
+    return combined_mean.to(mean.dtype), (squares / total).to(var.dtype)
+
+
+def _assign(param: Tensor, value: Tensor) -> None:
+    """param.copy_(value) for a plain parameter or an FSDP2-sharded (DTensor) one."""
+    value = value.to(device=param.device)
+    if type(param).__name__ == "DTensor" or hasattr(param, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        # Every rank computed the same value: take its own shard, no communication.
+        value = distribute_tensor(value, param.device_mesh, param.placements, src_data_rank=None)
+    param.copy_(value)
 
 
 def pwlu_modules(model: nn.Module) -> list[PWLU]:
@@ -329,20 +421,54 @@ class StatisticsCollection:
         return False
 
 
-def pwlu_collect_statistics(model: nn.Module) -> StatisticsCollection:
+def _data_parallel_wrappers(model: nn.Module) -> list[nn.Module]:
+    """The DistributedDataParallel modules in ``model`` (including ``model`` itself)."""
+    ddp = torch.nn.parallel.DistributedDataParallel
+    return [m for m in model.modules() if isinstance(m, ddp)]
+
+
+def _check_ddp_before_phase_one(model: nn.Module) -> None:
+    for wrapper in _data_parallel_wrappers(model):
+        if not wrapper.find_unused_parameters:
+            raise ValueError(
+                "pau.pwlu_collect_statistics: the model is wrapped in DistributedDataParallel "
+                "without find_unused_parameters=True; phase I freezes the PWLU parameters, so "
+                "DDP would fail on its second step waiting for their gradients. Construct it "
+                "with find_unused_parameters=True (see the README's PWLU section)"
+            )
+
+
+def pwlu_collect_statistics(
+    model: nn.Module, sync: bool = True, process_group: Optional[object] = None
+) -> StatisticsCollection:
     """Phase I for every PWLU in ``model``: freeze its parameters and collect statistics.
 
     Works on a model or, through ``model.apply(pau.pwlu_collect_statistics)``,
     module by module. Returns a context manager that realigns on exit.
+
+    Distributed training: with ``sync`` and torch.distributed initialised, the
+    statistics of each training batch are reduced over ``process_group``
+    (default: the default group), so that every rank realigns to the same
+    parameters, those of one process seeing the whole distributed batch (see
+    :meth:`PWLU.collect_statistics`). A DistributedDataParallel ``model`` must
+    have ``find_unused_parameters=True`` (the frozen parameters get no
+    gradients in phase I); ValueError otherwise.
     """
+    _check_ddp_before_phase_one(model)
     for module in pwlu_modules(model):
-        module.collect_statistics()
+        module.collect_statistics(sync, process_group)
     return StatisticsCollection(model)
 
 
 def pwlu_realign(model: nn.Module) -> int:
     """Phase II for every PWLU in ``model`` (see :meth:`PWLU.realign`).
 
-    Returns how many PWLUs were realigned from statistics.
+    Checks every PWLU's statistics first, so that on a ValueError (non-finite
+    statistics, naming the layer) no PWLU has changed. Returns how many PWLUs
+    were realigned from statistics.
     """
-    return sum(module.realign() for module in pwlu_modules(model))
+    modules = pwlu_modules(model)
+    names = {id(m): name for name, m in model.named_modules()}
+    for module in modules:
+        module.realigned_parameters(names.get(id(module), ""))
+    return sum(module.realign(names.get(id(module), "")) for module in modules)
