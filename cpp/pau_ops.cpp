@@ -363,6 +363,10 @@ class PauFunction : public torch::autograd::Function<PauFunction> {
 
 Tensor forward_autograd(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                         c10::string_view variant, int64_t dim) {
+  // Before apply(), which reads every input's device and fails on an
+  // undefined tensor (None from Python) with "tensor does not have a device".
+  TORCH_CHECK(x.defined() && numerator.defined() && denominator.defined(),
+              "pau: x, numerator and denominator must be defined tensors, not None");
   return PauFunction::apply(x, numerator, denominator, std::string(variant), dim);
 }
 

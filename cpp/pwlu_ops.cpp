@@ -416,6 +416,8 @@ Tensor pwlu_forward_autograd(const Tensor& x, const Tensor& points, const Tensor
                              const Tensor& slopes, int64_t dim) {
   // Before apply(), which reads every input's device and fails on an
   // undefined tensor (None from Python) with "tensor does not have a device".
+  TORCH_CHECK(x.defined() && points.defined() && bounds.defined() && slopes.defined(),
+              "pwlu: x, points, bounds and slopes must be defined tensors, not None");
   return PwluFunction::apply(x, points, bounds, slopes, dim);
 }
 

@@ -300,6 +300,12 @@ class RpauFunction : public torch::autograd::Function<RpauFunction> {
 Tensor rpau_forward_autograd(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                              const Tensor& alpha, const Tensor& seed_offset,
                              c10::string_view variant, int64_t dim) {
+  // Before apply(), which reads every input's device and fails on an
+  // undefined tensor (None from Python) with "tensor does not have a device".
+  TORCH_CHECK(x.defined() && numerator.defined() && denominator.defined() && alpha.defined() &&
+                  seed_offset.defined(),
+              "pau: x, numerator, denominator, alpha and seed_offset must be defined tensors, "
+              "not None");
   TORCH_CHECK(!alpha.requires_grad(), "pau: alpha is a hyperparameter and cannot require grad");
   return RpauFunction::apply(x, numerator, denominator, alpha, seed_offset, std::string(variant),
                              dim);

@@ -10,6 +10,7 @@ models are checked too when torchvision is installed.
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pau
@@ -554,6 +555,67 @@ def test_example_input_overrides_static_rule_and_explicit_dim():
 def test_integer_groups():
     _, summary = pau.convert(TinyResNet(), groups=4)
     assert all(r.module.numerator.shape == (4, 6) for r in summary)
+
+
+def test_integer_groups_not_dividing_channels_fail_at_convert():
+    # They used to be accepted and fail at the first forward.
+    class Wide(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 64, 1)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    class WideFunctional(Wide):
+        def forward(self, x):
+            return F.relu(self.conv(x))
+
+    x = torch.randn(1, 3, 2, 2)
+    message = r"groups=5 does not divide the 64 channels \(dim 1\) of activation 'act'"
+    with pytest.raises(ValueError, match=message):
+        pau.convert(Wide(), groups=5)
+    # The counts recorded from example_input, and an fx-found F.relu, named after its node.
+    with pytest.raises(ValueError, match=r"does not divide the 64 channels .* 'relu_act'"):
+        pau.convert(WideFunctional(), groups=5, example_input=x)
+    with pytest.raises(ValueError, match=r"does not divide the 64 channels .* 'relu_act'"):
+        pau.convert(WideFunctional(), groups=5)
+    converted, summary = pau.convert(WideFunctional(), groups=4)
+    assert [r.groups for r in summary] == [4]
+    assert converted(x).shape == (1, 64, 2, 2)
+
+
+def test_integer_groups_checked_against_every_count_a_shared_activation_sees():
+    class Shared(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 12, 1)
+            self.act = nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.b(self.act(self.a(x))))
+
+    x = torch.randn(1, 3, 2, 2)
+    converted, _ = convert_quietly(Shared(), groups=4, example_input=x)
+    assert converted(x).shape == (1, 12, 2, 2)
+    with pytest.raises(ValueError, match=r"groups=8 does not divide the 12 channels .* 'act'"):
+        convert_quietly(Shared(), groups=8, example_input=x)
+
+
+@pytest.mark.parametrize("init", ["match", "fit"])
+def test_degrees_above_the_maximum_fail_before_fitting(init, monkeypatch):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("fitted or looked up a preset")
+
+    # pau.convert is the function; its module holds the fitting entry point.
+    monkeypatch.setattr(sys.modules["pau.convert"], "fit_coefficients", no_fit)
+    monkeypatch.setattr(presets, "coefficients", no_fit)
+    with pytest.raises(ValueError, match=r"pau.convert: degrees \(m, n\) = \(33, 4\) exceed"):
+        pau.convert(TinyResNet(), init=init, degrees=(33, 4))
+    with pytest.raises(ValueError, match=r"pau.convert: degrees must be a pair of ints"):
+        pau.convert(TinyResNet(), to="rpau", init=init, degrees=(5,))
 
 
 def test_torchvision_models_if_installed():

@@ -324,3 +324,154 @@ def test_module_groups_not_dividing_channels_fails_at_forward() -> None:
     layer = pau.PAU(groups=3)
     with pytest.raises(ValueError, match=r"\(4\) is not divisible by the number of groups \(3\)"):
         layer(_x())
+
+
+# ---------------------------------------------------------------------------
+# More module arguments that used to fail late or obscurely (issue 19, item 7).
+
+MORE_MODULE_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+    "bool_groups": (lambda: pau.PAU(groups=True), ValueError, r"pau.PAU: groups .* got True"),
+    "rpau_bool_groups": (
+        lambda: pau.RPAU(groups=True),
+        ValueError,
+        r"pau.RPAU: groups .* got True",
+    ),
+    "init_none": (
+        lambda: pau.PAU(init=None),
+        TypeError,
+        r"init must be a preset name .* or a \(numerator, denominator\) pair .* got None",
+    ),
+    "init_number": (lambda: pau.PAU(init=5), TypeError, r"init must be a preset name .* got 5"),
+    "numerator_degree_above_max": (
+        lambda: pau.PAU(degrees=(33, 4)),
+        ValueError,
+        r"degrees \(m, n\) = \(33, 4\) exceed the operators' maximum of 32",
+    ),
+    "denominator_degree_above_max": (
+        lambda: pau.RPAU(degrees=(5, 33)),
+        ValueError,
+        r"degrees \(m, n\) = \(5, 33\) exceed the operators' maximum of 32",
+    ),
+    "explicit_init_degree_above_max": (
+        lambda: pau.PAU(degrees=(33, 0), init=([0.0] * 34, [])),
+        ValueError,
+        r"exceed the operators' maximum of 32",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_MODULE_ERRORS))
+def test_module_rejects_more(case: str) -> None:
+    call, error, message = MORE_MODULE_ERRORS[case]
+    with pytest.raises(error, match=message):
+        call()
+
+
+@pytest.mark.parametrize("cls", [pau.PAU, pau.RPAU])
+def test_degrees_above_the_maximum_fail_before_any_preset_is_fitted(cls, monkeypatch) -> None:
+    # A preset for unusual degrees is fitted (seconds) and cached on first use;
+    # the degree check must come first.
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a preset was looked up or fitted")
+
+    monkeypatch.setattr(pau.presets, "coefficients", no_fit)
+    with pytest.raises(ValueError, match="maximum of 32"):
+        cls(degrees=(40, 4), init="relu")
+
+
+def test_max_degree_is_the_operators() -> None:
+    top = pau.modules.MAX_DEGREE
+    layer = pau.PAU(degrees=(top, top), init=([0.0, 1.0] + [0.0] * (top - 1), [0.0] * top))
+    x = torch.linspace(-3, 3, 13)
+    torch.testing.assert_close(layer(x), x, rtol=0, atol=0)  # P(x) = x, Q = 1
+    with pytest.raises(ValueError, match=rf"numerator degree m must be in \[0, {top}\]"):
+        forward(x, torch.zeros(1, top + 2), torch.zeros(1, 0), "safe", 0)
+    with pytest.raises(ValueError, match=rf"denominator degree n must be in \[0, {top}\]"):
+        forward(x, torch.zeros(1, 1), torch.zeros(1, top + 1), "safe", 0)
+
+
+# ---------------------------------------------------------------------------
+# None where a tensor belongs. The autograd kernels used to pass it to
+# autograd, which failed with "tensor does not have a device".
+
+
+def _pwlu_parameters() -> tuple[Tensor, Tensor, Tensor]:
+    return torch.zeros(1, 5), torch.tensor([[-1.0, 1.0]]), torch.tensor([[0.0, 1.0]])
+
+
+_PAU_NONE = r"pau: x, numerator and denominator must be defined tensors, not None"
+_RPAU_NONE = r"pau: x, numerator, denominator, alpha and seed_offset must be defined tensors"
+_PWLU_NONE = r"pwlu: x, points, bounds and slopes must be defined tensors, not None"
+_ALPHA = torch.tensor(0.1)
+_SEED = torch.tensor([1, 2])
+
+NONE_ERRORS: dict[str, tuple[Callable[[], object], str]] = {
+    "forward_x": (lambda: forward(None, _num(), _den()), _PAU_NONE),
+    "forward_numerator": (lambda: forward(_x(), None, _den()), _PAU_NONE),
+    "forward_denominator": (lambda: forward(_x(), _num(), None), _PAU_NONE),
+    "functional_pau": (lambda: pau.functional.pau(None, _num(), _den()), _PAU_NONE),
+    "rpau_forward_x": (
+        lambda: torch.ops.pau.rpau_forward(None, _num(), _den(), _ALPHA, _SEED, "safe", 1),
+        _RPAU_NONE,
+    ),
+    "rpau_forward_seed": (
+        lambda: torch.ops.pau.rpau_forward(_x(), _num(), _den(), _ALPHA, None, "safe", 1),
+        _RPAU_NONE,
+    ),
+    "functional_rpau": (lambda: pau.rpau.rpau(None, _num(), _den(), _ALPHA), _RPAU_NONE),
+    "pwlu_forward": (
+        lambda: torch.ops.pau.pwlu_forward(None, *_pwlu_parameters(), 1),
+        _PWLU_NONE,
+    ),
+    "functional_pwlu": (lambda: pau.functional.pwlu(None, *_pwlu_parameters()), _PWLU_NONE),
+}
+
+
+@pytest.mark.parametrize("grad_mode", [True, False], ids=["grad", "no_grad"])
+@pytest.mark.parametrize("case", list(NONE_ERRORS))
+def test_none_instead_of_a_tensor(case: str, grad_mode: bool) -> None:
+    call, message = NONE_ERRORS[case]
+    with torch.set_grad_enabled(grad_mode), pytest.raises(RuntimeError, match=message):
+        call()
+
+
+# ---------------------------------------------------------------------------
+# RPAU's noise helper.
+
+NOISE_ERRORS: dict[str, tuple[Callable[[], object], str]] = {
+    "groups_not_dividing": (
+        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, groups=5),
+        r"pau.rpau.noise: the 64 channels .* not divisible by the number of groups \(5\)",
+    ),
+    "alpha_for_other_groups": (
+        lambda: pau.rpau.noise((2, 64), _SEED, torch.full((3, 10), 0.1), groups=4),
+        r"pau.rpau.noise: alpha must be .* broadcastable to \(groups, m\+1\+n\) = \(4, 10\)",
+    ),
+    "alpha_above_one": (
+        lambda: pau.rpau.noise((2, 64), _SEED, 5.0),
+        r"pau.rpau.noise: alpha must be in \[0, 1\), got 5.0",
+    ),
+    "bool_groups": (
+        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, groups=True),
+        r"pau.rpau.noise: groups must be a positive int",
+    ),
+    "dim_out_of_range": (
+        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, dim=2),
+        r"pau.rpau.noise: dim 2 is out of range",
+    ),
+    "degrees_above_max": (
+        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, degrees=(33, 0)),
+        r"pau.rpau.noise: degrees .* maximum of 32",
+    ),
+    "scalar_with_groups": (
+        lambda: pau.rpau.noise((), _SEED, 0.1, groups=2),
+        r"pau.rpau.noise: dim 1 is out of range for a shape of 0 dimensions",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NOISE_ERRORS))
+def test_rpau_noise_rejects(case: str) -> None:
+    call, message = NOISE_ERRORS[case]
+    with pytest.raises(ValueError, match=message):
+        call()

@@ -220,3 +220,52 @@ def test_model_cast_to_half_precision_trains(kind: str, dtype: torch.dtype) -> N
         assert p.grad is not None and p.grad.dtype == dtype, name
         assert torch.isfinite(p.grad).all(), name
     assert x.grad is not None and x.grad.dtype == dtype
+
+
+def _unit(kind: str, groups: int = 1, dim: int = 1) -> nn.Module:
+    if kind == "pwlu":
+        return pau.PWLU(groups=groups, dim=dim, init="leaky_relu")
+    cls = pau.RPAU if kind.startswith("rpau") else pau.PAU
+    unit = cls(groups=groups, dim=dim, init="gelu")
+    return unit.train(kind == "rpau_train")
+
+
+@pytest.mark.parametrize("dim", [1, -1, 2])
+@pytest.mark.parametrize("shape", [(7,), ()], ids=["1d", "0d"])
+@pytest.mark.parametrize("kind", ["pau", "rpau_train", "rpau_eval"])
+def test_one_group_takes_1d_and_0d_inputs(kind: str, shape: tuple, dim: int) -> None:
+    # One group: the channel dim does not matter, so inputs without one are
+    # accepted (they used to raise "dim 1 is out of range").
+    unit = _unit(kind, dim=dim)
+    x = torch.randn(shape, requires_grad=True)
+    torch.manual_seed(1)  # RPAU: the same noise for both calls
+    y = unit(x)
+    row = copy.deepcopy(unit)
+    row.dim = 1
+    torch.manual_seed(1)
+    expected = row(x.detach().reshape(1, -1)).reshape(shape)  # as one channel row
+    assert y.shape == shape
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == shape
+
+
+@pytest.mark.parametrize("shape", [(8,), ()], ids=["1d", "0d"])
+@pytest.mark.parametrize("kind", ["pau", "rpau_train"])
+def test_several_groups_need_a_channel_dim(kind: str, shape: tuple) -> None:
+    unit = _unit(kind, groups=2)
+    name = type(unit).__name__
+    message = rf"pau.{name}: x has {len(shape)} dimension\(s\), .* 1-D and 0-D inputs need groups=1"
+    with pytest.raises(ValueError, match=message):
+        unit(torch.randn(shape))
+
+
+def test_one_group_keeps_checking_dim_of_higher_rank_inputs() -> None:
+    with pytest.raises(IndexError, match="dim 3 is out of range"):
+        pau.PAU(dim=3)(torch.randn(2, 3))
+
+
+def test_scripted_unit_takes_1d_input() -> None:
+    unit = pau.PAU(init="gelu")
+    x = torch.randn(5)
+    torch.testing.assert_close(torch.jit.script(unit)(x), unit(x), rtol=0, atol=0)

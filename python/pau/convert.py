@@ -46,7 +46,7 @@ from torch import Tensor, nn
 from . import _start_error, presets
 from .fit import approximation_error
 from .fit import fit as fit_coefficients
-from .modules import PAU
+from .modules import PAU, _check_degrees
 from .pwlu import INITS as PWLU_INITS
 from .pwlu import PWLU
 from .reference import pwlu_reference
@@ -131,6 +131,9 @@ class Replacement:
             ``example_input`` (None without it, or when it received none).
         range_max_error: max |new(x) - original(x)| for x in ``input_range``.
         range_rel_error: ``range_max_error`` / max |original(x)| on ``input_range``.
+        input_mean_error: mean |new(x) - original(x)| over the inputs received
+            (from a 256-bin histogram of them): the typical start error, where
+            ``range_max_error`` is the worst one at the range's ends.
     """
 
     name: str
@@ -145,6 +148,7 @@ class Replacement:
     input_range: Optional[tuple[float, float]] = None
     range_max_error: Optional[float] = None
     range_rel_error: Optional[float] = None
+    input_mean_error: Optional[float] = None
 
 
 @dataclass
@@ -214,15 +218,15 @@ def _with_range_columns(
     rows: list[tuple[str, ...]], replacements: list[Replacement]
 ) -> list[tuple[str, ...]]:
     """The table rows with the input range and the start error on it appended."""
-    out = [(*rows[0], "input range", "max err (range)", "rel err (range)")]
+    out = [(*rows[0], "input range", "max err (range)", "rel err (range)", "mean err (inputs)")]
     for row, r in zip(rows[1:], replacements):
         if r.input_range is None:
-            out.append((*row, "-", "-", "-"))
+            out.append((*row, "-", "-", "-", "-"))
         else:
             lo, hi = r.input_range
             out.append(
                 (*row, f"[{lo:.3g}, {hi:.3g}]", f"{r.range_max_error:.2e}",
-                 f"{r.range_rel_error:.2e}")
+                 f"{r.range_rel_error:.2e}", f"{r.input_mean_error:.2e}")
             )
     return out
 
@@ -455,6 +459,52 @@ def _channel_source(module: nn.Module) -> Optional[tuple[int, int]]:
     return None
 
 
+def _channel_count(
+    name: str,
+    dim: int,
+    shapes: Optional[list[torch.Size]],
+    source: Optional[tuple[int, int]],
+) -> Optional[int]:
+    """The channel count of activation ``name`` along ``dim``, or None when unknown.
+
+    Shapes recorded from ``example_input`` win over the preceding channel source.
+    """
+    if shapes:
+        sizes = {s[dim] if -len(s) <= dim < len(s) else None for s in shapes}
+        if None in sizes or len(sizes) != 1:
+            raise ValueError(
+                f"pau.convert: activation {name!r} saw inputs of shapes "
+                f"{[tuple(s) for s in shapes]}; no single channel count along dim {dim}"
+            )
+        return int(next(iter(sizes)))
+    return source[0] if source is not None else None
+
+
+def _check_groups_divide(
+    name: str,
+    groups: int,
+    dim: int,
+    shapes: Optional[list[torch.Size]],
+    source: Optional[tuple[int, int]],
+) -> None:
+    """Raise now, not at the first forward, when ``groups`` cannot split the channels.
+
+    The channel counts are those recorded from ``example_input`` (a shared
+    activation may see several) or else the preceding channel source's; with
+    neither, the operator checks at the first forward.
+    """
+    if shapes:
+        counts = sorted({int(s[dim]) for s in shapes if -len(s) <= dim < len(s)})
+    else:
+        counts = [source[0]] if source is not None else []
+    for count in counts:
+        if count % groups != 0:
+            raise ValueError(
+                f"pau.convert: groups={groups} does not divide the {count} channels (dim {dim}) "
+                f"of activation {name!r}; pass a divisor of {count}, 'layer' or 'channel'"
+            )
+
+
 # ----------------------------------------------------------------------------
 # Functional activations (torch.fx)
 # ----------------------------------------------------------------------------
@@ -685,6 +735,12 @@ def _check_arguments(
             f"pau.convert: unexpected keyword argument(s) {', '.join(unknown)} for "
             f"to={to!r}; accepted: {', '.join(_KWARGS[to])}"
         )
+    if "degrees" in kwargs:
+        # Before any preset is fitted or cached (seconds per activation type).
+        try:
+            _check_degrees(kwargs["degrees"])
+        except ValueError as error:
+            raise ValueError(f"pau.convert: {str(error).removeprefix('pau: ')}") from None
     return tuple(activations), groups
 
 
@@ -805,19 +861,8 @@ def convert(
         dim = kwargs.get("dim", source[1] if source is not None else 1)
         count: Optional[int] = None
         if groups == "channel":
-            shapes = observed.get(id(original))
-            if shapes:
-                sizes = {s[dim] if -len(s) <= dim < len(s) else None for s in shapes}
-                if None in sizes or len(sizes) != 1:
-                    raise ValueError(
-                        f"pau.convert: activation {name!r} saw inputs of shapes "
-                        f"{[tuple(s) for s in shapes]}; no single channel count "
-                        f"along dim {dim}"
-                    )
-                count = int(next(iter(sizes)))
-            elif source is not None:
-                count = source[0]
-            else:
+            count = _channel_count(name, dim, observed.get(id(original)), source)
+            if count is None:
                 raise ValueError(
                     f"pau.convert: cannot infer the channel count of activation {name!r} for "
                     "groups='channel': no Conv/BatchNorm/GroupNorm/LayerNorm/Linear precedes it"
@@ -832,6 +877,7 @@ def convert(
             g = 1
         else:
             g = int(groups)
+            _check_groups_divide(name, g, dim, observed.get(id(original)), source)
         factory = {
             "device": param.device if param is not None else None,
             "dtype": param.dtype if param is not None and param.is_floating_point() else None,
@@ -908,8 +954,10 @@ def _start_errors(
         if x_range is None:
             continue
         r.input_range = x_range
-        r.range_max_error, r.range_rel_error = _start_error.unit_error(
-            r.module, _match(original).target, x_range
+        target = _match(original).target
+        r.range_max_error, r.range_rel_error = _start_error.unit_error(r.module, target, x_range)
+        r.input_mean_error = _start_error.mean_error(
+            r.module, target, observation.histograms[id(original)]
         )
     agreement = _start_error.output_agreement(
         observation.output, _start_error.run(model, example_input)

@@ -13,14 +13,38 @@ from .reference import VARIANTS
 
 Init = Union[str, tuple[Sequence[float], Sequence[float]]]
 
+#: The largest numerator or denominator degree the operators accept
+#: (``kMaxDegree`` in ``cpp/pau_math.h``).
+MAX_DEGREE = 32
+
 
 def _check_degrees(degrees: Sequence[int]) -> tuple[int, int]:
-    if len(degrees) != 2 or any(not isinstance(d, int) or isinstance(d, bool) for d in degrees):
-        raise ValueError(f"degrees must be a pair of ints (m, n), got {degrees!r}")
+    """``degrees`` as (m, n), or a ValueError before anything is fitted or allocated."""
+    if (
+        not isinstance(degrees, Sequence)
+        or len(degrees) != 2
+        or any(not isinstance(d, int) or isinstance(d, bool) for d in degrees)
+    ):
+        raise ValueError(f"pau: degrees must be a pair of ints (m, n), got {degrees!r}")
     m, n = degrees
     if m < 0 or n < 0:
-        raise ValueError(f"degrees must be non-negative, got (m, n) = ({m}, {n})")
+        raise ValueError(f"pau: degrees must be non-negative, got (m, n) = ({m}, {n})")
+    if m > MAX_DEGREE or n > MAX_DEGREE:
+        raise ValueError(
+            f"pau: degrees (m, n) = ({m}, {n}) exceed the operators' maximum of {MAX_DEGREE}"
+        )
     return m, n
+
+
+def _check_groups(groups: object, owner: str) -> int:
+    """``groups`` as a positive int; bool is refused although it is an int subclass."""
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        raise ValueError(f"{owner}: groups must be a positive int, got {groups!r}")
+    return groups
+
+
+def _is_pair(init: object) -> bool:
+    return isinstance(init, (tuple, list)) and len(init) == 2
 
 
 def initial_coefficients(
@@ -36,6 +60,11 @@ def initial_coefficients(
         from . import presets
 
         return presets.coefficients(init, degrees, variant)
+    if not _is_pair(init):
+        raise TypeError(
+            "pau: init must be a preset name (pau.presets.names()) or a (numerator, "
+            f"denominator) pair of coefficient sequences, got {init!r}"
+        )
     numerator, denominator = (torch.as_tensor(c, dtype=torch.float64).flatten() for c in init)
     if numerator.numel() != m + 1 or denominator.numel() != n:
         raise ValueError(
@@ -43,6 +72,26 @@ def initial_coefficients(
             f"denominator coefficients; degrees {degrees} need {m + 1} and {n}"
         )
     return numerator, denominator
+
+
+def channel_dim(x: Tensor, dim: int, groups: int, owner: str) -> int:
+    """The channel dim to pass to the operator for ``x``.
+
+    With one group the channel dim does not change the result, so a 1-D or
+    0-D ``x`` without dimension ``dim`` (a batch of scalars, a single value)
+    uses dim 0; with more groups it is an error. Inputs of rank 2 and more
+    keep ``dim``, which the operator checks.
+    """
+    rank = x.dim()
+    if rank >= 2 or -max(rank, 1) <= dim < max(rank, 1):
+        return dim
+    if groups == 1:
+        return 0
+    raise ValueError(
+        "pau." + owner + ": x has " + str(rank) + " dimension(s), so it has no channel "
+        "dimension dim=" + str(dim) + " to split into " + str(groups) + " groups; "
+        "1-D and 0-D inputs need groups=1"
+    )
 
 
 class PAU(nn.Module):
@@ -74,11 +123,9 @@ class PAU(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
-        if not isinstance(groups, int) or groups < 1:
-            raise ValueError(f"groups must be a positive int, got {groups!r}")
+        self.groups = _check_groups(groups, f"pau.{type(self).__name__}")
         self.degrees = _check_degrees(degrees)
         self.variant = variant
-        self.groups = groups
         self.dim = dim
         self.init = init if isinstance(init, str) else "custom"
         numerator, denominator = initial_coefficients(init, self.degrees, variant)
@@ -87,7 +134,8 @@ class PAU(nn.Module):
         self.denominator = nn.Parameter(denominator.to(**factory).reshape(1, -1).repeat(groups, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, self.dim)
+        dim = channel_dim(x, self.dim, self.groups, "PAU")
+        return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, dim)
 
     def extra_repr(self) -> str:
         return (

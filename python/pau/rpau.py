@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from . import _C  # noqa: F401  (registers torch.ops.pau)
-from .modules import PAU, Init
+from .modules import PAU, Init, _check_degrees, _check_groups, channel_dim
 
 
 def draw_seed_offset() -> Tensor:
@@ -65,6 +65,42 @@ def rpau(
     return torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, seed_offset, variant, dim)
 
 
+def _check_noise_arguments(
+    shape: Sequence[int],
+    alpha: Union[float, Tensor],
+    degrees: Sequence[int],
+    groups: int,
+    dim: int,
+) -> tuple[tuple[int, ...], int, int]:
+    """(shape, channel dim, m+1+n) for :func:`noise`, or a ValueError naming the problem."""
+    owner = "pau.rpau.noise"
+    try:
+        m, n = _check_degrees(degrees)
+        _check_groups(groups, owner)
+        _alpha_tensor(alpha, groups, m + 1 + n)
+    except ValueError as error:
+        message = str(error).removeprefix("pau: ")
+        raise ValueError(message if message.startswith(owner) else f"{owner}: {message}") from None
+    shape = tuple(shape)
+    if any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in shape):
+        raise ValueError(f"{owner}: shape must be non-negative ints, got {shape!r}")
+    rank = len(shape)
+    if not -max(rank, 1) <= dim < max(rank, 1):
+        # As the modules: with one group a 1-D or 0-D shape needs no channel dim.
+        if rank >= 2 or groups > 1:
+            raise ValueError(
+                f"{owner}: dim {dim} is out of range for a shape of {rank} dimensions"
+            )
+        dim = 0
+    channels = shape[dim] if rank else 1
+    if channels % groups != 0:
+        raise ValueError(
+            f"{owner}: the {channels} channels of shape {shape} (dim {dim}) are not divisible "
+            f"by the number of groups ({groups})"
+        )
+    return shape, dim, m + 1 + n
+
+
 def noise(
     shape: Sequence[int],
     seed_offset: Tensor,
@@ -77,10 +113,12 @@ def noise(
     applies for this ``seed_offset``: coefficient j of element x[idx] is
     c_j * (1 + e[idx + (j,)]), a_0..a_m first, then b_1..b_n. For tests and
     debugging; pass the result to :func:`pau.reference.rpau_reference`.
+
+    Raises ValueError for the arguments ``rpau_forward`` would refuse: degrees
+    or groups out of range, an alpha outside [0, 1) or not broadcastable to
+    (groups, m+1+n), and a ``dim`` or channel count that ``groups`` cannot split.
     """
-    m, n = degrees
-    count = m + 1 + n
-    shape = tuple(shape)
+    shape, dim, count = _check_noise_arguments(shape, alpha, degrees, groups, dim)
     numel = 1
     for s in shape:
         numel *= s
@@ -146,11 +184,11 @@ class RPAU(PAU):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
+        dim = channel_dim(x, self.dim, self.groups, "RPAU")
         if not self.training:
-            return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant,
-                                         self.dim)
+            return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, dim)
         return torch.ops.pau.rpau_forward(x, self.numerator, self.denominator, self.alpha,
-                                          draw_seed_offset(), self.variant, self.dim)
+                                          draw_seed_offset(), self.variant, dim)
 
     def extra_repr(self) -> str:
         if self.alpha.numel() == 1 and not self.alpha.is_meta:
