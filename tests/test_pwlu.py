@@ -697,7 +697,7 @@ def exact_interior_breakpoints(intervals, left, right, dtype):
     return found
 
 
-def check_breakpoints_take_the_right_piece(dtype):
+def check_breakpoints_take_the_right_piece(dtype, device="cpu"):
     """At every exact interior breakpoint F = Y_k and dF/dx is interval k's slope."""
     checked = 0
     for intervals, left, right in BREAKPOINT_CASES:
@@ -705,21 +705,23 @@ def check_breakpoints_take_the_right_piece(dtype):
         if not found:
             continue
         k = torch.tensor([i for i, _ in found])
-        x = torch.tensor([v for _, v in found], dtype=dtype, requires_grad=True)
+        x = torch.tensor([v for _, v in found], dtype=dtype, device=device, requires_grad=True)
         # Alternating points: neighbouring intervals have slopes of opposite sign.
         points = torch.tensor(
-            [[(-1.0) ** i * (1 + 0.5 * (i % 3)) for i in range(intervals + 1)]], dtype=dtype
+            [[(-1.0) ** i * (1 + 0.5 * (i % 3)) for i in range(intervals + 1)]],
+            dtype=dtype,
+            device=device,
         )
-        bounds = torch.tensor([[left, right]], dtype=dtype)
-        slopes = torch.tensor([[0.5, 2.0]], dtype=dtype)
+        bounds = torch.tensor([[left, right]], dtype=dtype, device=device)
+        slopes = torch.tensor([[0.5, 2.0]], dtype=dtype, device=device)
         y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0)
         (grad_x,) = torch.autograd.grad(y.sum(), x)
-        y64 = points[0].double()
+        y64 = points[0].double().cpu()
         right_slope = (y64[k + 1] - y64[k]) * intervals / (right - left)
         rtol = 1e-5 if dtype == torch.float32 else 1e-12
         where = f"N = {intervals}, bounds ({left}, {right}), k = {k.tolist()}"
-        torch.testing.assert_close(y.double(), y64[k], rtol=rtol, atol=rtol, msg=where)
-        torch.testing.assert_close(grad_x.double(), right_slope, rtol=rtol, atol=0, msg=where)
+        torch.testing.assert_close(y.double().cpu(), y64[k], rtol=rtol, atol=rtol, msg=where)
+        torch.testing.assert_close(grad_x.double().cpu(), right_slope, rtol=rtol, atol=0, msg=where)
         checked += len(found)
     assert checked > 150
 

@@ -623,3 +623,13 @@ def test_module_trains_on_cuda_like_on_cpu():
         torch.testing.assert_close(
             cuda.state_dict()[name].cpu(), value, rtol=1e-5, atol=1e-6, msg=name
         )
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_interior_breakpoints_take_the_right_piece_on_cuda(dtype):
+    # The CUDA tables come from the same pwlu::make_params as the CPU's, so
+    # exact interior breakpoints take the right interval there too.
+    from test_pwlu import check_breakpoints_take_the_right_piece
+
+    check_breakpoints_take_the_right_piece(dtype, device="cuda")
