@@ -76,6 +76,8 @@ struct ScalarOps {
   static PAU_HOST_DEVICE T sign(T v) { return T(v > T(0)) - T(v < T(0)); }
   static PAU_HOST_DEVICE mask abs_greater_than_one(T v) { return abs(v) > T(1); }
   static PAU_HOST_DEVICE mask is_nan(T v) { return v != v; }
+  // False for ±inf and NaN (inf - inf and NaN - NaN are NaN).
+  static PAU_HOST_DEVICE mask is_finite(T v) { return v - v == T(0); }
   static PAU_HOST_DEVICE T select(mask m, T if_true, T if_false) {
     return m ? if_true : if_false;
   }
@@ -281,12 +283,17 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
 
   // sign(A) = sign(A / M^s) since M^s > 0.
   const V sign_a = Ops::sign(r.sum_b);
-  // dF/db_k = -(P/M^s) c_k / D^2, formed as ((P/M^s) c_k / D) (g / D): the
-  // first factor is F c_k with |c_k| <= 1, so it overflows only where that
-  // gradient term really does, never as inf * 0 = NaN where F alone overflows
-  // (|x| near the dtype's max) but F E_k does not.
+  // dF/db_k = -(P/M^s) c_k / D^2, formed as (F c_k) (g / D) with F c_k =
+  // ((P/M^s) / D) c_k: (P/M^s) c_k carries M^-2s and underflows (dF/db_1 of
+  // 1 / (1 + 1e-30 x^32) at x = 10 in float). Where F itself overflows (|x|
+  // near the dtype's max) but F c_k (|c_k| <= 1) does not, ((P/M^s) c_k) / D
+  // instead, never inf * 0 = NaN.
   // safe: c_k = sign(A) E_k, with sign(A) folded into P here.
   const V minus_p = variant == Variant::safe ? -(r.sum_a * sign_a) : -r.sum_a;
+  const V minus_f = minus_p * inv_d;
+  // Plain powers keep F finite (plain_powers_limit): only the scaled ones
+  // need the fallback.
+  const auto f_finite = Ops::is_finite(minus_f);
   for (int k = 1; k <= deg.n; ++k) {
     V c;
     if (variant == Variant::abs_sum) {
@@ -295,7 +302,9 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
       c = e[k];
     }
     const V scale = factor ? g_over_d * factor[deg.m + k] : g_over_d;
-    grad_b[k - 1] = Ops::fma(scale, (minus_p * c) * inv_d, grad_b[k - 1]);
+    const V f_c =
+        plain ? minus_f * c : Ops::select(f_finite, minus_f * c, (minus_p * c) * inv_d);
+    grad_b[k - 1] = Ops::fma(scale, f_c, grad_b[k - 1]);
   }
 
   V dp = Ops::broadcast(0);  // P'(x) / M^s
@@ -310,8 +319,11 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   }
   if (variant == Variant::safe) dq = sign_a * dq;
   if (variant == Variant::abs_sum) dq = Ops::sign(x) * dq;
-  // F Q' / M^s as (P / M^s) (Q' / M^s) / D, finite wherever the product is.
-  return g_over_d * (dp - (r.sum_a * dq) * inv_d);
+  // F Q' / M^s as (P / M^s) (Q'/Q): Q'/Q = (Q' / M^s) / D is the true ratio
+  // whatever the scaling, whereas (P / M^s)(Q' / M^s) carries M^-2s and
+  // underflows (1 / (1 + 1e-30 x^32) at x = 6 in float gave dF/dx = 0) or
+  // overflows (1e25 x / (1 + 1e25 |x|) at x = 0.5 gave -inf).
+  return g_over_d * (dp - r.sum_a * (dq * inv_d));
 }
 
 }  // namespace math

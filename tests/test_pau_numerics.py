@@ -105,6 +105,91 @@ def test_large_x_high_degrees(dtype: torch.dtype, variant: str, degrees: tuple[i
     assert_relative(y, expected, rtol=tolerance(dtype)[0], atol=torch.finfo(dtype).tiny)
 
 
+# ---------------------------------------------------------------------------
+# The range of the scaled terms x^j / max(1, |x|)^n (README, Numerics).
+
+STEEP_32 = ([1.0], [0.0] * 31 + [1e-30])  # 1 / (1 + 1e-30 x^32)
+
+
+def exact_all(x: Tensor, numerator: Sequence[float], denominator: Sequence[float], variant: str):
+    """(F, dF/dx) per element and the coefficient gradients summed over x, float64."""
+    rows = [exact_pau(v, numerator, denominator, variant) for v in x.double().tolist()]
+    f = torch.tensor([float(r[0]) for r in rows], dtype=torch.float64)
+    dfdx = torch.tensor([float(r[1]) for r in rows], dtype=torch.float64)
+    da = torch.tensor([[float(sum(r[2][j] for r in rows)) for j in range(len(numerator))]])
+    db = torch.tensor([[float(sum(r[3][k] for r in rows)) for k in range(len(denominator))]])
+    return f, dfdx, da.double(), db.double()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_gradients_where_products_of_scaled_terms_underflow(variant: str) -> None:
+    """1 / (1 + 1e-30 x^32) in float32: E_0 = |x|^-32 is normal up to |x| = 15, but products
+    of two scaled terms (M^-64) are not; dF/dx was 0 at x = 6..15 and dF/db_k (k < 32)
+    lost most of its value. F and every gradient must keep float32 accuracy there."""
+    numerator, denominator = STEEP_32
+    a = torch.tensor([numerator])
+    b = torch.tensor([denominator])
+    x = torch.tensor([2.0, 4.0, 6.0, 8.0, 10.0, 12.0, 15.0, -6.0, -15.0])
+    y = torch.ops.pau.forward(x, a, b, variant, 0)
+    gx, ga, gb = torch.ops.pau.backward(torch.ones_like(x), x, a, b, variant, 0)
+    f, dfdx, da, db = exact_all(x, numerator, denominator, variant)
+    rtol = tolerance(torch.float32)[0]
+    assert_relative(y, f, rtol=rtol)
+    assert_relative(gx, dfdx, rtol=rtol)
+    assert_relative(ga, da, rtol=rtol)
+    assert_relative(gb, db, rtol=rtol)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("x_value", [0.5, 2.0])
+def test_gradient_of_a_steep_ratio_is_finite(variant: str, x_value: float) -> None:
+    """1e25 x / (1 + 1e25 |x|): P Q' = 5e49 overflows float32 (dF/dx was -inf). dF/dx is
+    P'/Q - F Q'/Q, two terms of about 1/x that cancel: its error is bounded by a few
+    roundings of those terms, not by the (tiny) true value."""
+    numerator, denominator = [0.0, 1e25], [1e25]
+    x = torch.tensor([x_value])
+    gx = torch.ops.pau.backward(torch.ones_like(x), x, torch.tensor([numerator]),
+                                torch.tensor([denominator]), variant, 0)[0]
+    assert torch.isfinite(gx).all(), gx
+    exact = float(exact_pau(x_value, numerator, denominator, variant)[1])
+    terms = 2 * 1e25 / (1 + 1e25 * x_value)  # |P'/Q| + |F Q'/Q|
+    assert abs(gx.item() - exact) <= 8 * torch.finfo(torch.float32).eps * terms
+
+
+@pytest.mark.parametrize("numerator, denominator", [([0.0, 0.0, 1e-30], []),
+                                                     ([0.0, 0.0, 0.0, 1e-30], [1.0])],
+                         ids=["(2,0)", "(3,1)"])
+def test_polynomial_part_overflows_with_x_to_the_m_minus_n(
+    numerator: list[float], denominator: list[float]
+) -> None:
+    """The documented limit for m > n: the terms above degree n are x^(j - n), not scaled,
+    so F (= 1e-30 x^2 here, for large x) is right while x^2 is finite in float32 and inf
+    from there, although 1e-30 x^2 itself would be finite."""
+    a = torch.tensor([numerator])
+    b = torch.tensor([denominator]).reshape(1, len(denominator))
+    below = torch.tensor([1e19, 1.8e19, -1.8e19])  # x^2 <= 3.24e38 < float32 max
+    y = torch.ops.pau.forward(below, a, b, "safe", 0)
+    f = exact_outputs(below, numerator, denominator, "safe")
+    assert_relative(y, f, rtol=tolerance(torch.float32)[0])
+    above = torch.tensor([2e19, -2e19])  # x^2 = 4e38 overflows
+    assert torch.isinf(torch.ops.pau.forward(above, a, b, "safe", 0)).all()
+
+
+@pytest.mark.parametrize("x_value", [20.0, 30.0, 100.0])
+def test_underflowed_terms_bound_the_absolute_error(x_value: float) -> None:
+    """The documented limit where scaled terms underflow: beyond |x| = 15, E_0 = |x|^-32 of
+    1 / (1 + 1e-30 x^32) is subnormal or 0 in float32 and F loses its relative accuracy,
+    but its error stays within max|a_j| * tiny * |x|^n / Q(x) (README, Numerics)."""
+    numerator, denominator = STEEP_32
+    x = torch.tensor([x_value])
+    y = torch.ops.pau.forward(x, torch.tensor([numerator]), torch.tensor([denominator]),
+                              "safe", 0)
+    exact = float(exact_pau(x_value, numerator, denominator, "safe")[0])
+    q = 1 + 1e-30 * x_value**32
+    bound = max(map(abs, numerator)) * torch.finfo(torch.float32).tiny * x_value**32 / q
+    assert abs(y.item() - exact) <= 2 * bound, (y.item(), exact, bound)
+
+
 # Known operator bugs these tests found (open, see issue 3's closing note); strict
 # xfails so that each test must be re-enabled as soon as its bug is fixed.
 GRADIENT_POINTS = [(dtype, magnitude) for dtype in X_DTYPES for magnitude in magnitudes(dtype)]

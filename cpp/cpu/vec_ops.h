@@ -55,6 +55,7 @@ struct VecOps {
   }
   static PAU_INLINE mask abs_greater_than_one(const value& v) { return v.abs() > value(T(1)); }
   static PAU_INLINE mask is_nan(const value& v) { return v.isnan(); }
+  static PAU_INLINE mask is_finite(const value& v) { return (v - v) == value(T(0)); }
   static PAU_INLINE value select(const mask& m, const value& if_true, const value& if_false) {
     return value::blendv(if_false, if_true, m);
   }
