@@ -98,6 +98,35 @@ def test_exported_program_save_load_in_fresh_process(tmp_path):
     """)
 
 
+def test_loading_without_import_pau_fails_until_pau_is_imported(tmp_path):
+    # torch's own error, which the README's deploy section quotes: the graph
+    # names torch.ops.pau.forward.default, which only `import pau` registers.
+    net = make_net()
+    x = torch.randn(2, 3, 5, 4)
+    torch.export.save(export(net), tmp_path / "net.pt2")
+    with torch.no_grad():
+        torch.save({"x": x, "y": net(x)}, tmp_path / "io.pt")
+    run_fresh(f"""
+        import contextlib, io, logging
+        import torch
+        log = io.StringIO()
+        logging.getLogger("torch.export").addHandler(logging.StreamHandler(log))
+        with contextlib.redirect_stderr(log):
+            try:
+                torch.export.load({str(tmp_path / "net.pt2")!r})
+            except RuntimeError:
+                pass
+            else:
+                raise AssertionError("loaded without the pau operators")
+        assert "failed to resolve torch.ops.pau.forward.default" in log.getvalue(), log.getvalue()
+        import pau  # registers torch.ops.pau; now the same file loads
+        program = torch.export.load({str(tmp_path / "net.pt2")!r})
+        data = torch.load({str(tmp_path / "io.pt")!r})
+        with torch.no_grad():
+            torch.testing.assert_close(program.module()(data["x"]), data["y"], rtol=0, atol=0)
+    """)
+
+
 def test_aoti_package_round_trip_in_fresh_process(tmp_path):
     # Compiles C++ (about 30 s on two cores): one small model only.
     net = make_net()

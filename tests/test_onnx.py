@@ -108,6 +108,22 @@ def test_rpau_in_eval_mode_exports_as_pau():
     torch.testing.assert_close(run_onnxruntime(export(net, x), x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_rpau_in_training_mode_says_to_call_eval():
+    # The exporter used to report only "No ONNX function found for pau.rpau_forward".
+    net = nn.Sequential(pau.RPAU()).train()
+    with pytest.raises(Exception, match=r"RPAU in training mode .* call model.eval\(\)"):
+        export(net, torch.randn(2, 3))
+
+
+def test_export_without_the_translation_table_names_the_operator():
+    # torch's own error: the README's ONNX section quotes it and says to pass
+    # pau.onnx.translation_table().
+    with pytest.raises(Exception, match=r"No ONNX function found for .*pau\.forward"):
+        torch.onnx.export(
+            nn.Sequential(pau.PAU()).eval(), (torch.randn(2, 3),), dynamo=True, verbose=False
+        )
+
+
 class PwluNet(nn.Module):
     """A PWLU on NCHW (dim=1), then one on NHWC (dim=-1), both with ``groups`` groups."""
 

@@ -302,6 +302,20 @@ def test_recorder_hooks_and_lookup():
         pau.record_inputs("model")
 
 
+def test_recorder_reads_as_a_mapping_of_names():
+    model, summary = pau.convert(small_model())
+    with pau.record_inputs(model, bins=32) as recorder:
+        model(torch.randn(2, 3, 4, 4))
+    names = [r.name for r in summary]
+    assert list(recorder.keys()) == list(recorder) == names
+    assert [name for name, _ in recorder.items()] == names
+    assert all(hist is recorder[name] for name, hist in recorder.items())
+    assert list(recorder.values()) == [recorder[name] for name in names]
+    assert dict(recorder.items()) == recorder.histograms
+    assert names[0] in recorder and summary.replacements[0].module in recorder
+    assert "nothing" not in recorder and nn.ReLU() not in recorder
+
+
 def test_initial_parameters_recovery():
     unit = pau.PAU(init="relu", degrees=(3, 2))
     start = initial_parameters(unit)

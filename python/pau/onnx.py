@@ -5,7 +5,8 @@
 operators (Mul, Add, Abs, Div on broadcast coefficients for PAU; Floor and two
 Gathers from per-piece tables for PWLU), so the exported model runs in any
 ONNX runtime without a custom-op library. PAU, RPAU in eval mode (which is
-PAU) and PWLU export; RPAU's training-mode noise has no translation::
+PAU) and PWLU export; RPAU's training-mode noise has no translation (the
+table's entry for it raises an error that says to call ``model.eval()``)::
 
     import pau.onnx
 
@@ -13,6 +14,9 @@ PAU) and PWLU export; RPAU's training-mode noise has no translation::
         model, (x,), dynamo=True, custom_translation_table=pau.onnx.translation_table()
     )
     program.save("model.onnx")
+
+Without the table the exporter fails with ``No ONNX function found for
+<OpOverload(op='pau.forward', overload='default')>``: pass the table.
 
 onnx, onnxscript and onnxruntime are optional: ``pip install "pau[onnx]"``.
 
@@ -241,10 +245,24 @@ def _int64_type() -> Any:
     return ir.DataType.INT64
 
 
+#: What the exporter reports for an RPAU in training mode.
+RPAU_TRAINING_MESSAGE = (
+    "pau.onnx: an RPAU in training mode (pau::rpau_forward, fresh noise per element and "
+    "call) has no ONNX translation; call model.eval() before torch.onnx.export: in eval "
+    "mode RPAU is PAU and exports"
+)
+
+
+def _rpau_forward(*args: Any, **kwargs: Any) -> Any:
+    """Refuses with what to do: the exporter shows this message in its error."""
+    raise ValueError(RPAU_TRAINING_MESSAGE)
+
+
 # torch.ops.pau operator name -> translation. One line per operator.
 _TRANSLATIONS: dict[str, Callable[..., Any]] = {
     "forward": _pau_forward,
     "pwlu_forward": _pwlu_forward,
+    "rpau_forward": _rpau_forward,
 }
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import ItemsView, Iterator, KeysView, Sequence, ValuesView
 from typing import Any, Optional, Union
 
 import torch
@@ -174,8 +174,9 @@ class InputRecorder:
     """Forward hooks that feed an :class:`InputHistogram` per unit; see :func:`record_inputs`.
 
     Use as a context manager (hooks removed on exit) or call :meth:`remove`.
-    Index it with a module or its qualified name; ``histograms`` maps names to
-    histograms.
+    Index it with a module or its qualified name; otherwise it reads as the
+    mapping ``histograms`` of qualified names to histograms (iteration,
+    ``len``, ``in``, :meth:`keys`, :meth:`values`, :meth:`items`).
     """
 
     def __init__(
@@ -231,6 +232,23 @@ class InputRecorder:
 
     def __len__(self) -> int:
         return len(self.histograms)
+
+    def __contains__(self, key: object) -> bool:
+        if isinstance(key, nn.Module):
+            return self.get(key) is not None
+        return key in self.histograms
+
+    def keys(self) -> KeysView[str]:
+        """The qualified names of the recorded units, as ``histograms.keys()``."""
+        return self.histograms.keys()
+
+    def values(self) -> ValuesView[InputHistogram]:
+        """The histograms, in the order of :meth:`keys`."""
+        return self.histograms.values()
+
+    def items(self) -> ItemsView[str, InputHistogram]:
+        """(qualified name, histogram) pairs, as ``histograms.items()``."""
+        return self.histograms.items()
 
     def remove(self) -> None:
         """Stop recording (the histograms stay)."""
