@@ -183,6 +183,24 @@ def test_wide_presets_start_closer_where_inputs_go_beyond_three():
     assert 1 - wide.output_cosine < 0.2 * (1 - default.output_cosine)
 
 
+@pytest.mark.parametrize("init", ["match", "match:wide"])
+def test_mean_error_over_the_inputs(init):
+    # The inputs go straight into the activation: the exact mean is at hand.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.ReLU(), nn.Linear(32, 8)).eval()
+    x = torch.randn(256, 32) * torch.linspace(0.1, 4, 32)
+    _, summary = pau.convert(model, init=init, example_input=x)
+    r = summary.replacements[0]
+    grid = x.double().reshape(-1)
+    with torch.no_grad():
+        exact = float((r.module.double()(grid.reshape(1, 1, -1)).reshape(-1)
+                       - torch.relu(grid)).abs().mean())
+    assert r.input_mean_error == pytest.approx(exact, rel=0.05)
+    # Most inputs are near 0, where a unit errs less than at the range's ends.
+    assert r.input_mean_error < 0.5 * r.range_max_error
+    assert "mean err (inputs)" in str(summary)
+
+
 @pytest.mark.parametrize("init", ["match:bogus", "match:", "relu:bogus"])
 def test_unknown_fit_in_init_is_a_clear_error(init):
     with pytest.raises(ValueError, match=r"pau\.convert: unknown"):

@@ -25,11 +25,14 @@ from torch import Tensor, nn
 
 from .fit import evaluate
 from .modules import PAU
+from .plot import InputHistogram
 from .reference import pwlu_reference
 
 # Uniform points of a recorded range on which a unit's start error is measured
 # (plus the range's end points and 0, where ReLU-like presets err most).
 _RANGE_POINTS = 6001
+# Bins of the input histogram that weights the mean start error.
+_BINS = 256
 
 
 @dataclass
@@ -40,11 +43,13 @@ class Observation:
         shapes: input shapes per watched module (by ``id``), one per call.
         ranges: (min, max) of the finite inputs per watched module (by ``id``);
             absent when it received none.
+        histograms: a histogram of those inputs per watched module (by ``id``).
         output: the model's output (detached).
     """
 
     shapes: dict[int, list[torch.Size]] = field(default_factory=dict)
     ranges: dict[int, tuple[float, float]] = field(default_factory=dict)
+    histograms: dict[int, InputHistogram] = field(default_factory=dict)
     output: Any = None
 
 
@@ -69,7 +74,8 @@ def run(model: nn.Module, example_input: Any) -> Any:
 
 def observe(model: nn.Module, modules: list[nn.Module], example_input: Any) -> Observation:
     """Input shapes and ranges of ``modules`` and the output of ``model`` on ``example_input``."""
-    seen = Observation(shapes={id(m): [] for m in modules})
+    seen = Observation(shapes={id(m): [] for m in modules},
+                       histograms={id(m): InputHistogram(_BINS) for m in modules})
 
     def hook(module: nn.Module, args: tuple) -> None:
         if not (args and isinstance(args[0], Tensor)):
@@ -82,6 +88,7 @@ def observe(model: nn.Module, modules: list[nn.Module], example_input: Any) -> O
                 lo, hi = (float(v) for v in torch.aminmax(finite.double()))
                 old = seen.ranges.get(id(module), (lo, hi))
                 seen.ranges[id(module)] = (min(old[0], lo), max(old[1], hi))
+                seen.histograms[id(module)].update(finite)
 
     handles = [m.register_forward_pre_hook(hook) for m in modules]
     try:
@@ -137,6 +144,25 @@ def unit_error(
     if scale > 0:
         return err, err / scale
     return err, (0.0 if err == 0 else math.inf)
+
+
+def mean_error(
+    module: nn.Module, target: Callable[[Tensor], Tensor], histogram: InputHistogram
+) -> Optional[float]:
+    """Mean |F(x) - f(x)| over the recorded inputs, from their histogram (bin centres).
+
+    Unlike the max over the range, this weights each x by how often the inputs
+    took it, so it tells how far the unit's outputs start from the original's
+    on average. None when the histogram is empty.
+    """
+    if not histogram.total:
+        return None
+    edges = histogram.edges
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    counts = histogram.counts.detach().to("cpu", torch.float64)
+    with torch.no_grad():
+        err = (unit_values(module, centres) - target(centres).to(torch.float64)).abs()
+    return float((counts * err).sum() / counts.sum())
 
 
 def _tensors(output: Any) -> list[Tensor]:
