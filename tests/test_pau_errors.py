@@ -436,7 +436,7 @@ def test_none_instead_of_a_tensor(case: str, grad_mode: bool) -> None:
 
 
 # ---------------------------------------------------------------------------
-# RPAU's noise helper.
+# RPAU's noise helper and PWLU's phase functions.
 
 NOISE_ERRORS: dict[str, tuple[Callable[[], object], str]] = {
     "groups_not_dividing": (
@@ -475,3 +475,31 @@ def test_rpau_noise_rejects(case: str) -> None:
     call, message = NOISE_ERRORS[case]
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_pwlu_statistics_with_groups_not_dividing_channels() -> None:
+    layer = pau.PWLU(groups=5)
+    pau.pwlu_collect_statistics(layer)
+    with pytest.raises(ValueError, match=r"\(64\) is not divisible by the number of groups \(5\)"):
+        layer(torch.randn(2, 64))
+
+
+@pytest.mark.parametrize("phase", [pau.pwlu_collect_statistics, pau.pwlu_realign])
+def test_pwlu_phases_need_a_module(phase) -> None:
+    with pytest.raises(TypeError, match=rf"pau.{phase.__name__}: model must be a torch.nn.Module"):
+        phase(42)
+
+
+@pytest.mark.parametrize("phase", [pau.pwlu_collect_statistics, pau.pwlu_realign])
+def test_pwlu_phases_refuse_scripted_pwlus(phase) -> None:
+    # TorchScript compiles no statistics code: a scripted model used to be left
+    # as it was, without a word.
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), pau.PWLU())
+    scripted = torch.jit.script(model)
+    with pytest.raises(TypeError, match=r"module '1' is a TorchScript PWLU"):
+        phase(scripted)
+    model[1] = torch.jit.script(pau.PWLU())  # one scripted PWLU in an eager model
+    with pytest.raises(TypeError, match=r"module '1' is a TorchScript PWLU"):
+        phase(model)
+    with pytest.raises(TypeError, match=r"the model is a TorchScript PWLU"):
+        phase(torch.jit.script(pau.PWLU()))

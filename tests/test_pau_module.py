@@ -232,7 +232,7 @@ def _unit(kind: str, groups: int = 1, dim: int = 1) -> nn.Module:
 
 @pytest.mark.parametrize("dim", [1, -1, 2])
 @pytest.mark.parametrize("shape", [(7,), ()], ids=["1d", "0d"])
-@pytest.mark.parametrize("kind", ["pau", "rpau_train", "rpau_eval"])
+@pytest.mark.parametrize("kind", ["pau", "rpau_train", "rpau_eval", "pwlu"])
 def test_one_group_takes_1d_and_0d_inputs(kind: str, shape: tuple, dim: int) -> None:
     # One group: the channel dim does not matter, so inputs without one are
     # accepted (they used to raise "dim 1 is out of range").
@@ -251,7 +251,7 @@ def test_one_group_takes_1d_and_0d_inputs(kind: str, shape: tuple, dim: int) -> 
 
 
 @pytest.mark.parametrize("shape", [(8,), ()], ids=["1d", "0d"])
-@pytest.mark.parametrize("kind", ["pau", "rpau_train"])
+@pytest.mark.parametrize("kind", ["pau", "rpau_train", "pwlu"])
 def test_several_groups_need_a_channel_dim(kind: str, shape: tuple) -> None:
     unit = _unit(kind, groups=2)
     name = type(unit).__name__

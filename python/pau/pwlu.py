@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from . import _C  # noqa: F401  (registers torch.ops.pau)
+from .modules import channel_dim
 
 INITS = ("relu", "leaky_relu", "identity")
 LEAKY_RELU_SLOPE = 0.01
@@ -222,9 +223,12 @@ class PWLU(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        dim = channel_dim(x, self.dim, self.groups, "PWLU")
+        # The operator first: it checks x (e.g. that G divides C) with clear errors.
+        y = torch.ops.pau.pwlu_forward(x, self.points, self.bounds, self.slopes, dim)
         if self.collecting and self.training:
             self._update_statistics(x)
-        return torch.ops.pau.pwlu_forward(x, self.points, self.bounds, self.slopes, self.dim)
+        return y
 
     # Left unannotated: TorchScript cannot resolve the postponed (string)
     # annotations of an unused method, and scripted models never collect.
@@ -397,8 +401,23 @@ def _assign(param: Tensor, value: Tensor) -> None:
     param.copy_(value)
 
 
-def pwlu_modules(model: nn.Module) -> list[PWLU]:
-    """Every :class:`PWLU` in ``model`` (including ``model`` itself)."""
+def pwlu_modules(model: nn.Module, caller: str = "pau.pwlu_modules") -> list[PWLU]:
+    """Every :class:`PWLU` in ``model`` (including ``model`` itself).
+
+    Raises TypeError for a ``model`` that is not a module and for scripted
+    PWLUs, which can neither collect statistics nor be realigned (TorchScript
+    compiles no statistics code), rather than finding nothing to do.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{caller}: model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, m in model.named_modules():
+        if isinstance(m, torch.jit.ScriptModule) and getattr(m, "original_name", None) == "PWLU":
+            where = f"module {name!r}" if name else "the model"
+            raise TypeError(
+                f"{caller}: {where} is a TorchScript PWLU; scripted PWLUs cannot collect "
+                "statistics or be realigned. Run phase I and pwlu_realign on the eager "
+                "model, then script it"
+            )
     return [m for m in model.modules() if isinstance(m, PWLU)]
 
 
@@ -454,8 +473,9 @@ def pwlu_collect_statistics(
     have ``find_unused_parameters=True`` (the frozen parameters get no
     gradients in phase I); ValueError otherwise.
     """
+    modules = pwlu_modules(model, "pau.pwlu_collect_statistics")  # checks model first
     _check_ddp_before_phase_one(model)
-    for module in pwlu_modules(model):
+    for module in modules:
         module.collect_statistics(sync, process_group)
     return StatisticsCollection(model)
 
@@ -467,7 +487,7 @@ def pwlu_realign(model: nn.Module) -> int:
     statistics, naming the layer) no PWLU has changed. Returns how many PWLUs
     were realigned from statistics.
     """
-    modules = pwlu_modules(model)
+    modules = pwlu_modules(model, "pau.pwlu_realign")
     names = {id(m): name for name, m in model.named_modules()}
     for module in modules:
         module.realigned_parameters(names.get(id(module), ""))
