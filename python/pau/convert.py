@@ -592,9 +592,9 @@ class _Tracer(torch.fx.Tracer):
     """Keeps activation modules and pau modules as leaves (call_module nodes)."""
 
     # ``leaves`` has a default because unpickling a GraphModule (torch.load,
-    # pickle, deepcopy) re-traces its code with a subclass of the recorded
-    # tracer class constructed without arguments; that subclass makes every
-    # module a leaf anyway, so the empty default changes nothing there.
+    # pickle.loads) re-traces its code with a subclass of the recorded tracer
+    # class constructed without arguments; that subclass makes every module a
+    # leaf anyway, so the empty default changes nothing there.
     def __init__(self, leaves: tuple[type[nn.Module], ...] = ()) -> None:
         super().__init__()
         self._leaves = leaves
