@@ -157,6 +157,39 @@ def test_cpu_operators_use_torchs_parallel_backend():
     assert pau._C.parallel_backend() == "OpenMP"
 
 
+SMALL_CALLS_OPEN_NO_THREAD_TEAM = """
+import os, torch, pau
+torch.set_num_threads(2)
+def threads():
+    return len(os.listdir("/proc/self/task"))
+groups = 8
+for make in (pau.PAU, pau.RPAU):
+    module = make(groups=groups)
+    x = torch.randn(4, groups, 8, requires_grad=True)
+    before = threads()
+    for _ in range(3):
+        module(x).sum().backward()
+    assert threads() == before, ("a tiny call opened a thread team", make, before, threads())
+# The control: work this large does run in parallel, which creates OpenMP's workers.
+module = pau.PAU(groups=groups)
+module(torch.randn(16, groups, 64, 64)).sum().backward()
+assert threads() > before, ("no thread team even for 2^19 elements", before, threads())
+"""
+
+
+def test_small_calls_open_no_thread_team():
+    """Tiny forward/backward calls with G > 1 run on the calling thread (issue 19 item 10:
+    reduce_partials opened an OpenMP region per backward, 8.6 ms instead of 0.1 ms under
+    contention). OpenMP starts its worker threads at the first parallel region, so in a fresh
+    process the thread count shows whether one was opened."""
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch does not use OpenMP")
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("needs /proc/self/task (Linux)")
+    subprocess.run([sys.executable, "-c", SMALL_CALLS_OPEN_NO_THREAD_TEAM], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=120)
+
+
 @pytest.mark.parametrize("shape,dim,groups", [((8, 16, 96, 96), 1, 1), ((8, 16, 96, 96), 1, 16),
                                               ((64, 100, 48), -1, 48)])
 def test_coefficient_grads_bitwise_deterministic(shape, dim, groups):
