@@ -5,16 +5,18 @@ modules (:class:`PAU`, :class:`RPAU`, :class:`PWLU` with its realignment
 :func:`pwlu_collect_statistics` / :func:`pwlu_realign`), the functional API
 (:mod:`pau.functional`), the plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
 (:func:`fit`), the initialisation presets (:mod:`pau.presets`), model conversion
-(:func:`convert`) and plots of learned activations (:func:`plot`, :func:`record_inputs`).
+(:func:`convert`), optimizer parameter groups for the coefficients
+(:func:`parameter_groups`) and plots of learned activations (:func:`plot`, :func:`record_inputs`).
 """
 
 import torch  # noqa: F401  (load torch's libraries before the extension)
 
-from . import _C, functional, presets, reference, rpau
+from . import _C, functional, optim, presets, reference, rpau
 from .convert import ConversionSummary, convert
 from .deploy import cmake_prefix_path, library_path
 from .fit import FitResult, fit
 from .modules import PAU
+from .optim import parameter_groups
 from .plot import InputRecorder, plot, record_inputs
 from .pwlu import PWLU, pwlu_collect_statistics, pwlu_realign
 from .rpau import RPAU
@@ -32,6 +34,8 @@ __all__ = [
     "fit",
     "functional",
     "library_path",
+    "optim",
+    "parameter_groups",
     "plot",
     "presets",
     "pwlu_collect_statistics",
