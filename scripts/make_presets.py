@@ -108,7 +108,9 @@ def main() -> None:
 
     start = time.time()
     old = json.loads(args.output.read_text(encoding="utf-8")) if args.output.exists() else {}
-    tables = {"default": old.get("presets", {}), **old.get("fits", {})}
+    tables = {**({"default": old["presets"]} if "presets" in old else {}), **old.get("fits", {})}
+    if "default" not in kinds and "default" not in tables:
+        parser.error(f"--fits without 'default' needs the default fit in {args.output}")
     names = presets.names(aliases=False)
     # The default fit first: the others start from its solutions.
     for kind in sorted(kinds, key=lambda k: k != "default"):
