@@ -144,12 +144,13 @@ PAU_HOST_DEVICE void scaled_powers(typename Ops::value x, int s, int count,
       x_power = x_power * x;
       scaled = x_power;
     }
-    e[j] = Ops::select(large, sign_s * scaled, w_power[j]);
+    V value = Ops::select(large, sign_s * scaled, w_power[j]);
+    // With s = 0, E_0 = 1 for every x: a group whose effective degrees are
+    // (0, 0) (constant or all-zero) would turn NaN into a_0. E_0 = NaN there
+    // makes D, F and every gradient NaN, as for any other degrees.
+    if (j == 0 && s == 0) value = Ops::select(Ops::is_nan(x), x, value);
+    e[j] = value;
   }
-  // With s = 0, E_0 = 1 for every x: a group whose effective degrees are
-  // (0, 0) (constant or all-zero) would turn NaN into a_0. E_0 = NaN there
-  // makes D, F and every gradient NaN, as for any other degrees.
-  if (s == 0) e[0] = Ops::select(Ops::is_nan(x), x, e[0]);
 }
 
 // e[j] = x^j for j = 0..count-1: E_j with M = 1 (see the header comment).
