@@ -293,8 +293,10 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   const V minus_p = variant == Variant::safe ? -(r.sum_a * sign_a) : -r.sum_a;
   const V minus_f = minus_p * inv_d;
   // Plain powers keep F finite (plain_powers_limit): only the scaled ones
-  // need the fallback.
+  // need the fallback, chosen per lane once: F c_k = (p_factor c_k) d_factor.
   const auto f_finite = Ops::is_finite(minus_f);
+  const V p_factor = Ops::select(f_finite, minus_f, minus_p);
+  const V d_factor = Ops::select(f_finite, Ops::broadcast(1), inv_d);
   for (int k = 1; k <= deg.n; ++k) {
     V c;
     if (variant == Variant::abs_sum) {
@@ -303,8 +305,7 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
       c = e[k];
     }
     const V scale = factor ? g_over_d * factor[deg.m + k] : g_over_d;
-    const V f_c =
-        plain ? minus_f * c : Ops::select(f_finite, minus_f * c, (minus_p * c) * inv_d);
+    const V f_c = plain ? minus_f * c : (p_factor * c) * d_factor;
     grad_b[k - 1] = Ops::fma(scale, f_c, grad_b[k - 1]);
   }
 
