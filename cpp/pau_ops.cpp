@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "composite.h"
 #include "cpu/kernels.h"
 #include "cpu/launch.h"
 #include "library.h"
@@ -367,6 +368,11 @@ Tensor forward_autograd(const Tensor& x, const Tensor& numerator, const Tensor& 
   // undefined tensor (None from Python) with "tensor does not have a device".
   TORCH_CHECK(x.defined() && numerator.defined() && denominator.defined(),
               "pau: x, numerator and denominator must be defined tensors, not None");
+  // torch.func transforms and forward-mode AD cannot run a C++ autograd
+  // Function: there, the differentiable composite of at:: ops.
+  if (composite::needed_for({x, numerator, denominator})) {
+    return composite::pau_forward(x, numerator, denominator, variant, dim);
+  }
   return PauFunction::apply(x, numerator, denominator, std::string(variant), dim);
 }
 
@@ -377,9 +383,11 @@ std::tuple<Tensor, Tensor, Tensor> backward_autograd(const Tensor& grad_output, 
   const bool needs_graph =
       at::GradMode::is_enabled() && (grad_output.requires_grad() || x.requires_grad() ||
                                      numerator.requires_grad() || denominator.requires_grad());
-  TORCH_CHECK(!needs_graph,
-              "pau: the gradient of pau::backward (double backward, create_graph=True) is not "
-              "implemented");
+  // Double backward (create_graph=True) and torch.func: a composite that
+  // autograd differentiates to any order. Otherwise the fused kernel.
+  if (needs_graph || composite::needed_for({grad_output, x, numerator, denominator})) {
+    return composite::pau_backward(grad_output, x, numerator, denominator, variant, dim);
+  }
   at::AutoDispatchBelowADInplaceOrView guard;
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("pau::backward", "")

@@ -24,6 +24,7 @@
 #include <string>
 #include <tuple>
 
+#include "composite.h"
 #include "counter_rng.h"
 #include "cpu/kernels.h"
 #include "cpu/launch.h"
@@ -307,6 +308,10 @@ Tensor rpau_forward_autograd(const Tensor& x, const Tensor& numerator, const Ten
               "pau: x, numerator, denominator, alpha and seed_offset must be defined tensors, "
               "not None");
   TORCH_CHECK(!alpha.requires_grad(), "pau: alpha is a hyperparameter and cannot require grad");
+  // As pau::forward: torch.func and forward-mode AD take the composite.
+  if (composite::needed_for({x, numerator, denominator})) {
+    return composite::rpau_forward(x, numerator, denominator, alpha, seed_offset, variant, dim);
+  }
   return RpauFunction::apply(x, numerator, denominator, alpha, seed_offset, std::string(variant),
                              dim);
 }
@@ -318,9 +323,11 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward_autograd(
   const bool needs_graph =
       at::GradMode::is_enabled() && (grad_output.requires_grad() || x.requires_grad() ||
                                      numerator.requires_grad() || denominator.requires_grad());
-  TORCH_CHECK(!needs_graph,
-              "pau: the gradient of pau::rpau_backward (double backward, create_graph=True) is "
-              "not implemented");
+  // As pau::backward: double backward and torch.func take the composite.
+  if (needs_graph || composite::needed_for({grad_output, x, numerator, denominator})) {
+    return composite::rpau_backward(grad_output, x, numerator, denominator, alpha, seed_offset,
+                                    variant, dim);
+  }
   at::AutoDispatchBelowADInplaceOrView guard;
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("pau::rpau_backward", "")

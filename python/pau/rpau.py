@@ -34,6 +34,30 @@ def draw_seed_offset() -> Tensor:
     return torch.randint(0, 4611686018427387904, (2,), dtype=torch.int64, device="cpu")
 
 
+@torch.library.register_vmap("pau::rpau_noise")
+def _rpau_noise_vmap(
+    info: object,
+    in_dims: tuple[Optional[int], None, None],
+    seed_offset: Tensor,
+    numel: int,
+    coefficients: int,
+) -> tuple[Tensor, Optional[int]]:
+    """Batching rule of ``pau::rpau_noise``: one noise tensor per (seed, offset) of the batch.
+
+    Under ``torch.func.vmap(..., randomness="different")`` :func:`draw_seed_offset`
+    gives every sample its own seed_offset, so each sample's noise is the
+    operator's noise for its own seed, as if the samples had been run one by one.
+    An unbatched seed_offset (``randomness="same"``, or one passed in) gives every
+    sample the same noise.
+    """
+    seed_dim = in_dims[0]
+    if seed_dim is None:
+        return torch.ops.pau.rpau_noise(seed_offset, numel, coefficients), None
+    per_seed = [torch.ops.pau.rpau_noise(s, numel, coefficients)
+                for s in seed_offset.movedim(seed_dim, 0)]
+    return torch.stack(per_seed), 0
+
+
 def _alpha_tensor(alpha: Union[float, Tensor], groups: int, coefficients: int) -> Tensor:
     # On the CPU whatever the default device (its values are checked here).
     t = torch.as_tensor(alpha, dtype=torch.float64, device="cpu").detach().clone()
