@@ -522,7 +522,7 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
               if constexpr (kPerLane) target = &accumulators[column / kLanes * count_coefficients];
               const V gx = math::backward<variant, VecOps<T>, Deg>(
                   load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), c.a(), c.b(), degrees, target,
-                  target + p.m + 1, c.factors(), plain);
+                  target + degrees.m + 1, c.factors(), plain);
               store_lanes(gx, gxs + i, lanes);
             });
             storage.store(gxs, count, args.grad_x, offset);
