@@ -6,12 +6,17 @@
 //      backward(), p -= lr * grad) and writes the updated activation
 //      parameters (PAU numerator/denominator, PWLU points/bounds/slopes)
 //      to DIR/coefficients.pt as ((name, tensor), ...) pairs (dict() of it in
-//      Python gives {name: tensor}).
+//      Python gives {name: tensor}),
+//   4. before that step, in eval mode, takes the gradient penalty
+//      sum((d sum(output) / d input)^2) and its gradients with respect to the
+//      activation parameters (double backward) and writes them to
+//      DIR/penalty_gradients.pt in the same format.
 // The .pt files are read and written with torch::jit::pickle_load/save, which
 // use the format of Python's torch.save/torch.load.
 //
 // Usage: pau_example DIR [LR]   (LR defaults to 0.01)
 #include <pau/pau.h>
+#include <torch/autograd.h>
 #include <torch/script.h>
 
 #include <fstream>
@@ -50,6 +55,30 @@ bool is_activation_parameter(const std::string& name) {
   return false;
 }
 
+// Step 4 of the header comment: second-order autograd through pau::backward,
+// whose autograd kernel (registered in C++) builds a differentiable graph when
+// create_graph is set.
+c10::IValue penalty_gradients(torch::jit::Module& model, const at::Tensor& input) {
+  const at::Tensor x = input.detach().requires_grad_();
+  const at::Tensor output = model.forward({x}).toTensor();
+  const at::Tensor grad_x = torch::autograd::grad({output.sum()}, {x}, {}, /*retain_graph=*/true,
+                                                  /*create_graph=*/true)[0];
+  const at::Tensor penalty = grad_x.pow(2).sum();
+  std::vector<std::string> names;
+  std::vector<at::Tensor> parameters;
+  for (const auto& parameter : model.named_parameters()) {
+    if (!is_activation_parameter(parameter.name)) continue;
+    names.push_back(parameter.name);
+    parameters.push_back(parameter.value);
+  }
+  const std::vector<at::Tensor> grads = torch::autograd::grad({penalty}, parameters);
+  std::vector<c10::IValue> pairs;
+  for (size_t i = 0; i < names.size(); ++i) {
+    pairs.push_back(c10::ivalue::Tuple::create(names[i], grads[i]));
+  }
+  return c10::ivalue::Tuple::create(std::move(pairs));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -76,6 +105,16 @@ int main(int argc, char** argv) {
       const at::Tensor output = model.forward({input}).toTensor();
       save(output, dir + "/output.pt");
       std::cout << "output " << output.sizes() << " written to " << dir << "/output.pt\n";
+    }
+
+    // Double backward; an operator without it (PWLU, so far) says so and the
+    // program goes on.
+    try {
+      save(penalty_gradients(model, input), dir + "/penalty_gradients.pt");
+      std::cout << "gradient penalty's gradients written to " << dir
+                << "/penalty_gradients.pt\n";
+    } catch (const c10::Error& error) {
+      std::cout << "double backward: " << error.what_without_backtrace() << "\n";
     }
 
     // One SGD step: backward() runs pau::backward (pau::pwlu_backward) through
