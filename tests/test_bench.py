@@ -115,3 +115,40 @@ def test_label_names_the_json_and_is_checked(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench.main([*argv, "--groups", "2"])
     assert "unknown grouping '2'" in capsys.readouterr().err
+
+
+def sized_case(impl, direction, time_ms, log2):
+    shape = bench.nchw_shape(2**log2) if 2**log2 in (2**16, 2**20, 2**24) else (2**log2,)
+    return bench.Case("pau", impl, direction, "float32", 2**log2, "1", shape, time_ms, time_ms)
+
+
+def test_issue_17_targets_apply_to_their_sizes_only():
+    """Forward within 2x relu is asked at 2^20, within 1.1x at 2^24; 1.5x faster than the
+    compiled reference at 2^16, 2^20 and 2^24, but not at 2^10."""
+    cases = [
+        sized_case("relu", "forward", 1.0, 20),
+        sized_case("reference_compiled", "forward", 3.0, 20),
+        sized_case("pau", "forward", 1.5, 20),
+        sized_case("relu", "forward", 1.0, 24),
+        sized_case("reference_compiled", "forward", 3.0, 24),
+        sized_case("pau", "forward", 1.5, 24),
+        sized_case("relu", "forward", 1.0, 10),
+        sized_case("reference_compiled", "forward", 1.0, 10),
+        sized_case("pau", "forward", 1.5, 10),
+    ]
+    at_20, at_24, at_10 = bench.summary(cases, "cpu")
+    assert "[pau/relu at most 2.0: met]" in at_20 and "at most 1.1" not in at_20
+    assert "[pau/relu at most 1.1: MISSED]" in at_24 and "at most 2.0" not in at_24
+    assert "[reference_compiled/pau at least 1.5: met]" in at_20
+    assert "[" not in at_10  # no target is set for 2^10
+
+
+def test_summarize_reads_a_results_file(tmp_path, capsys):
+    cases = [case("rpau", "pau", "forward_backward", 2.0),
+             case("rpau", "rpau", "forward_backward", 4.0)]
+    path = tmp_path / "cpu-test.json"
+    path.write_text(json.dumps({"device": "test cpu", "device_type": "cpu", "date": "today",
+                                "cases": [dataclasses.asdict(c) for c in cases]}))
+    assert bench.main(["--summarize", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "rpau/pau x2.00" in out and "[rpau/pau at most 1.5: MISSED]" in out
