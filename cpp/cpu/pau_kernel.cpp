@@ -404,12 +404,15 @@ void backward_tile_lanewise(const BackwardArgs& args, const BlockStorage<T>& sto
   }
 }
 
-// Calls f with the tile kind as a compile-time constant, so that a broadcast
-// tile's loops neither test it per vector nor keep their gradient accumulators
-// in memory that a per-lane tile's pointer might alias.
+// Calls f with `value` as a compile-time constant (std::true_type or
+// std::false_type). For the tile kind, so that a broadcast tile's loops
+// neither test it per vector nor keep their gradient accumulators in memory
+// that a per-lane tile's pointer might alias; for plain powers, so that each
+// block's vector loop holds one kind of powers only (with both, GCC kept the
+// dead kind's terms in stack slots).
 template <class F>
-void with_tile_kind(bool per_lane, F&& f) {
-  if (per_lane) {
+PAU_INLINE void with_constant(bool value, F&& f) {
+  if (value) {
     f(std::true_type{});
   } else {
     f(std::false_type{});
@@ -433,7 +436,7 @@ void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64
   V a_lanes[math::kMaxTerms];
   V b_lanes[math::kMaxTerms];
 
-  with_tile_kind(coefficients.per_lane(), [&](auto per_lane) {
+  with_constant(coefficients.per_lane(), [&](auto per_lane) {
     with_degrees(coefficients.degrees(), [&](const auto& degrees) {
       using Deg = std::decay_t<decltype(degrees)>;
       for (int64_t row = tile.row_begin; row < tile.row_end; ++row) {
@@ -444,13 +447,15 @@ void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64
           T* ys = storage.output(args.out, offset, y_buffer);
           if constexpr (kNoisy) noise->generate(offset, count, degrees);
           const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
-          for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
-            LaneCoefficients<T, Deg, kNoisy, per_lane> c(coefficients, noise.get(),
-                                                         begin - tile.column_begin + i, i,
-                                                         degrees, a_lanes, b_lanes);
-            const V y = math::forward<variant, VecOps<T>, Deg>(load_lanes(xs + i, lanes), c.a(),
-                                                               c.b(), degrees, plain);
-            store_lanes(y, ys + i, lanes);
+          with_constant(plain, [&](auto kPlain) PAU_INLINE_LAMBDA {
+            for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
+              LaneCoefficients<T, Deg, kNoisy, per_lane> c(coefficients, noise.get(),
+                                                           begin - tile.column_begin + i, i,
+                                                           degrees, a_lanes, b_lanes);
+              const V y = math::forward<variant, VecOps<T>, Deg>(
+                  load_lanes(xs + i, lanes), c.a(), c.b(), degrees, kPlain);
+              store_lanes(y, ys + i, lanes);
+            });
           });
           storage.store(ys, count, args.out, offset);
         }
@@ -495,7 +500,7 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
   } else {
     V a_lanes[math::kMaxTerms];
     V b_lanes[math::kMaxTerms];
-    with_tile_kind(per_lane, [&](auto kPerLane) {
+    with_constant(per_lane, [&](auto kPerLane) {
       with_degrees(coefficients.degrees(), [&](const auto& degrees) {
         using Deg = std::decay_t<decltype(degrees)>;
         // A broadcast tile's accumulators: local, so the fixed-degree case keeps
@@ -513,17 +518,21 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
             }
             if constexpr (kNoisy) noise->generate(offset, count, degrees);
             const bool plain = all_abs_at_most(xs, count, coefficients.plain_limit());
-            for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
-              const int64_t column = begin - tile.column_begin + i;
-              LaneCoefficients<T, Deg, kNoisy, kPerLane> c(coefficients, noise.get(), column, i,
-                                                           degrees, a_lanes, b_lanes);
-              // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
-              V* target = acc;
-              if constexpr (kPerLane) target = &accumulators[column / kLanes * count_coefficients];
-              const V gx = math::backward<variant, VecOps<T>, Deg>(
-                  load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), c.a(), c.b(), degrees, target,
-                  target + degrees.m + 1, c.factors(), plain);
-              store_lanes(gx, gxs + i, lanes);
+            with_constant(plain, [&](auto kPlain) PAU_INLINE_LAMBDA {
+              for_each_vector<T>(count, [&](int64_t i, int64_t lanes) PAU_INLINE_LAMBDA {
+                const int64_t column = begin - tile.column_begin + i;
+                LaneCoefficients<T, Deg, kNoisy, kPerLane> c(coefficients, noise.get(), column,
+                                                             i, degrees, a_lanes, b_lanes);
+                // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
+                V* target = acc;
+                if constexpr (kPerLane) {
+                  target = &accumulators[column / kLanes * count_coefficients];
+                }
+                const V gx = math::backward<variant, VecOps<T>, Deg>(
+                    load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), c.a(), c.b(), degrees,
+                    target, target + degrees.m + 1, c.factors(), kPlain);
+                store_lanes(gx, gxs + i, lanes);
+              });
             });
             storage.store(gxs, count, args.grad_x, offset);
             if constexpr (!kPerLane) flush(acc, 1);
