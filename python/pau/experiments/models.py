@@ -1,11 +1,23 @@
-"""LeNet and VGG-8 exactly as the PAU paper's appendix A.3 (Table 7) lists them.
+"""LeNet and VGG-8 as the PAU paper's appendix lists them (Table 7; A.4.2 for CIFAR-10).
 
-Inputs are 1x32x32 images: the 28x28 (Fashion-)MNIST images resized, as the
-paper authors' published training script does. The layer list and per-layer
-parameter counts then fix the geometry: LeNet's unpadded 5x5 convolutions
-leave a 5x5 map for the 5x5x120 convolution (48,120 parameters, 120 features
-into the 84-unit linear layer), and VGG-8's 3x3 convolutions pad by 1 so that
-its five 2x2 poolings leave 1x1x512 features for the single linear layer.
+Inputs are 32x32 images: the 28x28 (Fashion-)MNIST images resized, as the
+paper authors' published training script does (1 channel), or CIFAR-10 as it
+is (3 channels). Table 7's layer list and per-layer parameter counts then fix
+the geometry: LeNet's unpadded 5x5 convolutions leave a 5x5 map for the
+5x5x120 convolution (48,120 parameters, 120 features into the 84-unit linear
+layer), and VGG-8's 3x3 convolutions pad by 1 so that its five 2x2 poolings
+leave 1x1x512 features for the single linear layer.
+
+For CIFAR-10 the paper (A.4.2) uses "reference implementations" and gives
+only the total: 3,918,858 trainable parameters for VGG-8 (50 more with PAU),
+not Table 7's network with a 3-channel first layer (9,225,610). ``vgg8_bn``
+is our inference of that network: five 3x3 convolutions (64, 128, 256, 512,
+512 channels), each followed by batch normalisation, the activation and a
+2x2 max-pooling, then one 512 -> 10 linear layer, has exactly 3,918,858
+(3,915,914 weights and biases + 2,944 batch-norm scales and shifts), and its
+five activation layers give PAU's 50 parameters. The paper does not list the
+layers; the order (batch norm before the activation) is our assumption, the
+counts do not fix it.
 """
 
 from __future__ import annotations
@@ -16,12 +28,14 @@ from torch import Tensor, nn
 
 ActivationFactory = Callable[[], nn.Module]
 
-MODELS = ("lenet", "vgg8")
+MODELS = ("lenet", "vgg8", "vgg8_bn")
 INPUT_SIZE = 32
 
-# Appendix A.3.1: (total trainable parameters, of which in the PAU layers).
+# Appendix A.3.1 (1-channel input): (total trainable parameters, of which in the PAU layers).
 PAPER_PARAMETER_COUNTS = {"lenet": (61_746, 40), "vgg8": (9_224_508, 50)}
-ACTIVATION_LAYERS = {"lenet": 4, "vgg8": 5}
+# Appendix A.4.2 (CIFAR-10, 3-channel input): VGG-8 3,918,858 + 50 for PAU.
+PAPER_CIFAR10_PARAMETER_COUNTS = {"vgg8_bn": (3_918_908, 50)}
+ACTIVATION_LAYERS = {"lenet": 4, "vgg8": 5, "vgg8_bn": 5}
 
 
 class _Sequential(nn.Module):
@@ -53,11 +67,16 @@ def _build(spec: list, activation: ActivationFactory) -> tuple[list[nn.Module], 
 
 
 class LeNet(_Sequential):
-    """LeNet of Table 7: 61,706 weights plus the four activation layers' parameters."""
+    """LeNet of Table 7: 61,706 weights plus the four activation layers' parameters.
 
-    def __init__(self, activation: ActivationFactory, num_classes: int = 10) -> None:
+    ``in_channels=3`` (CIFAR-10; not in the paper) widens only the first convolution.
+    """
+
+    def __init__(
+        self, activation: ActivationFactory, num_classes: int = 10, in_channels: int = 1
+    ) -> None:
         spec = [
-            nn.Conv2d(1, 6, 5), "act", nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 6, 5), "act", nn.MaxPool2d(2),
             nn.Conv2d(6, 16, 5), "act", nn.MaxPool2d(2),
             nn.Conv2d(16, 120, 5), "act", nn.Flatten(),
             nn.Linear(120, 84), "act",
@@ -70,14 +89,18 @@ class VGG8(_Sequential):
     """VGG-8 of Table 7: 9,224,458 weights plus the five activation layers' parameters.
 
     As in the table, the paired convolutions have no activation between them.
+    ``in_channels=3`` (CIFAR-10) widens only the first convolution: 9,225,610
+    weights; the paper's CIFAR-10 VGG-8 is :class:`VGG8BN`.
     """
 
-    def __init__(self, activation: ActivationFactory, num_classes: int = 10) -> None:
+    def __init__(
+        self, activation: ActivationFactory, num_classes: int = 10, in_channels: int = 1
+    ) -> None:
         def conv(cin: int, cout: int) -> nn.Conv2d:
             return nn.Conv2d(cin, cout, 3, padding=1)
 
         spec = [
-            conv(1, 64), "act", nn.MaxPool2d(2),
+            conv(in_channels, 64), "act", nn.MaxPool2d(2),
             conv(64, 128), "act", nn.MaxPool2d(2),
             conv(128, 256), conv(256, 256), "act", nn.MaxPool2d(2),
             conv(256, 512), conv(512, 512), "act", nn.MaxPool2d(2),
@@ -87,13 +110,49 @@ class VGG8(_Sequential):
         super().__init__(*_build(spec, activation))
 
 
-def build_model(name: str, activation: ActivationFactory) -> _Sequential:
-    """``"lenet"`` or ``"vgg8"`` with a fresh ``activation()`` in every activation layer."""
+class VGG8BN(_Sequential):
+    """The CIFAR-10 VGG-8 of appendix A.4.2 as we infer it from its parameter count.
+
+    Five blocks conv 3x3 (padding 1) -> batch norm -> activation -> 2x2
+    max-pool with 64, 128, 256, 512, 512 channels, then linear 512 -> 10:
+    3,918,858 parameters for 3-channel input, as the paper states (see the
+    module docstring for why this layout).
+    """
+
+    def __init__(
+        self, activation: ActivationFactory, num_classes: int = 10, in_channels: int = 3
+    ) -> None:
+        spec: list = []
+        cin = in_channels
+        for cout in (64, 128, 256, 512, 512):
+            spec += [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), "act"]
+            spec.append(nn.MaxPool2d(2))
+            cin = cout
+        spec += [nn.Flatten(), nn.Linear(512, num_classes)]
+        super().__init__(*_build(spec, activation))
+
+
+def build_model(name: str, activation: ActivationFactory, in_channels: int = 1) -> _Sequential:
+    """``"lenet"``, ``"vgg8"`` or ``"vgg8_bn"`` with a fresh ``activation()`` per activation layer.
+
+    ``in_channels``: 1 for (Fashion-)MNIST, 3 for CIFAR-10; inputs are 32x32.
+    """
     if name == "lenet":
-        return LeNet(activation)
+        return LeNet(activation, in_channels=in_channels)
     if name == "vgg8":
-        return VGG8(activation)
+        return VGG8(activation, in_channels=in_channels)
+    if name == "vgg8_bn":
+        return VGG8BN(activation, in_channels=in_channels)
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
+
+
+def paper_parameter_counts(name: str, in_channels: int = 1) -> tuple[int, int] | None:
+    """The paper's (total, PAU) parameter counts for this model and input, or None."""
+    if in_channels == 1:
+        return PAPER_PARAMETER_COUNTS.get(name)
+    if in_channels == 3:
+        return PAPER_CIFAR10_PARAMETER_COUNTS.get(name)
+    return None
 
 
 def count_parameters(model: _Sequential) -> tuple[int, int]:
@@ -105,15 +164,24 @@ def count_parameters(model: _Sequential) -> tuple[int, int]:
     return total, act
 
 
-def check_parameter_counts(name: str, model: _Sequential, activation: str) -> tuple[bool, str]:
-    """Compare ``model``'s parameter counts with appendix A.3.1.
+def check_parameter_counts(
+    name: str, model: _Sequential, activation: str, in_channels: int = 1
+) -> tuple[bool, str]:
+    """Compare ``model``'s parameter counts with appendix A.3.1 (A.4.2 for 3 channels).
 
     The paper lists totals with PAU (10 parameters a layer); for other
     activations only the weights (total minus activation parameters) can be
-    compared. Returns (matches, a one-line description).
+    compared. Returns (matches, a one-line description); (True, a line
+    saying so) when the paper has no count for this model and input.
     """
     total, act = count_parameters(model)
-    paper_total, paper_pau = PAPER_PARAMETER_COUNTS[name]
+    counts = paper_parameter_counts(name, in_channels)
+    if counts is None:
+        return True, (
+            f"{name} with {activation}: {total:,} parameters ({act} in activations); "
+            f"the paper gives no count for {in_channels}-channel input"
+        )
+    paper_total, paper_pau = counts
     paper_weights = paper_total - paper_pau
     ok = total - act == paper_weights
     if activation == "pau":
@@ -122,7 +190,8 @@ def check_parameter_counts(name: str, model: _Sequential, activation: str) -> tu
     else:
         ref = f"paper: {paper_weights:,} weights + activation parameters"
     verdict = "matches" if ok else "DIFFERS FROM"
+    section = "A.3" if in_channels == 1 else "A.4.2"
     return ok, (
         f"{name} with {activation}: {total:,} parameters ({act} in activations), "
-        f"{verdict} appendix A.3 ({ref})"
+        f"{verdict} appendix {section} ({ref})"
     )

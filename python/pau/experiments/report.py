@@ -10,8 +10,13 @@ from typing import Any
 from . import paper
 from .activations import ALL_NAMES, LABELS
 
-MODEL_LABELS = {"lenet": "LeNet", "vgg8": "VGG-8"}
-DATASET_LABELS = {"fashion-mnist": "Fashion-MNIST", "mnist": "MNIST", "digits": "digits (8x8)"}
+MODEL_LABELS = {"lenet": "LeNet", "vgg8": "VGG-8", "vgg8_bn": "VGG-8 (BN, A.4.2)"}
+DATASET_LABELS = {
+    "fashion-mnist": "Fashion-MNIST",
+    "mnist": "MNIST",
+    "digits": "digits (8x8)",
+    "cifar10": "CIFAR-10",
+}
 
 
 @dataclass
@@ -84,7 +89,8 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
         f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
         f"{DATASET_LABELS.get(cfg['dataset'], cfg['dataset'])} "
         f"({results[0]['train_size']:,} training / {results[0]['test_size']:,} test images, "
-        f"resized to 32x32), {opt}, batch {cfg['batch_size']}, "
+        f"{'32x32' if cfg['dataset'] == 'cifar10' else 'resized to 32x32'}), "
+        f"{opt}, batch {cfg['batch_size']}, "
         f"{plural(cfg['epochs'], 'epoch')}, "
         f"PAU variant `{cfg['pau_variant']}`{extras}"
     )
@@ -93,8 +99,9 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
 def _differences_from_paper(results: Sequence[dict[str, Any]]) -> list[str]:
     cfg = results[0]["config"]
     out = []
-    if cfg["epochs"] != paper.PAPER_EPOCHS:
-        out.append(f"{plural(cfg['epochs'], 'epoch')} instead of {paper.PAPER_EPOCHS}")
+    epochs = paper.paper_epochs(cfg["dataset"])
+    if cfg["epochs"] != epochs:
+        out.append(f"{plural(cfg['epochs'], 'epoch')} instead of {epochs}")
     seeds = len({r["config"]["seed"] for r in results})
     if seeds != paper.PAPER_SEEDS:
         out.append(f"{plural(seeds, 'seed')} instead of {paper.PAPER_SEEDS}")

@@ -26,14 +26,20 @@ def measure_training_speed(
     steps: int = 10,
     rounds: int = 3,
     pau_variant: str = "safe",
+    in_channels: int = 1,
 ) -> dict[str, float]:
-    """Training images/second (forward, backward, Adam step) for each activation in ``names``."""
+    """Training images/second (forward, backward, Adam step) for each activation in ``names``.
+
+    ``in_channels``: 1 for (Fashion-)MNIST, 3 for CIFAR-10 (32x32 inputs either way).
+    """
     torch.manual_seed(0)
-    x = torch.randn(batch_size, 1, INPUT_SIZE, INPUT_SIZE, device=device)
+    x = torch.randn(batch_size, in_channels, INPUT_SIZE, INPUT_SIZE, device=device)
     y = torch.randint(0, 10, (batch_size,), device=device)
     setups = {}
     for name in names:
-        model = build_model(model_name, lambda n=name: activations.make(n, pau_variant)).to(device)
+        model = build_model(
+            model_name, lambda n=name: activations.make(n, pau_variant), in_channels=in_channels
+        ).to(device)
         setups[name] = (model, torch.optim.Adam(model.parameters(), lr=1e-4))
 
     def step(model: nn.Module, opt: torch.optim.Optimizer) -> None:

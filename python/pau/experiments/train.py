@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -168,8 +169,15 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor) -> tuple[float, float]:
     return loss_sum / len(x), 100.0 * correct / len(x)
 
 
-def rotate_batch(x: Tensor, degrees: float, background: float, gen: torch.Generator) -> Tensor:
-    """Rotate each image by its own random angle in [-degrees, degrees] (bilinear)."""
+def rotate_batch(
+    x: Tensor, degrees: float, background: float | Sequence[float], gen: torch.Generator
+) -> Tensor:
+    """Rotate each image by its own random angle in [-degrees, degrees] (bilinear).
+
+    ``background`` (one value, or one per channel) fills the corners.
+    """
+    if not isinstance(background, (int, float)):
+        background = torch.tensor(background, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     angles = (torch.rand(len(x), generator=gen) * 2 - 1) * math.radians(degrees)
     cos, sin = angles.cos(), angles.sin()
     zero = torch.zeros_like(cos)
@@ -231,7 +239,9 @@ def run(
 
     torch.manual_seed(config.seed)
     model = build_model(
-        config.model, lambda: activations.make(config.activation, config.pau_variant)
+        config.model,
+        lambda: activations.make(config.activation, config.pau_variant),
+        in_channels=data.channels,
     ).to(device)
     total_params, act_params = count_parameters(model)
     initial_states = activation_states(model)
