@@ -566,3 +566,14 @@ def opcheck_pwlu(x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor) -> N
     torch.library.opcheck(
         torch.ops.pau.pwlu_backward, (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1)
     )
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small-tensor tests (fitting, plotting,
+    conversion): extra threads cost more than they save there, many times over on a
+    busy machine. Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -21,14 +21,7 @@ from pau import presets
 from pau.convert import DEFAULT_ACTIVATIONS, ConversionSummary
 from torch import nn
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors: extra threads cost more than they save on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------

@@ -17,14 +17,7 @@ from pau.reference import VARIANTS
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors only: extra intra-op threads cost more than they save,
-    # many times over on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rational(numerator, denominator, variant):

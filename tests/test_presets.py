@@ -18,14 +18,7 @@ from pau.reference import VARIANTS
 f64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Small tensors only: extra intra-op threads cost more than they save,
-    # many times over on a busy machine.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # Max error on [-3, 3] each shipped preset must reach, per function, for the
 # degree pairs (3, 2), (4, 3), (5, 4), (6, 5), (8, 7) (the worst variant; about

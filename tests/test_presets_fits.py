@@ -20,12 +20,7 @@ f64 = torch.float64
 SHIPPED = ((3, 2), (4, 3), (5, 4), (6, 5), (8, 7))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_fits_listed_and_described():
