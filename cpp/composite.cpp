@@ -1,8 +1,9 @@
 // Differentiable compositions of at:: ops for PAU and RPAU (see composite.h).
 // The formulas are those of pau_math.h, written on whole tensors: x is viewed
-// as (pre, G, C / G, post) so that coefficient j of every group is a
-// (1, G, 1, 1) tensor that broadcasts against it (RPAU multiplies it by a
-// per-element factor), and coefficient gradients are sums over dims 0, 2, 3.
+// as (1, pre, G, C / G, post) and the coefficients as (K, 1, G, 1, 1), K of
+// them stacked along dim 0 so that they broadcast against it (RPAU multiplies
+// them by per-element factors), and coefficient gradients are sums over dims
+// 1, 3, 4.
 #include "composite.h"
 
 #include <ATen/ATen.h>
@@ -10,6 +11,8 @@
 #include <ATen/FuncTorchTLS.h>
 #include <torch/library.h>
 
+#include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -62,142 +65,221 @@ std::vector<c10::SymInt> grouped_shape(const Tensor& x, int64_t dim, int64_t gro
   return {pre, c10::SymInt(groups), sizes[dim] / groups, post};
 }
 
-// Coefficient j of every group as (1, G, 1, 1).
-Tensor column(const Tensor& c, int64_t j) { return c.select(1, j).reshape({1, -1, 1, 1}); }
+// Per-coefficient tensors are stacked along a leading dim: (K, pre, G, C / G, post)
+// for per-element values, (K, 1, G, 1, 1) for per-group ones. One op then
+// handles every coefficient (a few dozen ops per call instead of a few per
+// coefficient, which matters at the sizes where op overhead dominates).
+Tensor stacked_columns(const Tensor& c) {  // (G, K) -> (K, 1, G, 1, 1)
+  return c.t().reshape({c.size(1), 1, c.size(0), 1, 1});
+}
 
-// The coefficients every element sees: (1, G, 1, 1) columns for PAU, times
-// RPAU's per-element factors (pre, G, C / G, post) when there are any.
+// 0, 1, ..., count - 1 (plus `first`) as (count, 1, 1, 1, 1) in `like`'s type.
+Tensor indices(int64_t first, int64_t count, const Tensor& like) {
+  return at::arange(first, first + count, like.options()).reshape({count, 1, 1, 1, 1});
+}
+
+// The coefficients every element sees, stacked: (m + 1, 1, G, 1, 1) and
+// (n, 1, G, 1, 1) for PAU; RPAU multiplies them by per-element factors.
 struct Coefficients {
-  std::vector<Tensor> a;  // a_0..a_m
-  std::vector<Tensor> b;  // b_1..b_n
-  std::vector<Tensor> factor_a;  // empty for PAU
-  std::vector<Tensor> factor_b;
+  Tensor a;         // a_0..a_m
+  Tensor b;         // b_1..b_n
+  Tensor factor_a;  // undefined for PAU
+  Tensor factor_b;
 };
 
-Coefficients columns(const Tensor& numerator, const Tensor& denominator) {
-  Coefficients c;
-  for (int64_t j = 0; j < numerator.size(1); ++j) c.a.push_back(column(numerator, j));
-  for (int64_t k = 0; k < denominator.size(1); ++k) c.b.push_back(column(denominator, k));
-  return c;
-}
-
 // The effective denominator degree of every group (highest k with b_k != 0,
-// NaN counting as non-zero, as math::effective_degree), as (1, G, 1, 1) in the
-// compute type: the scaling degree s. A tensor, so nothing is read on the host.
+// NaN counting as non-zero, as math::effective_degree), as (1, 1, G, 1, 1) in
+// the compute type: the scaling degree s. A tensor, so nothing is read on the host.
 Tensor scaling_degree(const Tensor& denominator) {
   const Tensor b = denominator.detach();
-  if (b.size(1) == 0) return at::zeros({1, b.size(0), 1, 1}, b.options());
+  if (b.size(1) == 0) return at::zeros({1, 1, b.size(0), 1, 1}, b.options());
   const Tensor k = at::arange(1, b.size(1) + 1, b.options());
   const Tensor nonzero = b.ne(0).logical_or(b.isnan()).to(b.scalar_type());
-  return (nonzero * k).amax(1).reshape({1, -1, 1, 1});
+  return (nonzero * k).amax(1).reshape({1, 1, -1, 1, 1});
 }
 
-// E_j = x^j / M^s for j = 0..count-1 (pau_math.h's scaled_powers): x^j where
-// |x| <= 1, sgn(x)^j |x|^(j-s) where |x| > 1. Each branch reads a sanitised x
-// (1 or 0 in the other branch's lanes) so that the discarded branch has finite
-// values and derivatives: where()'s zero gradient times an infinite local
-// derivative would be NaN.
-std::vector<Tensor> scaled_powers(const Tensor& x, const Tensor& s, int64_t count) {
-  const Tensor magnitude = x.abs();
-  const Tensor large = magnitude.gt(1);
-  const Tensor big = at::where(large, magnitude, at::ones_like(magnitude));
-  const Tensor small = at::where(large, at::zeros_like(x), x);
-  const Tensor sign = x.sign();
+// The scaling degree shared by every group, when the denominator can be read
+// on the host without cost or effect: a plain CPU tensor (not a fake tensor
+// under torch.compile, not wrapped by a torch.func transform; on CUDA the read
+// would synchronise). Then the powers need no pow() (scaled_powers_of below).
+std::optional<int64_t> common_scaling_degree(const Tensor& denominator) {
+  constexpr c10::DispatchKeySet kWrapped({c10::DispatchKey::Python,
+                                           c10::DispatchKey::Functionalize,
+                                           c10::DispatchKey::FuncTorchBatched,
+                                           c10::DispatchKey::FuncTorchGradWrapper});
+  if (!denominator.device().is_cpu() || denominator.key_set().has_any(kWrapped) ||
+      !denominator.has_storage()) {
+    return std::nullopt;
+  }
+  const Tensor b = denominator.detach().to(at::kDouble).contiguous();
+  const double* values = b.const_data_ptr<double>();
+  const int n = static_cast<int>(b.size(1));
+  std::optional<int64_t> common;
+  for (int64_t g = 0; g < b.size(0); ++g) {
+    const int64_t s = math::effective_degree(values + g * n, n, 0) + 1;
+    if (common && *common != s) return std::nullopt;
+    common = s;
+  }
+  return common;
+}
+
+// E_j for one scaling degree s known on the host, as pau_math.h's
+// scaled_powers computes them: products of w = 1/x, no pow(), which costs
+// a transcendental function per element and coefficient. Stacked.
+Tensor scaled_powers_of(const Tensor& x, int64_t s, int64_t count) {
+  const Tensor large = x.abs().gt(1);
+  const Tensor small = at::where(large.logical_not(), x, 0.0);
+  const Tensor x_large = at::where(large, x, 1.0);  // sanitised as in scaled_powers
+  const Tensor w = x_large.reciprocal();
+  const Tensor sign_s = s % 2 == 1 ? x_large.sign() : Tensor();
+  std::vector<Tensor> w_power{at::ones_like(x)};
+  for (int64_t i = 1; i <= std::max(count - 1, s); ++i) w_power.push_back(w_power.back() * w);
   std::vector<Tensor> e;
   // 1 everywhere, NaN where x is NaN (a constant group must not swallow NaN).
   Tensor small_power = small * 0 + 1;
+  Tensor x_power;  // x^(j-s) for j > s
   for (int64_t j = 0; j < count; ++j) {
     if (j > 0) small_power = small_power * small;
-    Tensor large_value = at::pow(big, s.neg() + static_cast<double>(j));
-    if (j % 2 == 1) large_value = large_value * sign;
-    e.push_back(at::where(large, large_value, small_power));
+    Tensor scaled;
+    if (j <= s) {
+      scaled = w_power[s - j];
+    } else {
+      x_power = j == s + 1 ? x_large : x_power * x_large;
+      scaled = x_power;
+    }
+    if (sign_s.defined()) scaled = scaled * sign_s;
+    e.push_back(at::where(large, scaled, small_power));
   }
-  return e;
+  return at::cat(e, 0);  // each E_j is (1, pre, G, C / G, post)
+}
+
+// E_j = x^j / M^s for j = 0..count-1 (pau_math.h's scaled_powers), stacked:
+// x^j where |x| <= 1, sgn(x)^j |x|^(j-s) where |x| > 1. Each branch reads a
+// sanitised x (1 or 0 in the other branch's lanes) so that the discarded
+// branch has finite values and derivatives: where()'s zero gradient times an
+// infinite local derivative would be NaN. x: (1, pre, G, C / G, post).
+Tensor scaled_powers(const Tensor& x, const Tensor& s, int64_t count) {
+  const Tensor magnitude = x.abs();
+  const Tensor large = magnitude.gt(1);
+  const Tensor big = at::where(large, magnitude, 1.0);
+  const Tensor small = at::where(large.logical_not(), x, 0.0);
+  const Tensor j = indices(0, count, x);
+  const Tensor large_value = at::pow(big, j - s) * at::pow(x.sign(), j);
+  // pow(NaN, 0) is 1: adding 0 * x keeps NaN (a constant group must not swallow it).
+  const Tensor small_value = at::pow(small, j) + small * 0;
+  return at::where(large, large_value, small_value);
+}
+
+// The first `count` of the stacked values: narrow() only when it drops some,
+// as its gradient is a zero-filled copy of the whole stack.
+Tensor leading(const Tensor& stacked, int64_t count) {
+  return count == stacked.size(0) ? stacked : stacked.narrow(0, 0, count);
+}
+
+// E_j for the sums of coefficient times power: where the coefficient is zero,
+// E_j clamped to the finite range (NaN kept), so that a term the kernels skip
+// (they sum to the effective degrees) is 0 rather than 0 * inf = NaN, while its
+// gradient with respect to the coefficient is still E_j (saturated). Only
+// E_j with j - s >= 2 can overflow for finite x, so with a known scaling
+// degree and no such j (the common degrees) it is E_j itself.
+Tensor guarded(const Tensor& coefficients, const Tensor& e, bool needed) {
+  if (!needed) return e;
+  const double largest = e.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
+                                                        : std::numeric_limits<float>::max();
+  const Tensor finite = e.nan_to_num(std::numeric_limits<double>::quiet_NaN(), largest, -largest);
+  return at::where(coefficients.eq(0), finite, e);
 }
 
 // Per-element quantities shared by forward and backward (math::Evaluation).
 struct Evaluation {
-  std::vector<Tensor> e;  // E_0..E_max(m, n)
-  Tensor sum_a;           // sum_j a_j E_j
-  Tensor sum_b;           // sum_k b_k E_k (abs_sum: sum_k |b_k E_k|)
-  Tensor d;               // D = Q / M^s
+  Tensor e;      // E_0..E_max(m, n), stacked
+  Tensor sum_a;  // sum_j a_j E_j
+  Tensor sum_b;  // sum_k b_k E_k (abs_sum: sum_k |b_k E_k|)
+  Tensor d;      // D = Q / M^s
+  bool guard;    // whether sums need guarded() powers
 };
 
 Evaluation evaluate(const Tensor& x, const Coefficients& c, const Tensor& s,
-                    math::Variant variant) {
+                    std::optional<int64_t> common_s, math::Variant variant) {
   Evaluation r;
-  const int64_t m = static_cast<int64_t>(c.a.size()) - 1;
-  const int64_t n = static_cast<int64_t>(c.b.size());
-  r.e = scaled_powers(x, s, std::max(m, n) + 1);
-  r.sum_a = c.a[0] * r.e[0];
-  for (int64_t j = 1; j <= m; ++j) r.sum_a = r.sum_a + c.a[j] * r.e[j];
-  r.sum_b = at::zeros_like(x);
-  for (int64_t k = 1; k <= n; ++k) {
-    const Tensor term = c.b[k - 1] * r.e[k];
-    r.sum_b = r.sum_b + (variant == math::Variant::abs_sum ? term.abs() : term);
+  const int64_t m = c.a.size(0) - 1;
+  const int64_t n = c.b.size(0);
+  const int64_t count = std::max(m, n) + 1;
+  r.e = common_s ? scaled_powers_of(x, *common_s, count) : scaled_powers(x, s, count);
+  r.guard = !common_s || count - 1 - *common_s >= 2;
+  r.sum_a = (c.a * guarded(c.a, leading(r.e, m + 1), r.guard)).sum(0);
+  if (n == 0) {
+    r.sum_b = at::zeros_like(r.sum_a);
+  } else {
+    const Tensor terms = c.b * guarded(c.b, r.e.narrow(0, 1, n), r.guard);
+    r.sum_b = (variant == math::Variant::abs_sum ? terms.abs() : terms).sum(0);
   }
   r.d = r.e[0] + (variant == math::Variant::safe ? r.sum_b.abs() : r.sum_b);
   return r;
 }
 
-// The inputs of one call in the compute type, x viewed as (pre, G, C / G, post).
+// The inputs of one call in the compute type, x viewed as (1, pre, G, C / G, post).
 struct Grouped {
   Tensor x;
   Tensor numerator;
   Tensor denominator;
-  Tensor s;
+  Tensor s;                          // per group, (1, 1, G, 1, 1)
+  std::optional<int64_t> common_s;  // the same for every group, when known on the host
 };
 
 Grouped grouped(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
                 const PauArgs& args) {
   const at::ScalarType type = compute_type(x.scalar_type());
   Grouped g;
-  g.x = x.to(type).reshape_symint(grouped_shape(x, args.dim, args.groups));
+  g.x = x.to(type).reshape_symint(grouped_shape(x, args.dim, args.groups)).unsqueeze(0);
   g.numerator = numerator.to(type);
   g.denominator = denominator.to(type);
-  g.s = scaling_degree(g.denominator);
+  g.common_s = common_scaling_degree(g.denominator);
+  if (!g.common_s) g.s = scaling_degree(g.denominator);
   return g;
+}
+
+Coefficients columns(const Grouped& g) {
+  return {stacked_columns(g.numerator), stacked_columns(g.denominator), Tensor(), Tensor()};
 }
 
 // RPAU's factors 1 + alpha_j (2 u_j - 1) with u from pau::rpau_noise, indexed
 // by the element's logical (row-major) index as in the kernels.
 void add_noise(Coefficients& c, const Tensor& x, const Grouped& g, const Tensor& alpha,
                const Tensor& seed_offset) {
-  const int64_t count = static_cast<int64_t>(c.a.size() + c.b.size());
+  const int64_t m1 = c.a.size(0);
+  const int64_t count = m1 + c.b.size(0);
   static const auto noise_op = c10::Dispatcher::singleton()
                                    .findSchemaOrThrow("pau::rpau_noise", "")
                                    .typed<Tensor(const Tensor&, int64_t, int64_t)>();
   const int64_t numel = x.sym_numel().guard_int(__FILE__, __LINE__);
-  std::vector<c10::SymInt> shape(g.x.sym_sizes().begin(), g.x.sym_sizes().end());
+  std::vector<c10::SymInt> shape(g.x.sym_sizes().begin() + 1, g.x.sym_sizes().end());
   shape.emplace_back(count);
   const Tensor u = noise_op.call(seed_offset, numel, count)
                        .to(g.x.device(), g.x.scalar_type())
-                       .reshape_symint(shape);
-  const Tensor a = alpha.detach().to(g.x.scalar_type()).expand({g.numerator.size(0), count});
-  for (int64_t j = 0; j < count; ++j) {
-    const Tensor factor = column(a, j) * (u.select(-1, j) * 2 - 1) + 1;
-    const bool numerator_part = j < static_cast<int64_t>(c.a.size());
-    auto& coefficient = numerator_part ? c.a[j] : c.b[j - c.a.size()];
-    coefficient = coefficient * factor;
-    (numerator_part ? c.factor_a : c.factor_b).push_back(factor);
-  }
+                       .reshape_symint(shape)
+                       .movedim(-1, 0);  // (K, pre, G, C / G, post)
+  const Tensor a =
+      alpha.detach().to(g.x.scalar_type()).expand({g.numerator.size(0), count}).contiguous();
+  const Tensor factor = stacked_columns(a) * (u * 2 - 1) + 1;
+  c.factor_a = factor.narrow(0, 0, m1);
+  c.factor_b = factor.narrow(0, m1, count - m1);
+  c.a = c.a * c.factor_a;
+  c.b = c.b * c.factor_b;
 }
 
 Tensor forward_of(const Tensor& x, const Grouped& g, const Coefficients& c,
                   math::Variant variant) {
-  const Evaluation r = evaluate(g.x, c, g.s, variant);
+  const Evaluation r = evaluate(g.x, c, g.s, g.common_s, variant);
   return (r.sum_a / r.d).reshape_symint(x.sym_sizes()).to(x.scalar_type());
 }
 
-// A coefficient gradient: the sum over a group's elements, times RPAU's factor.
-Tensor group_sum(const Tensor& per_element, const std::vector<Tensor>& factors, size_t j) {
-  const Tensor t = factors.empty() ? per_element : per_element * factors[j];
-  return t.sum({0, 2, 3});
-}
-
-Tensor stacked(const std::vector<Tensor>& columns, const Tensor& like) {
-  if (columns.empty()) return at::zeros_like(like, at::MemoryFormat::Contiguous);
-  return at::stack(columns, 1).to(like.scalar_type());
+// Coefficient gradients: per coefficient, the sum over a group's elements
+// (times RPAU's factor), as (G, K) in `like`'s dtype.
+Tensor group_sums(const Tensor& per_element, const Tensor& factor, const Tensor& like) {
+  if (per_element.size(0) == 0) return at::zeros_like(like, at::MemoryFormat::Contiguous);
+  const Tensor t = factor.defined() ? per_element * factor : per_element;
+  return t.sum({1, 3, 4}).t().contiguous().to(like.scalar_type());
 }
 
 // pau_math.h's backward on whole tensors.
@@ -205,40 +287,39 @@ std::tuple<Tensor, Tensor, Tensor> backward_of(const Tensor& grad_output, const 
                                                const Tensor& numerator,
                                                const Tensor& denominator, const Grouped& g,
                                                const Coefficients& c, math::Variant variant) {
-  const Evaluation r = evaluate(g.x, c, g.s, variant);
-  const Tensor grad = grad_output.to(g.x.scalar_type()).reshape_symint(g.x.sym_sizes());
+  const Evaluation r = evaluate(g.x, c, g.s, g.common_s, variant);
+  const Tensor grad = grad_output.to(g.x.scalar_type()).reshape_symint(r.d.sym_sizes());
   const Tensor inv_d = r.d.reciprocal();
   const Tensor g_over_d = grad * inv_d;
-  const size_t m = c.a.size() - 1;
-  const size_t n = c.b.size();
+  const int64_t m = c.a.size(0) - 1;
+  const int64_t n = c.b.size(0);
 
-  std::vector<Tensor> grad_a;
-  for (size_t j = 0; j <= m; ++j) grad_a.push_back(group_sum(g_over_d * r.e[j], c.factor_a, j));
+  const Tensor grad_a = group_sums(g_over_d * leading(r.e, m + 1), c.factor_a, numerator);
 
   const Tensor sign_a = r.sum_b.sign();
   const Tensor minus_f =
       (variant == math::Variant::safe ? -(r.sum_a * sign_a) : -r.sum_a) * inv_d;
-  std::vector<Tensor> grad_b;
-  for (size_t k = 1; k <= n; ++k) {
-    const Tensor ck =
-        variant == math::Variant::abs_sum ? c.b[k - 1].sign() * r.e[k].abs() : r.e[k];
-    grad_b.push_back(group_sum(g_over_d * (minus_f * ck), c.factor_b, k - 1));
-  }
+  const Tensor e_b = r.e.narrow(0, 1, n);
+  const Tensor c_b = variant == math::Variant::abs_sum ? c.b.sign() * e_b.abs() : e_b;
+  const Tensor grad_b = group_sums((g_over_d * minus_f) * c_b, c.factor_b, denominator);
 
-  Tensor dp = at::zeros_like(g.x);  // P'(x) / M^s
-  for (size_t j = 1; j <= m; ++j) dp = dp + c.a[j] * static_cast<double>(j) * r.e[j - 1];
-  Tensor dq = at::zeros_like(g.x);  // Q'(x) / M^s
-  for (size_t k = 1; k <= n; ++k) {
-    const Tensor term = variant == math::Variant::abs_sum
-                            ? c.b[k - 1].abs() * r.e[k - 1].abs()
-                            : c.b[k - 1] * r.e[k - 1];
-    dq = dq + term * static_cast<double>(k);
+  // P'(x) / M^s and Q'(x) / M^s.
+  Tensor dp = at::zeros_like(r.sum_a);
+  if (m > 0) {
+    const Tensor a = c.a.narrow(0, 1, m);
+    dp = ((a * indices(1, m, g.x)) * guarded(a, leading(r.e, m), r.guard)).sum(0);
+  }
+  Tensor dq = at::zeros_like(r.sum_a);
+  if (n > 0) {
+    const Tensor e_prev = guarded(c.b, leading(r.e, n), r.guard);
+    const Tensor k = indices(1, n, g.x);
+    dq = variant == math::Variant::abs_sum ? ((c.b.abs() * k) * e_prev.abs()).sum(0)
+                                           : ((c.b * k) * e_prev).sum(0);
   }
   if (variant == math::Variant::safe) dq = dq * sign_a;
-  if (variant == math::Variant::abs_sum) dq = dq * g.x.sign();
+  if (variant == math::Variant::abs_sum) dq = dq * g.x[0].sign();
   const Tensor grad_x = g_over_d * (dp - r.sum_a * (dq * inv_d));
-  return {grad_x.reshape_symint(x.sym_sizes()).to(x.scalar_type()), stacked(grad_a, numerator),
-          stacked(grad_b, denominator)};
+  return {grad_x.reshape_symint(x.sym_sizes()).to(x.scalar_type()), grad_a, grad_b};
 }
 
 }  // namespace
@@ -247,7 +328,7 @@ Tensor pau_forward(const Tensor& x, const Tensor& numerator, const Tensor& denom
                    c10::string_view variant, int64_t dim) {
   const PauArgs args = check_pau_args(x, numerator, denominator, variant, dim);
   const Grouped g = grouped(x, numerator, denominator, args);
-  return forward_of(x, g, columns(g.numerator, g.denominator), args.variant);
+  return forward_of(x, g, columns(g), args.variant);
 }
 
 std::tuple<Tensor, Tensor, Tensor> pau_backward(const Tensor& grad_output, const Tensor& x,
@@ -257,8 +338,7 @@ std::tuple<Tensor, Tensor, Tensor> pau_backward(const Tensor& grad_output, const
   const PauArgs args =
       check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
   const Grouped g = grouped(x, numerator, denominator, args);
-  return backward_of(grad_output, x, numerator, denominator, g,
-                     columns(g.numerator, g.denominator), args.variant);
+  return backward_of(grad_output, x, numerator, denominator, g, columns(g), args.variant);
 }
 
 Tensor rpau_forward(const Tensor& x, const Tensor& numerator, const Tensor& denominator,
@@ -267,7 +347,7 @@ Tensor rpau_forward(const Tensor& x, const Tensor& numerator, const Tensor& deno
   const PauArgs args =
       check_rpau_args(x, numerator, denominator, alpha, seed_offset, variant, dim);
   const Grouped g = grouped(x, numerator, denominator, args);
-  Coefficients c = columns(g.numerator, g.denominator);
+  Coefficients c = columns(g);
   add_noise(c, x, g, alpha, seed_offset);
   return forward_of(x, g, c, args.variant);
 }
@@ -280,7 +360,7 @@ std::tuple<Tensor, Tensor, Tensor> rpau_backward(const Tensor& grad_output, cons
   const PauArgs args = check_rpau_backward_args(grad_output, x, numerator, denominator, alpha,
                                                 seed_offset, variant, dim);
   const Grouped g = grouped(x, numerator, denominator, args);
-  Coefficients c = columns(g.numerator, g.denominator);
+  Coefficients c = columns(g);
   add_noise(c, x, g, alpha, seed_offset);
   return backward_of(grad_output, x, numerator, denominator, g, c, args.variant);
 }

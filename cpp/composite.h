@@ -16,9 +16,8 @@
 // Overflow: the formulas are those of pau_math.h in the scaled powers
 // E_j = x^j / M^s (M = max(1, |x|), s = the group's effective denominator
 // degree), so F and the first-order gradients stay finite wherever the
-// kernels' do, with one exception: numerator terms beyond s whose coefficient
-// is zero are summed (0 * E_j), so E_j = inf (|x|^(j-s) beyond the dtype's
-// range) gives NaN where the kernels skip the term. Second derivatives (what
+// kernels' do (terms of zero coefficients, which the kernels skip, use E_j
+// clamped to the finite range, never 0 * inf). Second derivatives (what
 // autograd makes of these formulas) were measured finite up to |x| = max / 100
 // of the dtype (NaN at max / 10, where autograd's intermediates overflow);
 // d2F/dx2 = O(1/x^3) is a difference of O(1/x) terms, so its absolute error
