@@ -427,6 +427,72 @@ def test_cifar10_without_data_dir_exits_1(capsys) -> None:
     assert "CIFAR-10 needs --data-dir" in capsys.readouterr().err
 
 
+def _resolved(*argv: str):
+    parser = cli.build_parser()
+    return cli._resolve(parser.parse_args(list(argv)), parser)
+
+
+def test_protocol_presets_and_overrides() -> None:
+    def picked(a) -> tuple:
+        return a.rotate, a.clip_grad_norm, a.batch_size, a.pau_variant
+
+    assert picked(_resolved()) == (0.0, None, 256, "safe")
+    assert picked(_resolved("--protocol", "paper")) == (0.0, None, 256, "safe")
+    assert picked(_resolved("--protocol", "authors")) == (30.0, 5.0, 64, "abs_sum")
+    assert picked(_resolved("--protocol", "authors", "--batch-size", "128", "--rotate", "10")) == (
+        10.0,
+        5.0,
+        128,
+        "abs_sum",
+    )
+    assert picked(_resolved("--clip-grad-norm", "2", "--pau-variant", "abs_sum")) == (
+        0.0,
+        2.0,
+        256,
+        "abs_sum",
+    )
+    # Quick keeps its own size and epochs; the protocol only sets the training details.
+    quick = _resolved("--quick", "--protocol", "authors")
+    assert (quick.epochs, quick.subset, quick.batch_size, quick.rotate) == (5, 20_000, 64, 30.0)
+
+
+def test_authors_protocol_end_to_end(tmp_path: Path, capsys) -> None:
+    d = _write_tiny_mnist(tmp_path / "mnist")
+    out = tmp_path / "out"
+    argv = _args(d, out, "--no-plots", "--no-speed", "--protocol", "authors")
+    argv.remove("--batch-size")
+    argv.remove("32")
+    assert cli.main(argv) == 0
+    for path in (out / "runs").glob("*.json"):
+        cfg = json.loads(path.read_text())["config"]
+        assert (cfg["rotate"], cfg["clip_grad_norm"], cfg["batch_size"]) == (30.0, 5.0, 64)
+        assert cfg["pau_variant"] == "abs_sum"
+    table = (out / "lenet_mnist_adam_e1_authors" / "results.md").read_text()
+    assert "random rotation ±30°" in table and "gradient norm clipped at 5" in table
+
+
+def test_gradient_clipping_is_applied(tmp_path: Path) -> None:
+    ds = data.load_dataset("mnist", _write_tiny_mnist(tmp_path / "mnist"))
+
+    def slope_changes(clip: float | None) -> list[float]:
+        # PReLU's slopes are in the run's JSON (initial and final). SGD, since Adam's
+        # steps hardly depend on the gradients' scale.
+        config = train.RunConfig(
+            model="lenet", dataset="mnist", activation="prelu", seed=0, epochs=1, batch_size=16,
+            optimizer="sgd", lr=0.01, momentum=0.5, clip_grad_norm=clip,
+        )  # fmt: skip
+        r = train.run(config, ds, tmp_path / str(clip), torch.device("cpu"), False, lambda _: None)
+        before, after = r["initial_activation_states"], r["activation_states"]
+        return [abs(a["weight"][0] - b["weight"][0]) for a, b in zip(after, before)]
+
+    # 6 steps of SGD (momentum 0.5: velocity <= 2 x clip) move a parameter by at most
+    # 6 x lr x 2 x clip when the whole gradient's norm is clipped at `clip`.
+    bound = 6 * 0.01 * 2 * 1e-4
+    assert max(slope_changes(1e-4)) <= bound
+    assert max(slope_changes(None)) > 10 * bound  # unclipped they move much further
+    assert slope_changes(1e6) == slope_changes(None)
+
+
 def test_rerun_skips_finished_runs(tmp_path: Path, capsys) -> None:
     d = _write_tiny_mnist(tmp_path / "mnist")
     out = tmp_path / "out"
