@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/FuncTorchTLS.h>
+#include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -101,7 +102,8 @@ Tensor scaling_degree(const Tensor& denominator) {
 // The scaling degree shared by every group, when the denominator can be read
 // on the host without cost or effect: a plain CPU tensor (not a fake tensor
 // under torch.compile, not wrapped by a torch.func transform; on CUDA the read
-// would synchronise). Then the powers need no pow() (scaled_powers_of below).
+// would synchronise). Then the powers are those of one degree (scaled_powers_of)
+// instead of every candidate's (scaled_powers).
 std::optional<int64_t> common_scaling_degree(const Tensor& denominator) {
   constexpr c10::DispatchKeySet kWrapped({c10::DispatchKey::Python,
                                            c10::DispatchKey::Functionalize,
@@ -124,8 +126,7 @@ std::optional<int64_t> common_scaling_degree(const Tensor& denominator) {
 }
 
 // E_j for one scaling degree s known on the host, as pau_math.h's
-// scaled_powers computes them: products of w = 1/x, no pow(), which costs
-// a transcendental function per element and coefficient. Stacked.
+// scaled_powers computes them: products of w = 1/x. Stacked.
 Tensor scaled_powers_of(const Tensor& x, int64_t s, int64_t count) {
   const Tensor large = x.abs().gt(1);
   const Tensor small = at::where(large.logical_not(), x, 0.0);
@@ -153,12 +154,13 @@ Tensor scaled_powers_of(const Tensor& x, int64_t s, int64_t count) {
   return at::cat(e, 0);  // each E_j is (1, pre, G, C / G, post)
 }
 
-// E_j = x^j / M^s for j = 0..count-1 (pau_math.h's scaled_powers), stacked:
-// x^j where |x| <= 1, sgn(x)^j |x|^(j-s) where |x| > 1. Each branch reads a
-// sanitised x (1 or 0 in the other branch's lanes) so that the discarded
-// branch has finite values and derivatives: where()'s zero gradient times an
-// infinite local derivative would be NaN. x: (1, pre, G, C / G, post).
-Tensor scaled_powers(const Tensor& x, const Tensor& s, int64_t count) {
+// E_j = x^j / M^s for j = 0..count-1 with a scaling degree s per group (a
+// (1, 1, G, 1, 1) tensor, values 0..n), stacked: x^j where |x| <= 1,
+// sgn(x)^j |x|^(j-s) where |x| > 1. Each branch reads a sanitised x (1 or 0
+// in the other branch's lanes) so that the discarded branch has finite values
+// and derivatives: where()'s zero gradient times an infinite local derivative
+// would be NaN. x: (1, pre, G, C / G, post).
+Tensor powers_by_pow(const Tensor& x, const Tensor& s, int64_t count) {
   const Tensor magnitude = x.abs();
   const Tensor large = magnitude.gt(1);
   const Tensor big = at::where(large, magnitude, 1.0);
@@ -168,6 +170,34 @@ Tensor scaled_powers(const Tensor& x, const Tensor& s, int64_t count) {
   // pow(NaN, 0) is 1: adding 0 * x keeps NaN (a constant group must not swallow it).
   const Tensor small_value = at::pow(small, j) + small * 0;
   return at::where(large, large_value, small_value);
+}
+
+// The same values without pow(): for every candidate degree c, scaled_powers_of
+// for c on x where the group's degree is c (0 elsewhere, so the candidate's
+// values and derivatives stay finite), then each group's own candidate.
+Tensor powers_by_selection(const Tensor& x, const Tensor& s, int64_t n, int64_t count) {
+  Tensor e;
+  for (int64_t c = 0; c <= n; ++c) {
+    const Tensor selected = s.eq(static_cast<double>(c));
+    const Tensor candidate = scaled_powers_of(at::where(selected, x, 0.0), c, count);
+    e = e.defined() ? at::where(selected, candidate, e) : candidate;
+  }
+  return e;
+}
+
+// Per-group degrees: op by op (eager), pow() does it in fewer ops, each a
+// transcendental function per element; traced for code generation
+// (torch.compile traces under fake-tensor and proxy dispatch modes; fake
+// tensors carry the Python key), the selection fuses
+// into a few loops whereas the generated CPU code for pow(tensor, tensor) is
+// scalar. Measured at 2^16 float32, one thread, a torch.func second-order
+// step: eager 65-80 ms (pow) vs 113 ms (selection); compiled 41-47 ms (pow)
+// vs 20 ms (selection).
+Tensor scaled_powers(const Tensor& x, const Tensor& s, int64_t n, int64_t count) {
+  const bool traced = c10::impl::TorchDispatchModeTLS::any_modes_set() ||
+                      x.key_set().has(c10::DispatchKey::Python);
+  if (traced) return powers_by_selection(x, s, n, count);
+  return powers_by_pow(x, s, count);
 }
 
 // The first `count` of the stacked values: narrow() only when it drops some,
@@ -205,7 +235,7 @@ Evaluation evaluate(const Tensor& x, const Coefficients& c, const Tensor& s,
   const int64_t m = c.a.size(0) - 1;
   const int64_t n = c.b.size(0);
   const int64_t count = std::max(m, n) + 1;
-  r.e = common_s ? scaled_powers_of(x, *common_s, count) : scaled_powers(x, s, count);
+  r.e = common_s ? scaled_powers_of(x, *common_s, count) : scaled_powers(x, s, n, count);
   r.guard = !common_s || count - 1 - *common_s >= 2;
   r.sum_a = (c.a * guarded(c.a, leading(r.e, m + 1), r.guard)).sum(0);
   if (n == 0) {

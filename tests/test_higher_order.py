@@ -490,3 +490,22 @@ def test_torch_compile_of_create_graph_is_torchs_own_limit(activation: str) -> N
     torch.testing.assert_close(torch.compile(step, backend="eager")(x), eager)
     with pytest.raises(RuntimeError, match="does not currently support double backward"):
         torch.compile(step)(x).backward()
+
+
+def test_torch_compile_with_groups_of_different_degrees() -> None:
+    """Under torch.compile the composite cannot read the degrees on the host: it selects
+    each group's scaled powers among every candidate degree (cpp/composite.cpp)."""
+    num = torch.tensor([[0.1, 0.5, 0.3], [0.2, -0.4, 0.6]], dtype=torch.float32)
+    den = torch.tensor([[0.4, 0.3, 0.0, 0.0], [0.2, 0.1, 0.3, 0.25]], dtype=torch.float32)
+    x = torch.tensor([[[2.5, -0.7, 0.3, 1e25], [1.5, -2.0, 0.9, -3e24]]], dtype=torch.float32)
+
+    def second_derivative(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        return grad(lambda v: grad(lambda u: f(u).sum())(v).sum())
+
+    def op(u: Tensor) -> Tensor:
+        return torch.ops.pau.forward(u, num, den, "safe", 1)
+
+    got = torch.compile(second_derivative(op), fullgraph=True)(x)
+    want = second_derivative(lambda u: pau_reference(u, num.double(), den.double(), "safe", 1))(
+        x.double())
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
