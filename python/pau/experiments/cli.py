@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
             "or --data-dir, CIFAR-10 (python version) from --data-dir, digits from scikit-learn."
         ),
         epilog=(
+            "Subcommand: python -m pau.experiments prune --help  (lottery-ticket pruning)\n"
             "Examples:  python -m pau.experiments --quick\n"
             "           python -m pau.experiments --activations relu,leaky_relu,pau "
             "--seeds 3 --epochs 30"
@@ -326,7 +327,12 @@ def _write_outputs(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the experiments; returns the process exit code."""
+    """Run the experiments (or, with ``prune`` first, the pruning experiment); the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["prune"]:
+        from .prune import main as prune_main
+
+        return prune_main(argv[1:])
     parser = build_parser()
     args = _resolve(parser.parse_args(argv), parser)
     start = time.perf_counter()
