@@ -53,9 +53,14 @@ bool needed_for(std::initializer_list<Tensor> inputs) {
   return false;
 }
 
-namespace {
+bool readable_on_host(const Tensor& t) {
+  constexpr c10::DispatchKeySet kWrapped({c10::DispatchKey::Python,
+                                           c10::DispatchKey::Functionalize,
+                                           c10::DispatchKey::FuncTorchBatched,
+                                           c10::DispatchKey::FuncTorchGradWrapper});
+  return t.device().is_cpu() && !t.key_set().has_any(kWrapped) && t.has_storage();
+}
 
-// x's shape as (pre, G, C / G, post) around channel dim `dim` (already wrapped).
 std::vector<c10::SymInt> grouped_shape(const Tensor& x, int64_t dim, int64_t groups) {
   if (x.dim() == 0) return {1, 1, 1, 1};
   const auto sizes = x.sym_sizes();
@@ -65,6 +70,8 @@ std::vector<c10::SymInt> grouped_shape(const Tensor& x, int64_t dim, int64_t gro
   for (int64_t i = dim + 1; i < x.dim(); ++i) post = post * sizes[i];
   return {pre, c10::SymInt(groups), sizes[dim] / groups, post};
 }
+
+namespace {
 
 // Per-coefficient tensors are stacked along a leading dim: (K, pre, G, C / G, post)
 // for per-element values, (K, 1, G, 1, 1) for per-group ones. One op then
@@ -105,14 +112,7 @@ Tensor scaling_degree(const Tensor& denominator) {
 // would synchronise). Then the powers are those of one degree (scaled_powers_of)
 // instead of every candidate's (scaled_powers).
 std::optional<int64_t> common_scaling_degree(const Tensor& denominator) {
-  constexpr c10::DispatchKeySet kWrapped({c10::DispatchKey::Python,
-                                           c10::DispatchKey::Functionalize,
-                                           c10::DispatchKey::FuncTorchBatched,
-                                           c10::DispatchKey::FuncTorchGradWrapper});
-  if (!denominator.device().is_cpu() || denominator.key_set().has_any(kWrapped) ||
-      !denominator.has_storage()) {
-    return std::nullopt;
-  }
+  if (!readable_on_host(denominator)) return std::nullopt;
   const Tensor b = denominator.detach().to(at::kDouble).contiguous();
   const double* values = b.const_data_ptr<double>();
   const int n = static_cast<int>(b.size(1));
@@ -289,6 +289,13 @@ void add_noise(Coefficients& c, const Tensor& x, const Grouped& g, const Tensor&
                        .to(g.x.device(), g.x.scalar_type())
                        .reshape_symint(shape)
                        .movedim(-1, 0);  // (K, pre, G, C / G, post)
+  if (readable_on_host(alpha)) {  // as the kernels check it
+    const Tensor a = alpha.detach().to(at::kDouble).contiguous();
+    const double* v = a.const_data_ptr<double>();
+    for (int64_t i = 0; i < a.numel(); ++i) {
+      TORCH_CHECK_VALUE(rng::alpha_usable(v[i]), "pau: alpha must be in [0, 1), got ", v[i]);
+    }
+  }
   const Tensor a =
       alpha.detach().to(g.x.scalar_type()).expand({g.numerator.size(0), count}).contiguous();
   const Tensor factor = stacked_columns(a) * (u * 2 - 1) + 1;

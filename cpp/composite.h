@@ -22,16 +22,17 @@
 // of the dtype (NaN at max / 10, where autograd's intermediates overflow);
 // d2F/dx2 = O(1/x^3) is a difference of O(1/x) terms, so its absolute error
 // is about eps |F'| / |x|, and 1 / |x| where x^-2 underflows (|x| > tiny^-1/2).
-// Nothing here reads tensor values on the host, so the functions trace under
-// torch.compile and vmap; in particular RPAU's alpha is not range-checked
-// here (the kernels check it; the composite is reached after a kernel call for
-// double backward, and directly only under torch.func).
+// Tensor values are read on the host only where readable_on_host allows (the
+// groups' degrees, RPAU's alpha range): the functions trace under
+// torch.compile and vmap, and there alpha and PWLU's bounds go unchecked (the
+// kernels check them; for double backward a kernel has run first).
 #pragma once
 
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
 #include <tuple>
+#include <vector>
 
 namespace pau {
 namespace composite {
@@ -53,6 +54,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> rpau_backward(
     const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& numerator,
     const at::Tensor& denominator, const at::Tensor& alpha, const at::Tensor& seed_offset,
     c10::string_view variant, int64_t dim);
+
+// PWLU (pwlu_composite.cpp): the reference formulas of pau.reference.pwlu_reference
+// on whole tensors, and its backward as their gradient (create_graph), so that
+// autograd differentiates it further. The bounds' values are not checked here
+// (the kernels check them), and at an exact interior breakpoint the piece is
+// floor() of the nearest position, which may be the left one where the
+// kernels take the right (F is continuous; only the one-sided derivative
+// differs).
+at::Tensor pwlu_forward(const at::Tensor& x, const at::Tensor& points, const at::Tensor& bounds,
+                        const at::Tensor& slopes, int64_t dim);
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pwlu_backward(
+    const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& points,
+    const at::Tensor& bounds, const at::Tensor& slopes, int64_t dim);
+
+// x's shape as (pre, G, C / G, post) around channel dim `dim` (already wrapped).
+std::vector<c10::SymInt> grouped_shape(const at::Tensor& x, int64_t dim, int64_t groups);
+
+// Whether t's values can be read on the host without cost or effect: a plain
+// CPU tensor (not a fake tensor under torch.compile, not wrapped by a
+// torch.func transform; a CUDA tensor's read would synchronise). The
+// composites check argument values (RPAU's alpha, PWLU's bounds) and find the
+// groups' degrees only for such tensors.
+bool readable_on_host(const at::Tensor& t);
 
 // Whether autograd must take the composite path for these inputs: a
 // torch.func transform is active, or an input carries a forward-mode tangent.

@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "composite.h"
 #include "cpu/launch.h"
 #include "cpu/pwlu_kernels.h"
 #include "pau_ops.h"
@@ -418,6 +419,11 @@ Tensor pwlu_forward_autograd(const Tensor& x, const Tensor& points, const Tensor
   // undefined tensor (None from Python) with "tensor does not have a device".
   TORCH_CHECK(x.defined() && points.defined() && bounds.defined() && slopes.defined(),
               "pwlu: x, points, bounds and slopes must be defined tensors, not None");
+  // torch.func transforms and forward-mode AD cannot run a C++ autograd
+  // Function: there, the differentiable composite (pwlu_composite.cpp).
+  if (composite::needed_for({x, points, bounds, slopes})) {
+    return composite::pwlu_forward(x, points, bounds, slopes, dim);
+  }
   return PwluFunction::apply(x, points, bounds, slopes, dim);
 }
 
@@ -427,9 +433,11 @@ Grads pwlu_backward_autograd(const Tensor& grad_output, const Tensor& x, const T
       at::GradMode::is_enabled() &&
       (grad_output.requires_grad() || x.requires_grad() || points.requires_grad() ||
        bounds.requires_grad() || slopes.requires_grad());
-  TORCH_CHECK(!needs_graph,
-              "pwlu: the gradient of pau::pwlu_backward (double backward, create_graph=True) "
-              "is not implemented");
+  // Double backward (create_graph=True) and torch.func: the gradient of the
+  // composite, which autograd differentiates further. Otherwise the kernel.
+  if (needs_graph || composite::needed_for({grad_output, x, points, bounds, slopes})) {
+    return composite::pwlu_backward(grad_output, x, points, bounds, slopes, dim);
+  }
   at::AutoDispatchBelowADInplaceOrView guard;
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("pau::pwlu_backward", "")

@@ -509,3 +509,10 @@ def test_torch_compile_with_groups_of_different_degrees() -> None:
     want = second_derivative(lambda u: pau_reference(u, num.double(), den.double(), "safe", 1))(
         x.double())
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+
+
+def test_rpau_alpha_is_checked_under_vmap() -> None:
+    x, num, den = _functional_inputs()
+    with pytest.raises(ValueError, match=r"pau: alpha must be in \[0, 1\)"):
+        vmap(lambda xi: torch.ops.pau.rpau_forward(xi, num, den, torch.tensor(1.5), SEED,
+                                                   "safe", 0))(x)

@@ -55,9 +55,9 @@ bool is_activation_parameter(const std::string& name) {
   return false;
 }
 
-// Step 4 of the header comment: second-order autograd through pau::backward,
-// whose autograd kernel (registered in C++) builds a differentiable graph when
-// create_graph is set.
+// Step 4 of the header comment: second-order autograd through pau::backward
+// (pau::pwlu_backward), whose autograd kernel (registered in C++) builds a
+// differentiable graph when create_graph is set.
 c10::IValue penalty_gradients(torch::jit::Module& model, const at::Tensor& input) {
   const at::Tensor x = input.detach().requires_grad_();
   const at::Tensor output = model.forward({x}).toTensor();
@@ -107,15 +107,9 @@ int main(int argc, char** argv) {
       std::cout << "output " << output.sizes() << " written to " << dir << "/output.pt\n";
     }
 
-    // Double backward; an operator without it (PWLU, so far) says so and the
-    // program goes on.
-    try {
-      save(penalty_gradients(model, input), dir + "/penalty_gradients.pt");
-      std::cout << "gradient penalty's gradients written to " << dir
-                << "/penalty_gradients.pt\n";
-    } catch (const c10::Error& error) {
-      std::cout << "double backward: " << error.what_without_backtrace() << "\n";
-    }
+    // Double backward.
+    save(penalty_gradients(model, input), dir + "/penalty_gradients.pt");
+    std::cout << "gradient penalty's gradients written to " << dir << "/penalty_gradients.pt\n";
 
     // One SGD step: backward() runs pau::backward (pau::pwlu_backward) through
     // the autograd kernel that libpau_ops registers in C++, so no Python is
