@@ -372,6 +372,72 @@ def test_vgg8_trains_a_step(name: str, channels: int, activation: str) -> None:
     assert bool(torch.isfinite(torch.nn.functional.cross_entropy(model(x), y)))
 
 
+# ---------------------------------------------------------------- Table 3's other networks
+
+CIFAR_NETWORKS = {  # appendix A.4.2: weights without PAU, PAU parameters
+    "mobilenetv2": (2_296_922, 360),
+    "resnet101": (42_512_970, 1_000),
+    "densenet121": (6_956_298, 1_200),
+}
+
+
+@pytest.mark.parametrize("name", list(CIFAR_NETWORKS))
+def test_cifar_networks_have_the_parameter_counts_of_a42(name: str) -> None:
+    weights, pau_params = CIFAR_NETWORKS[name]
+    model = models.build_model(name, torch.nn.ReLU, in_channels=3)
+    assert models.count_parameters(model) == (weights, 0)
+    assert len(model.activation_modules()) == pau_params // 10 == models.ACTIVATION_LAYERS[name]
+    assert models.check_parameter_counts(name, model, "relu", in_channels=3)[0]
+    # One module per activation site: no module is used twice.
+    assert len({id(m) for m in model.activation_modules()}) == pau_params // 10
+
+
+@needs_pau
+@pytest.mark.parametrize("name", list(CIFAR_NETWORKS))
+def test_cifar_networks_with_pau_match_a42_and_train_a_step(name: str) -> None:
+    weights, pau_params = CIFAR_NETWORKS[name]
+    torch.manual_seed(0)
+    model = models.build_model(name, lambda: activations.make("pau"), in_channels=3)
+    assert models.count_parameters(model) == (weights + pau_params, pau_params)
+    assert models.check_parameter_counts(name, model, "pau", in_channels=3)[0]
+    model.train()
+    x, y = torch.randn(2, 3, 32, 32), torch.tensor([3, 7])
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    # Every activation layer is on the path to the loss: its coefficients get gradients.
+    for m in model.activation_modules():
+        assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in m.parameters())
+    model.eval()
+    assert model(x).shape == (2, 10)
+
+
+def test_pruning_pairs_batch_norm_only_with_its_convolution() -> None:
+    from pau.experiments import prune
+
+    def pairs(name: str) -> tuple[int, int]:
+        convs = prune.prunable_convs(models.build_model(name, torch.nn.ReLU, in_channels=3))
+        for conv, bn in convs:
+            assert bn is None or bn.num_features == conv.out_channels
+        return len(convs), sum(bn is not None for _, bn in convs)
+
+    # MobileNetV2: stem, 17 x 3, 4 projection shortcuts, head; all post-norm.
+    assert pairs("mobilenetv2") == (57, 57)
+    assert pairs("resnet101") == (104, 104)  # stem, 33 x 3, 4 shortcuts
+    # DenseNet is pre-activation: only the 1x1 convolution inside each of the 58
+    # dense layers feeds a batch norm directly.
+    assert pairs("densenet121") == (120, 58)
+
+
+def test_table3_numbers_for_cifar10() -> None:
+    from pau.experiments import paper
+
+    assert paper.published("resnet101", "cifar10", "pau") == (95.16, 0.13, 95.28)
+    assert paper.published("mobilenetv2", "cifar10", "rpau") == (94.82, 0.21, 95.13)
+    assert paper.published("densenet121", "cifar10", "relu") == (95.36, 0.18, 95.63)
+    assert paper.published("vgg8_bn", "cifar10", "leaky_relu") == (92.43, 0.14, 92.65)
+    assert paper.published("vgg8", "cifar10", "relu") is None  # Table 7's VGG-8 is not Table 3's
+
+
 # ---------------------------------------------------------------- end to end
 
 

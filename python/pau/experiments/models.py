@@ -28,14 +28,27 @@ from torch import Tensor, nn
 
 ActivationFactory = Callable[[], nn.Module]
 
-MODELS = ("lenet", "vgg8", "vgg8_bn")
+MODELS = ("lenet", "vgg8", "vgg8_bn", "mobilenetv2", "resnet101", "densenet121")
 INPUT_SIZE = 32
 
 # Appendix A.3.1 (1-channel input): (total trainable parameters, of which in the PAU layers).
 PAPER_PARAMETER_COUNTS = {"lenet": (61_746, 40), "vgg8": (9_224_508, 50)}
 # Appendix A.4.2 (CIFAR-10, 3-channel input): VGG-8 3,918,858 + 50 for PAU.
-PAPER_CIFAR10_PARAMETER_COUNTS = {"vgg8_bn": (3_918_908, 50)}
-ACTIVATION_LAYERS = {"lenet": 4, "vgg8": 5, "vgg8_bn": 5}
+# MobileNetV2, ResNet-101, DenseNet-121 (models_cifar.py): the same appendix.
+PAPER_CIFAR10_PARAMETER_COUNTS = {
+    "vgg8_bn": (3_918_908, 50),
+    "mobilenetv2": (2_297_282, 360),
+    "resnet101": (42_513_970, 1_000),
+    "densenet121": (6_957_498, 1_200),
+}
+ACTIVATION_LAYERS = {
+    "lenet": 4,
+    "vgg8": 5,
+    "vgg8_bn": 5,
+    "mobilenetv2": 36,
+    "resnet101": 100,
+    "densenet121": 120,
+}
 
 
 class _Sequential(nn.Module):
@@ -132,10 +145,12 @@ class VGG8BN(_Sequential):
         super().__init__(*_build(spec, activation))
 
 
-def build_model(name: str, activation: ActivationFactory, in_channels: int = 1) -> _Sequential:
-    """``"lenet"``, ``"vgg8"`` or ``"vgg8_bn"`` with a fresh ``activation()`` per activation layer.
+def build_model(name: str, activation: ActivationFactory, in_channels: int = 1) -> nn.Module:
+    """One of :data:`MODELS` with a fresh ``activation()`` per activation layer.
 
     ``in_channels``: 1 for (Fashion-)MNIST, 3 for CIFAR-10; inputs are 32x32.
+    Every model has ``activation_modules()``. MobileNetV2, ResNet-101 and
+    DenseNet-121 are in :mod:`.models_cifar`.
     """
     if name == "lenet":
         return LeNet(activation, in_channels=in_channels)
@@ -143,6 +158,10 @@ def build_model(name: str, activation: ActivationFactory, in_channels: int = 1) 
         return VGG8(activation, in_channels=in_channels)
     if name == "vgg8_bn":
         return VGG8BN(activation, in_channels=in_channels)
+    from .models_cifar import CIFAR_MODELS  # imports this module: import here, not at the top
+
+    if name in CIFAR_MODELS:
+        return CIFAR_MODELS[name](activation, in_channels=in_channels)
     raise ValueError(f"unknown model {name!r}; expected one of {MODELS}")
 
 
@@ -155,7 +174,7 @@ def paper_parameter_counts(name: str, in_channels: int = 1) -> tuple[int, int] |
     return None
 
 
-def count_parameters(model: _Sequential) -> tuple[int, int]:
+def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(all trainable parameters, those in the activation layers)."""
     total = sum(p.numel() for p in model.parameters() if p.requires_grad)
     act = sum(
@@ -165,7 +184,7 @@ def count_parameters(model: _Sequential) -> tuple[int, int]:
 
 
 def check_parameter_counts(
-    name: str, model: _Sequential, activation: str, in_channels: int = 1
+    name: str, model: nn.Module, activation: str, in_channels: int = 1
 ) -> tuple[bool, str]:
     """Compare ``model``'s parameter counts with appendix A.3.1 (A.4.2 for 3 channels).
 

@@ -68,16 +68,22 @@ DEFAULT_OUT = Path("runs/experiments/prune")
 
 
 def prunable_convs(model: nn.Module) -> list[tuple[nn.Conv2d, nn.BatchNorm2d | None]]:
-    """Every convolution of ``model`` with the batch norm that directly follows it, if any.
+    """Every convolution of ``model`` with the batch norm that normalises its output, if any.
 
-    ``model`` is one of :mod:`.models`' networks (an ``nn.Sequential`` in ``.layers``).
+    That batch norm is the module registered right after the convolution in
+    the same parent with one feature per filter: in all of :mod:`.models` and
+    :mod:`.models_cifar` registration order is data-flow order within a
+    block, and a pre-activation batch norm (DenseNet's) sits in another
+    parent or before its convolution, so it is not taken.
     """
-    layers = list(model.layers) if hasattr(model, "layers") else list(model.modules())
     out: list[tuple[nn.Conv2d, nn.BatchNorm2d | None]] = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, nn.Conv2d):
-            nxt = layers[i + 1] if i + 1 < len(layers) else None
-            out.append((layer, nxt if isinstance(nxt, nn.BatchNorm2d) else None))
+    for parent in model.modules():
+        children = list(parent.children())
+        for i, child in enumerate(children):
+            if isinstance(child, nn.Conv2d):
+                nxt = children[i + 1] if i + 1 < len(children) else None
+                paired = isinstance(nxt, nn.BatchNorm2d) and nxt.num_features == child.out_channels
+                out.append((child, nxt if paired else None))  # type: ignore[arg-type]
     return out
 
 

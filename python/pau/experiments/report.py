@@ -10,7 +10,14 @@ from typing import Any
 from . import paper
 from .activations import ALL_NAMES, LABELS
 
-MODEL_LABELS = {"lenet": "LeNet", "vgg8": "VGG-8", "vgg8_bn": "VGG-8 (BN, A.4.2)"}
+MODEL_LABELS = {
+    "lenet": "LeNet",
+    "vgg8": "VGG-8",
+    "vgg8_bn": "VGG-8 (BN, A.4.2)",
+    "mobilenetv2": "MobileNetV2",
+    "resnet101": "ResNet-101",
+    "densenet121": "DenseNet-121",
+}
 DATASET_LABELS = {
     "fashion-mnist": "Fashion-MNIST",
     "mnist": "MNIST",
