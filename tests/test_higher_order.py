@@ -516,3 +516,16 @@ def test_rpau_alpha_is_checked_under_vmap() -> None:
     with pytest.raises(ValueError, match=r"pau: alpha must be in \[0, 1\)"):
         vmap(lambda xi: torch.ops.pau.rpau_forward(xi, num, den, torch.tensor(1.5), SEED,
                                                    "safe", 0))(x)
+
+
+def test_torch_compile_of_rpau_second_derivatives() -> None:
+    """RPAU's composite under torch.compile: the noise of pau::rpau_noise, traced."""
+    x, num, den = (t.float() for t in _functional_inputs())
+
+    def second_derivative(u: Tensor) -> Tensor:
+        def f(v: Tensor) -> Tensor:
+            return torch.ops.pau.rpau_forward(v, num, den, ALPHA, SEED, "safe", 1).sum()
+        return grad(lambda v: grad(f)(v).sum())(u)
+
+    torch.testing.assert_close(torch.compile(second_derivative, fullgraph=True)(x),
+                               second_derivative(x), rtol=1e-4, atol=1e-5)

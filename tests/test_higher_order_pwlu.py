@@ -184,3 +184,17 @@ def test_bounds_are_checked_under_vmap() -> None:
     with pytest.raises(ValueError, match=r"\(B_L, B_R\) = \(1, 1\)"):
         vmap(lambda xi: torch.ops.pau.pwlu_forward(xi, points, bounds, slopes, 0))(
             torch.randn(3, 2, dtype=torch.float64))
+
+
+def test_torch_compile_of_a_second_order_step() -> None:
+    x, points, bounds, slopes = (t.detach().float() for t in inputs_for(CASES[1], seed=4))
+
+    def penalty_gradient(p: Tensor) -> Tensor:
+        def penalty(p: Tensor) -> Tensor:
+            gx = grad(lambda v: torch.ops.pau.pwlu_forward(v, p, bounds, slopes, 1).sum())(x)
+            return gx.pow(2).sum()
+        return grad(penalty)(p)
+
+    torch.testing.assert_close(torch.compile(penalty_gradient, fullgraph=True)(points),
+                               penalty_gradient(points), rtol=1e-4, atol=1e-5)
+    assert penalty_gradient(points).abs().max() > 0
