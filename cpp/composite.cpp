@@ -125,9 +125,66 @@ std::optional<int64_t> common_scaling_degree(const Tensor& denominator) {
   return common;
 }
 
-// E_j for one scaling degree s known on the host, as pau_math.h's
-// scaled_powers computes them: products of w = 1/x. Stacked.
+// The scaled powers without selects: with M = max(1, |x|), v = x / M (x where
+// |x| <= 1, sgn(x) beyond) and 1/M, both in [-1, 1],
+//   E_j = x^j / M^s = v^j (1/M)^(s-j)   (j <= s),   v^j M^(j-s)   (j > s),
+// the values of pau_math.h's scaled_powers (there sgn(x)^s w^(s-j) with w = 1/x
+// for |x| > 1, which is v^j (1/M)^(s-j)). Nothing overflows for j <= s, and
+// every factor has a finite derivative (v's is 0 where |x| > 1): no branch to
+// sanitise. Autograd's derivative of M at |x| = 1 is one-sided, which F
+// (a ratio in which M^s cancels) does not see.
+struct Scaling {
+  Tensor v;        // x / M
+  Tensor inverse;  // 1 / M
+  Tensor m;        // M
+  Tensor nan;      // 1, or NaN where x is NaN (for E_0 when s = 0)
+};
+
+Scaling scaling_of(const Tensor& x) {
+  Scaling r;
+  r.m = x.abs().clamp_min(1.0);
+  r.inverse = r.m.reciprocal();
+  r.v = x * r.inverse;
+  // clamp_min keeps NaN, so M, 1/M and v are NaN where x is: E_j for j >= 1
+  // and any s follow; v * 0 + 1 carries it into E_0 = 1 of a constant group.
+  r.nan = r.v * 0 + 1;
+  return r;
+}
+
+// v^0..v^(count-1), the first being r.nan.
+std::vector<Tensor> powers_of_v(const Scaling& r, int64_t count) {
+  std::vector<Tensor> p{r.nan};
+  for (int64_t j = 1; j < count; ++j) p.push_back(j == 1 ? r.v : p.back() * r.v);
+  return p;
+}
+
+// E_j for one scaling degree s known on the host, stacked. For count - 1 - s
+// <= 1 only: beyond, E_j = v^j M^(j-s) can be infinite where a zero
+// coefficient's term is dropped (guarded), and the product's gradient then
+// is 0 * inf = NaN; scaled_powers_by_selects handles those degrees.
 Tensor scaled_powers_of(const Tensor& x, int64_t s, int64_t count) {
+  const Scaling r = scaling_of(x);
+  const std::vector<Tensor> v = powers_of_v(r, count);
+  std::vector<Tensor> e(static_cast<size_t>(count));
+  Tensor factor;  // (1/M)^(s-j) walking j down from s, then M^(j-s) up from s
+  for (int64_t j = std::min(s, count - 1); j >= 0; --j) {
+    factor = j == s ? Tensor() : (factor.defined() ? factor * r.inverse : r.inverse);
+    e[j] = factor.defined() ? v[j] * factor : v[j];
+  }
+  factor = Tensor();
+  for (int64_t j = s + 1; j < count; ++j) {
+    factor = factor.defined() ? factor * r.m : r.m;
+    e[j] = v[j] * factor;
+  }
+  return at::cat(e, 0);  // each E_j is (1, pre, G, C / G, post)
+}
+
+// E_j for one scaling degree s known on the host, as pau_math.h's
+// scaled_powers computes them: products of w = 1/x, the two branches (|x| <= 1
+// and beyond) selected. Stacked. Slower than scaled_powers_of; used where that
+// one's products can be infinite (see there): here E_j, j > s, is a chain of
+// products of x, whose gradient is NaN only where |x|^(j-s-1) overflows too.
+Tensor scaled_powers_by_selects(const Tensor& x, int64_t s, int64_t count) {
   const Tensor large = x.abs().gt(1);
   const Tensor small = at::where(large.logical_not(), x, 0.0);
   const Tensor x_large = at::where(large, x, 1.0);  // sanitised as in scaled_powers
@@ -179,7 +236,7 @@ Tensor powers_by_selection(const Tensor& x, const Tensor& s, int64_t n, int64_t 
   Tensor e;
   for (int64_t c = 0; c <= n; ++c) {
     const Tensor selected = s.eq(static_cast<double>(c));
-    const Tensor candidate = scaled_powers_of(at::where(selected, x, 0.0), c, count);
+    const Tensor candidate = scaled_powers_by_selects(at::where(selected, x, 0.0), c, count);
     e = e.defined() ? at::where(selected, candidate, e) : candidate;
   }
   return e;
@@ -235,7 +292,12 @@ Evaluation evaluate(const Tensor& x, const Coefficients& c, const Tensor& s,
   const int64_t m = c.a.size(0) - 1;
   const int64_t n = c.b.size(0);
   const int64_t count = std::max(m, n) + 1;
-  r.e = common_s ? scaled_powers_of(x, *common_s, count) : scaled_powers(x, s, n, count);
+  if (common_s) {
+    r.e = count - 1 - *common_s <= 1 ? scaled_powers_of(x, *common_s, count)
+                                     : scaled_powers_by_selects(x, *common_s, count);
+  } else {
+    r.e = scaled_powers(x, s, n, count);
+  }
   r.guard = !common_s || count - 1 - *common_s >= 2;
   r.sum_a = (c.a * guarded(c.a, leading(r.e, m + 1), r.guard)).sum(0);
   if (n == 0) {
