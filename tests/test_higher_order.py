@@ -529,3 +529,19 @@ def test_torch_compile_of_rpau_second_derivatives() -> None:
 
     torch.testing.assert_close(torch.compile(second_derivative, fullgraph=True)(x),
                                second_derivative(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("degrees", [(0, 0), (2, 0), (3, 2)], ids=lambda d: f"deg{d[0]}_{d[1]}")
+def test_nan_propagates_through_the_composite(degrees: tuple[int, int]) -> None:
+    """As the kernels: NaN x gives NaN, also for a constant group (E_0 = 1 must not hide it)."""
+    num, den = random_coefficients(1, degrees, "safe", torch.float64, seed=1)
+    x = torch.tensor([[0.5, float("nan"), 2.0]], dtype=torch.float64)
+    out = vmap(lambda xi: torch.ops.pau.forward(xi, num, den, "safe", 0))(x)
+    assert torch.isnan(out[0, 1]) and torch.isfinite(out[0, [0, 2]]).all()
+    xr = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(torch.ops.pau.forward(xr, num, den, "safe", 1).sum(), xr,
+                                create_graph=True)
+    (gn,) = torch.autograd.grad(torch.ops.pau.backward(torch.ones_like(x), xr, num.requires_grad_(),
+                                                       den, "safe", 1)[0].sum(), num)
+    assert torch.isnan(gn).all()
+    assert torch.isfinite(gx[0, [0, 2]]).all()
