@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -557,6 +558,83 @@ def test_gradient_clipping_is_applied(tmp_path: Path) -> None:
     assert max(slope_changes(1e-4)) <= bound
     assert max(slope_changes(None)) > 10 * bound  # unclipped they move much further
     assert slope_changes(1e6) == slope_changes(None)
+
+
+def test_cifar10_protocol_preset() -> None:
+    def picked(a) -> tuple:
+        return (a.optimizer, a.lr, a.momentum, a.lr_decay, a.weight_decay, a.activation_lr,
+                a.batch_size, a.epochs)  # fmt: skip
+
+    assert picked(_resolved()) == ("adam", 0.002, 0.0, 1.0, 0.0, None, 256, 100)
+    assert picked(_resolved("--optimizer", "sgd")) == ("sgd", 0.01, 0.5, 1.0, 0.0, None, 256, 100)
+    assert picked(_resolved("--dataset", "cifar10"))[-1] == 400  # the paper's CIFAR-10 epochs
+    assert picked(_resolved("--protocol", "cifar10", "--dataset", "cifar10")) == (
+        "sgd", 0.1, 0.9, 0.985, 5e-4, 0.01, 64, 400,
+    )  # fmt: skip
+    over = _resolved("--protocol", "cifar10", "--lr", "0.05", "--momentum", "0", "--epochs", "3")
+    assert (over.lr, over.momentum, over.epochs, over.weight_decay) == (0.05, 0.0, 3, 5e-4)
+
+
+def test_old_run_names_survive_the_schedule_fields() -> None:
+    # A committed run from before weight_decay / lr_decay / activation_lr existed: its
+    # configuration must still give its file name, so caches and resumes stay valid.
+    runs = Path(__file__).parent.parent / "docs/experiments/results/lenet-fashion-mnist-e30/runs"
+    files = sorted(runs.glob("*.json"))
+    if not files:
+        pytest.skip("committed runs not in this checkout")
+    for path in files[:3]:
+        result = json.loads(path.read_text())
+        config = train.RunConfig(**result["config"])
+        assert config.name() == path.stem
+        assert train.is_finished(result, config)
+    new = dataclasses.replace(config, weight_decay=1e-4)
+    assert new.name() != config.name() and new.identity()["weight_decay"] == 1e-4
+
+
+def test_parameter_groups_and_learning_rate_schedule() -> None:
+    model = models.build_model("lenet", lambda: activations.make("prelu"))
+    act_params = {id(p) for m in model.activation_modules() for p in m.parameters()}
+    base = train.RunConfig(
+        model="lenet", dataset="mnist", activation="prelu", seed=0, epochs=5, optimizer="sgd",
+        lr=0.1, momentum=0.9,
+    )  # fmt: skip
+    assert len(train._make_optimizer(base, model).param_groups) == 1  # as before the options
+    config = dataclasses.replace(base, weight_decay=1e-3, lr_decay=0.5, activation_lr=0.01)
+    opt = train._make_optimizer(config, model)
+    weights, acts = opt.param_groups
+    assert {id(p) for p in acts["params"]} == act_params
+    assert not act_params & {id(p) for p in weights["params"]}
+    assert (weights["weight_decay"], acts["weight_decay"], acts["lr"]) == (1e-3, 0.0, 0.01)
+    train.set_epoch_lr(opt, config, 3)
+    assert weights["lr"] == pytest.approx(0.1 * 0.5**3) and acts["lr"] == 0.01
+    # Without an activation rate the activations decay with the weights.
+    shared = dataclasses.replace(config, activation_lr=None)
+    opt = train._make_optimizer(shared, model)
+    train.set_epoch_lr(opt, shared, 2)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.025, 0.025])
+
+
+def test_scheduled_run_resumes_to_identical_result(tmp_path: Path) -> None:
+    ds = data.load_dataset("mnist", _write_tiny_mnist(tmp_path / "mnist"))
+    config = train.RunConfig(
+        model="lenet", dataset="mnist", activation="prelu", seed=1, epochs=3, batch_size=32,
+        optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, lr_decay=0.5,
+        activation_lr=0.01,
+    )  # fmt: skip
+    straight = train.run(config, ds, tmp_path / "a", torch.device("cpu"), False, lambda _: None)
+    assert straight["config"]["lr_decay"] == 0.5
+
+    def interrupt_in_epoch_3(line: str) -> None:
+        if "epoch   3/3" in line:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config, ds, tmp_path / "b", torch.device("cpu"), False, interrupt_in_epoch_3)
+    resumed = train.run(config, ds, tmp_path / "b", torch.device("cpu"), False, lambda _: None)
+    assert [e["train_loss"] for e in resumed["epochs"]] == [
+        e["train_loss"] for e in straight["epochs"]
+    ]
+    assert resumed["activation_states"] == straight["activation_states"]
 
 
 def test_rerun_skips_finished_runs(tmp_path: Path, capsys) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import math
 import sys
@@ -56,6 +55,7 @@ from .train import (
     pwlu_epoch_end,
     pwlu_epoch_start,
     rotate_batch,
+    set_epoch_lr,
 )
 
 SCHEMA_VERSION = 1
@@ -176,6 +176,7 @@ def _train_level(
     history = []
     start = time.perf_counter()
     for epoch in range(config.epochs):
+        set_epoch_lr(optimizer, config, epoch)
         pwlu_epoch_start(model, epoch)
         model.train()
         perm = torch.randperm(n, generator=order_gen).to(device)
@@ -256,7 +257,7 @@ def lottery_ticket(
         log(f"  {label}: test accuracy {outcome['test_accuracy']:.2f}%")
     return {
         "schema": SCHEMA_VERSION,
-        "config": dataclasses.asdict(config),
+        "config": config.identity(),
         "levels": list(levels),
         "score": score,
         "train_size": len(data.train_x),
@@ -449,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             if (
                 cached is not None
                 and cached.get("schema") == SCHEMA_VERSION
-                and cached.get("config") == dataclasses.asdict(config)
+                and cached.get("config") == config.identity()
             ):
                 print(f"cached: {path}")
                 runs.append(cached)

@@ -92,6 +92,12 @@ def _setting_line(results: Sequence[dict[str, Any]]) -> str:
         extras += f", random rotation ±{cfg['rotate']:g}°"
     if cfg.get("clip_grad_norm"):
         extras += f", gradient norm clipped at {cfg['clip_grad_norm']:g}"
+    if cfg.get("lr_decay", 1.0) != 1.0:
+        extras += f", learning rate x{cfg['lr_decay']:g} per epoch"
+    if cfg.get("weight_decay"):
+        extras += f", weight decay {cfg['weight_decay']:g} (not on activations)"
+    if cfg.get("activation_lr") is not None:
+        extras += f", activations' constant learning rate {cfg['activation_lr']:g}"
     return (
         f"{MODEL_LABELS.get(cfg['model'], cfg['model'])} on "
         f"{DATASET_LABELS.get(cfg['dataset'], cfg['dataset'])} "

@@ -52,17 +52,40 @@ class RunConfig:
     # training images by up to 30 degrees and clips the gradient norm at 5.
     rotate: float = 0.0
     clip_grad_norm: float | None = None
+    # The paper's CIFAR-10 schedule (appendix A.4.1): weight decay (never on the
+    # activations' parameters), the weights' learning rate multiplied by
+    # lr_decay after every epoch, and, if activation_lr is set, a constant
+    # learning rate of its own for the activations' parameters.
+    weight_decay: float = 0.0
+    lr_decay: float = 1.0
+    activation_lr: float | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that name a run: all, but the schedule fields only when not at default.
+
+        Runs recorded before those fields existed keep their names and cache entries.
+        """
+        out = dataclasses.asdict(self)
+        for field in _SCHEDULE_FIELDS:
+            if out[field.name] == field.default:
+                del out[field.name]
+        return out
 
     def name(self) -> str:
         """File stem: readable fields plus a hash of the whole configuration."""
-        digest = hashlib.sha1(
-            json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
-        ).hexdigest()[:8]
+        digest = hashlib.sha1(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
         size = f"_n{self.subset}" if self.subset else ""
         return (
             f"{self.model}_{self.dataset}{size}_{self.activation}_{self.optimizer}"
             f"_e{self.epochs}_seed{self.seed}_{digest}"
         )
+
+
+_SCHEDULE_FIELDS = tuple(
+    f
+    for f in dataclasses.fields(RunConfig)
+    if f.name in ("weight_decay", "lr_decay", "activation_lr")
+)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -86,7 +109,7 @@ def is_finished(result: dict[str, Any] | None, config: RunConfig) -> bool:
         result is not None
         and result.get("schema") == SCHEMA_VERSION
         and result.get("status") in ("finished", "diverged")
-        and result.get("config") == dataclasses.asdict(config)
+        and result.get("config") == config.identity()
     )
 
 
@@ -189,11 +212,49 @@ def rotate_batch(
 
 
 def _make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam or SGD; with weight decay or an activation learning rate, two parameter groups.
+
+    Group 0 holds the weights (learning rate ``lr``, decayed per epoch by
+    :func:`set_epoch_lr`, weight decay), group 1 the activations' parameters
+    (``activation_lr`` or ``lr``, no weight decay). Without either option all
+    parameters are one group, as in the runs made before they existed.
+    """
+    if config.optimizer not in ("adam", "sgd"):
+        raise ValueError(f"unknown optimizer {config.optimizer!r}")
+    params: Any = list(model.parameters())
+    if config.weight_decay or config.activation_lr is not None:
+        act_ids = {id(p) for m in model.activation_modules() for p in m.parameters()}
+        params = [
+            {
+                "params": [p for p in params if id(p) not in act_ids],
+                "weight_decay": config.weight_decay,
+            },
+            {
+                "params": [p for p in params if id(p) in act_ids],
+                "weight_decay": 0.0,
+                "lr": config.activation_lr if config.activation_lr is not None else config.lr,
+            },
+        ]
     if config.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=config.lr)
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum)
+
+
+def set_epoch_lr(optimizer: torch.optim.Optimizer, config: RunConfig, epoch: int) -> None:
+    """Learning rates for 0-based ``epoch``: ``lr * lr_decay**epoch`` for the weights.
+
+    The activations' group keeps ``activation_lr`` when that is set (the paper's
+    constant PAU learning rate) and decays with the weights otherwise. Set from
+    the epoch number, so a resumed run gets the same rates.
+    """
+    if config.lr_decay == 1.0:
+        return
+    factor = config.lr_decay**epoch
+    for i, group in enumerate(optimizer.param_groups):
+        if i == 1 and config.activation_lr is not None:
+            group["lr"] = config.activation_lr
+        else:
+            group["lr"] = config.lr * factor
 
 
 def _environment(device: torch.device) -> dict[str, Any]:
@@ -253,7 +314,7 @@ def run(
 
     if ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if ckpt.get("config") == dataclasses.asdict(config):
+        if ckpt.get("config") == config.identity():
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             torch.set_rng_state(ckpt["rng"])
@@ -271,7 +332,7 @@ def run(
     result: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "name": config.name(),
-        "config": dataclasses.asdict(config),
+        "config": config.identity(),
         "status": "running",
         "dataset_source": data.source,
         "train_size": n,
@@ -283,6 +344,7 @@ def run(
     }
 
     for epoch in range(len(history), config.epochs):
+        set_epoch_lr(optimizer, config, epoch)
         pwlu_epoch_start(model, epoch)
         model.train()
         perm = torch.randperm(n, generator=order_gen).to(device)
@@ -343,7 +405,7 @@ def run(
             break
         torch.save(
             {
-                "config": dataclasses.asdict(config),
+                "config": config.identity(),
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng": torch.get_rng_state(),
