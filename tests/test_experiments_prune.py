@@ -200,3 +200,32 @@ def test_prune_argument_errors_exit_2(argv: list[str], message: str, capsys) -> 
         cli.main(["prune", *argv])
     assert exc.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_prune_takes_the_cifar10_schedule(tmp_path: Path, capsys) -> None:
+    d = _tiny_mnist(tmp_path / "m")
+    out = tmp_path / "out"
+    argv = [
+        "prune", "--model", "lenet", "--dataset", "mnist", "--data-dir", str(d),
+        "--activations", "prelu", "--levels", "50", "--epochs", "2", "--protocol", "cifar10",
+        "--batch-size", "32", "--out", str(out), "--no-plots",
+    ]  # fmt: skip
+    assert cli.main(argv) == 0
+    (path,) = (out / "runs").glob("prune_*.json")
+    cfg = json.loads(path.read_text())["config"]
+    assert (cfg["optimizer"], cfg["lr"], cfg["momentum"], cfg["batch_size"]) == (
+        "sgd",
+        0.1,
+        0.9,
+        32,
+    )
+    assert (cfg["weight_decay"], cfg["lr_decay"], cfg["activation_lr"]) == (5e-4, 0.985, 0.01)
+    # Without a protocol: the paper's Adam and no schedule fields in the record.
+    out2 = tmp_path / "out2"
+    argv2 = [a if a != "cifar10" else "paper" for a in argv]
+    argv2[argv2.index(str(out))] = str(out2)
+    assert cli.main(argv2) == 0
+    (path2,) = (out2 / "runs").glob("prune_*.json")
+    cfg2 = json.loads(path2.read_text())["config"]
+    assert (cfg2["optimizer"], cfg2["lr"], cfg2["batch_size"]) == ("adam", 0.002, 32)
+    assert "weight_decay" not in cfg2 and "activation_lr" not in cfg2

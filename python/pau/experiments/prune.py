@@ -370,12 +370,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs per level (default: the paper's, 100; 400 for cifar10)",
     )
     p.add_argument("--seeds", type=_positive_int, default=1, help="default: 1 (paper: one run)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument(
+        "--protocol",
+        choices=("paper", "authors", "cifar10"),
+        default="paper",
+        help="training presets as in the main command (cifar10: appendix A.4.1's schedule)",
+    )
+    p.add_argument("--optimizer", choices=("adam", "sgd"))
     p.add_argument("--lr", type=_positive_float)
-    p.add_argument("--batch-size", type=_positive_int, default=256)
+    p.add_argument("--momentum", type=_non_negative_float)
+    p.add_argument("--weight-decay", type=_non_negative_float)
+    p.add_argument("--lr-decay", type=_positive_float, metavar="GAMMA")
+    p.add_argument("--activation-lr", type=_positive_float)
+    p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--subset", type=_positive_int, help="training images (fixed choice)")
-    p.add_argument("--pau-variant", choices=("safe", "abs_sum"), default="safe")
-    p.add_argument("--rotate", type=_non_negative_float, default=0.0, metavar="DEG")
+    p.add_argument("--pau-variant", choices=("safe", "abs_sum"))
+    p.add_argument("--rotate", type=_non_negative_float, metavar="DEG")
     p.add_argument("--clip-grad-norm", type=_positive_float, metavar="MAX")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--data-dir", type=Path)
@@ -395,11 +405,9 @@ def _parse_levels(text: str, parser: argparse.ArgumentParser) -> list[int]:
 
 
 def _run_name(config: RunConfig, levels: Sequence[int], score: str) -> str:
-    size = f"_n{config.subset}" if config.subset else ""
-    return (
-        f"prune_{config.model}_{config.dataset}{size}_{config.activation}_e{config.epochs}"
-        f"_seed{config.seed}_{score}_{'-'.join(str(v) for v in levels)}"
-    )
+    # config.name() ends in a hash of the whole configuration, so runs of other
+    # protocols or learning rates in the same --out do not overwrite each other.
+    return f"prune_{config.name()}_{score}_{'-'.join(str(v) for v in levels)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,8 +425,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch has no CUDA device available")
+    from .cli import _SCHEDULE_DEFAULTS, PROTOCOLS
+
+    # The main command's presets: the protocol, then the plain defaults, fill what is unset.
+    for key, value in (_SCHEDULE_DEFAULTS | PROTOCOLS[args.protocol]).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     epochs = args.epochs or paper.paper_epochs(args.dataset)
     lr = args.lr or OPTIMIZER_DEFAULTS[args.optimizer]["lr"]
+    momentum = (
+        args.momentum
+        if args.momentum is not None
+        else OPTIMIZER_DEFAULTS[args.optimizer]["momentum"]
+    )
     try:
         data = load_dataset(args.dataset, args.data_dir, args.subset)
     except DataUnavailableError as err:
@@ -438,12 +457,15 @@ def main(argv: list[str] | None = None) -> int:
                 epochs=epochs,
                 optimizer=args.optimizer,
                 lr=lr,
-                momentum=OPTIMIZER_DEFAULTS[args.optimizer]["momentum"],
+                momentum=momentum,
                 batch_size=args.batch_size,
                 subset=args.subset,
                 pau_variant=args.pau_variant,
                 rotate=args.rotate,
                 clip_grad_norm=args.clip_grad_norm,
+                weight_decay=args.weight_decay,
+                lr_decay=args.lr_decay,
+                activation_lr=args.activation_lr,
             )
             path = runs_dir / f"{_run_name(config, levels, args.score)}.json"
             cached = load_result(path)
