@@ -8,7 +8,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
-#include <ATen/FuncTorchTLS.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
 #include <torch/library.h>
 
@@ -27,19 +27,14 @@ using at::Tensor;
 
 namespace {
 
-// Whether a torch.func transform is active, by the test that
-// torch::autograd::Function::apply makes (it throws exactly then). The header
-// with the transform stack itself (ATen/functorch/DynamicLayer.h) needs
+// Whether a torch.func transform is active: functorch includes its
+// DynamicLayerFrontMode key in the thread's dispatch keys exactly while its
+// transform stack is not empty (setDynamicLayerFrontBackKeysIncluded). The
+// stack itself is declared in ATen/functorch/DynamicLayer.h, which needs
 // nlohmann/json, which torch does not install.
 bool transform_active() {
-  const auto& tls = at::functorch::functorchTLSAccessor();
-  if (!tls) return false;
-  try {
-    tls->checkSupportsCppAutogradFunction();
-  } catch (const c10::Error&) {
-    return true;
-  }
-  return false;
+  return c10::impl::tls_is_dispatch_key_included(
+      c10::DispatchKey::FuncTorchDynamicLayerFrontMode);
 }
 
 }  // namespace
