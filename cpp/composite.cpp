@@ -14,7 +14,6 @@
 
 #include <limits>
 #include <optional>
-#include <string>
 #include <vector>
 
 #include "pau_ops.h"

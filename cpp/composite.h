@@ -1,17 +1,20 @@
-// PAU and RPAU written as compositions of differentiable at:: ops: the path
-// autograd takes where the fused kernels' autograd cannot go.
+// PAU, RPAU and PWLU written as compositions of differentiable at:: ops: the
+// path autograd takes where the fused kernels' autograd cannot go.
 //
-// * Double backward: pau::backward (and rpau_backward) called with a graph to
-//   build (create_graph=True) runs backward_* here; autograd differentiates it
-//   to any order.
+// * Double backward: pau::backward (rpau_backward, pwlu_backward) called with
+//   a graph to build (create_graph=True) runs *_backward here; autograd
+//   differentiates it to any order.
 // * torch.func transforms (grad, vmap, jvp, jacrev, jacfwd, hessian) and
 //   forward-mode AD: a C++ torch::autograd::Function cannot run under them, so
-//   pau::forward / rpau_forward compute forward_* here instead, and their
-//   FuncTorchBatched kernels are these functions (a decomposition into ops that
-//   have batching rules).
+//   pau::forward (rpau_forward, pwlu_forward) compute *_forward here instead,
+//   and their FuncTorchBatched kernels are these functions (a decomposition
+//   into ops that have batching rules).
 //
 // The first-order path without a transform never comes here: it stays the
-// fused kernels.
+// fused kernels. The composites are slower than the kernels (README, the
+// second-order benchmark); a fused second-order kernel is not written.
+//
+// The rest of this comment is about PAU (composite.cpp); PWLU's are below.
 //
 // Overflow: the formulas are those of pau_math.h in the scaled powers
 // E_j = x^j / M^s (M = max(1, |x|), s = the group's effective denominator
