@@ -21,7 +21,10 @@ def pau(
             or ``"plain"`` (Q = 1 + A(x)).
         dim: the channel dimension; its size must be divisible by G.
 
-    Differentiable with respect to all three tensors.
+    Differentiable with respect to all three tensors, to any order
+    (``create_graph=True``), and usable under ``torch.func`` transforms (grad,
+    vmap, jacrev, jacfwd, jvp, hessian); see the README's "Higher-order
+    gradients and torch.func".
     """
     return torch.ops.pau.forward(x, numerator, denominator, variant, dim)
 
@@ -38,6 +41,7 @@ def pwlu(x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, dim: int = 1
 
     Left of B_L: Y_0 + (x - B_L) K_L; right of B_R: Y_N + (x - B_R) K_R; in
     between: linear interpolation of the neighbouring points. Differentiable
-    with respect to all four tensors.
+    with respect to all four tensors, to any order, and usable under
+    ``torch.func`` transforms, as :func:`pau`.
     """
     return torch.ops.pau.pwlu_forward(x, points, bounds, slopes, dim)

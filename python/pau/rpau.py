@@ -83,7 +83,13 @@ def rpau(
     variant: str = "safe",
     dim: int = 1,
 ) -> Tensor:
-    """Functional RPAU; ``seed_offset`` defaults to a fresh draw (see :func:`draw_seed_offset`)."""
+    """Functional RPAU; ``seed_offset`` defaults to a fresh draw (see :func:`draw_seed_offset`).
+
+    A pure function of ``seed_offset``: under ``torch.func.vmap`` a fresh draw
+    follows vmap's ``randomness`` flag (``"different"``: one seed per sample,
+    ``"same"``: one for all, ``"error"``: torch's error), and an unbatched
+    ``seed_offset`` passed in gives every sample the same noise.
+    """
     if seed_offset is None:
         seed_offset = draw_seed_offset()
     return torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, seed_offset, variant, dim)
