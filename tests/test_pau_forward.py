@@ -188,7 +188,7 @@ import torch, pau
 from conftest import (VARIANTS, X_DTYPES, check_against_reference, compute_dtype,
                       random_coefficients, random_x)
 from pau.reference import rpau_reference
-from pau.rpau import noise
+from pau.functional import rpau_noise as noise
 
 assert pau._C.cpu_capability() == {expected!r}, pau._C.cpu_capability()
 checked = 0

@@ -19,7 +19,7 @@ import torch
 from conftest import OP_LAYOUTS as LAYOUTS
 from conftest import check_script_module_in_fresh_process, layout_x, opcheck_pwlu
 from conftest import pwlu_parameters as parameters
-from pau.pwlu import pwlu_segments, segment_tables
+from pau.functional import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
 
@@ -402,7 +402,7 @@ def test_realign_without_statistics_warns_and_keeps_parameters():
     assert model[1].collecting
 
 
-# Inference tables: pau.pwlu.segment_tables / pwlu_segments against the operator.
+# Inference tables: pau.functional.segment_tables / pwlu_segments against the operator.
 
 
 def segments_tolerance(points, bounds, slopes, dtype) -> float:
