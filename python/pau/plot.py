@@ -25,10 +25,7 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .nn import PAU, PWLU, RPAU
-from .nn.pwlu import INITS as PWLU_INITS
-from .nn.pwlu import initial_parameters as pwlu_initial_parameters
-from .reference import pau_reference, pwlu_reference
+from .nn import PAU, PWLU, Unit
 
 __all__ = [
     "plot",
@@ -40,12 +37,8 @@ __all__ = [
 ]
 
 #: The module types :func:`plot` draws and :func:`record_inputs` watches by default.
+#: (Every unit is a PAU, an RPAU, which is a PAU, or a PWLU: the error names them.)
 UNIT_TYPES: tuple[type[nn.Module], ...] = (PAU, PWLU)
-
-# Monte Carlo draws of the RPAU coefficient noise for the band; fixed seed so
-# that a figure is reproducible.
-_BAND_DRAWS = 256
-_BAND_SEED = 0
 
 
 # ----------------------------------------------------------------------------
@@ -291,85 +284,23 @@ def record_inputs(
 # ----------------------------------------------------------------------------
 
 
-def initial_parameters(module: nn.Module) -> Optional[dict[str, Tensor]]:
+def initial_parameters(module: Unit) -> Optional[dict[str, Tensor]]:
     """The parameters ``module`` started from (float64, CPU), or None if unknown.
 
     :func:`pau.convert` stores them on the modules it creates; otherwise they
     are rebuilt from the module's ``init`` (a preset name for PAU / RPAU, one of
-    PWLU's own inits), which works for modules built with a named init.
+    PWLU's own inits), which works for modules built with a named init. See
+    :meth:`pau.nn.Unit.initial_parameters`.
     """
-    stored = getattr(module, "_pau_initial", None)
-    if stored is not None:
-        return stored
-    init = getattr(module, "init", None)
-    if isinstance(module, PAU) and isinstance(init, str) and init not in ("custom", "fit"):
-        from . import presets
-
-        try:
-            num, den = presets.coefficients(init, module.degrees, module.variant)
-        except ValueError:
-            return None
-        return {"numerator": num.reshape(1, -1), "denominator": den.reshape(1, -1)}
-    if isinstance(module, PWLU) and init in PWLU_INITS:
-        points, bounds, slopes = pwlu_initial_parameters(init, module.num_points, module.bound)
-        return {
-            "points": points.reshape(1, -1),
-            "bounds": bounds.reshape(1, -1),
-            "slopes": slopes.reshape(1, -1),
-        }
-    return None
+    return module.initial_parameters()
 
 
-def _evaluate(module: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tensor:
-    """(P, G) values of each group's function at the (P,) points ``x``, float64."""
-    if isinstance(module, PAU):
-        num, den = params["numerator"], params["denominator"]
-        xs = x[:, None].expand(-1, num.shape[0])
-        return pau_reference(xs, num, den, module.variant, dim=1)
-    points = params["points"]
-    xs = x[:, None].expand(-1, points.shape[0])
-    return pwlu_reference(xs, points, params["bounds"], params["slopes"], dim=1)
-
-
-def _current(module: nn.Module) -> dict[str, Tensor]:
-    names = (
-        ("numerator", "denominator") if isinstance(module, PAU) else ("points", "bounds", "slopes")
-    )
-    return {n: getattr(module, n).detach().to("cpu", torch.float64) for n in names}
-
-
-def _noise_band(module: RPAU, group: int, x: Tensor) -> tuple[Tensor, Tensor]:
-    """Pointwise min and max of F over random draws of RPAU's coefficient noise.
-
-    Every coefficient c becomes c (1 + e), e ~ U(-alpha, alpha), independently
-    (PAU paper Eq. 3): the band is what one training forward can output.
-    """
-    num = module.numerator.detach().to("cpu", torch.float64)[group]
-    den = module.denominator.detach().to("cpu", torch.float64)[group]
-    count = num.numel() + den.numel()
-    alpha = module.alpha.detach().to("cpu", torch.float64).expand(module.groups, count)[group]
-    gen = torch.Generator().manual_seed(_BAND_SEED)
-    u = torch.rand(_BAND_DRAWS, count, dtype=torch.float64, generator=gen)
-    factor = 1 + alpha * (2 * u - 1)
-    factor[0] = 1  # include the unperturbed function
-    coefficients = torch.cat([num, den]) * factor
-    values = _evaluate(
-        module,
-        {
-            "numerator": coefficients[:, : num.numel()],
-            "denominator": coefficients[:, num.numel() :],
-        },
-        x,
-    )
-    return values.min(1).values, values.max(1).values
-
-
-def _default_range(module: nn.Module, hist: Optional[InputHistogram]) -> tuple[float, float]:
+def _default_range(module: Unit, hist: Optional[InputHistogram]) -> tuple[float, float]:
+    natural = module.natural_range()
     if hist is not None and hist.total:
         lo, hi = hist.quantile(0.001), hist.quantile(0.999)
-    elif isinstance(module, PWLU):
-        bounds = module.bounds.detach().to("cpu", torch.float64)
-        lo, hi = float(bounds[:, 0].min()), float(bounds[:, 1].max())
+    elif natural is not None:
+        lo, hi = natural
     else:
         return (-3.0, 3.0)  # the presets' fitting range
     width = max(hi - lo, 1e-3)
@@ -388,21 +319,13 @@ def _check_range(x_range: Any) -> Optional[tuple[float, float]]:
     return lo, hi
 
 
-def _describe(module: nn.Module) -> str:
-    if isinstance(module, PAU):
-        kind = "RPAU" if isinstance(module, RPAU) else "PAU"
-        m, n = module.degrees
-        return f"{kind} ({m},{n}) {module.variant}"
-    return f"PWLU N={module.num_points}"
-
-
 def _units(module_or_model: nn.Module) -> list[tuple[str, nn.Module]]:
-    if isinstance(module_or_model, UNIT_TYPES):
+    if isinstance(module_or_model, Unit):
         return [("", module_or_model)]
     seen: set[int] = set()
     units = []
     for name, m in module_or_model.named_modules():
-        if isinstance(m, UNIT_TYPES) and id(m) not in seen:
+        if isinstance(m, Unit) and id(m) not in seen:
             seen.add(id(m))
             units.append((name, m))
     return units
@@ -552,7 +475,7 @@ def plot(
 def _draw_unit(
     ax: Any,
     name: str,
-    module: nn.Module,
+    module: Unit,
     fixed_range: Optional[tuple[float, float]],
     hist: Optional[InputHistogram],
     max_groups: int,
@@ -563,8 +486,8 @@ def _draw_unit(
 ) -> None:
     lo, hi = fixed_range or _default_range(module, hist)
     x = torch.linspace(lo, hi, points, dtype=torch.float64)
-    params = _current(module)
-    values = _evaluate(module, params, x)  # (P, G)
+    params = module.current_parameters()
+    values = module.reference(x, params)  # (P, G)
     groups = values.shape[1]
     shown = (
         list(range(groups))
@@ -611,8 +534,9 @@ def _draw_unit(
         else:
             label = None
         # Overlapping bands of many groups would hide each other: band the first few.
-        if noise_band and i < 4 and isinstance(module, RPAU) and float(module.alpha.max()) > 0:
-            band_lo, band_hi = _noise_band(module, g, x)
+        band = module.noise_band(g, x) if noise_band and i < 4 else None
+        if band is not None:
+            band_lo, band_hi = band
             ax.fill_between(
                 xs,
                 band_lo.numpy(),
@@ -623,14 +547,13 @@ def _draw_unit(
                 label="noise band" if i == 0 else None,
             )
         ax.plot(xs, values[:, g].numpy(), color=color, linewidth=1.6, label=label)
-        if isinstance(module, PWLU) and module.num_points <= 64 and len(shown) <= 4:
-            knots = torch.linspace(0, 1, module.num_points + 1, dtype=torch.float64)
-            b = params["bounds"][g]
-            kx = b[0] + knots * (b[1] - b[0])
+        knots = module.knots(params, g) if len(shown) <= 4 else None
+        if knots is not None and knots[0].numel() <= 65:
+            kx, ky = knots
             keep = (kx >= lo) & (kx <= hi)
             ax.plot(
                 kx[keep].numpy(),
-                params["points"][g][keep].numpy(),
+                ky[keep].numpy(),
                 "o",
                 color=color,
                 markersize=2.5,
@@ -639,7 +562,7 @@ def _draw_unit(
     if initial:
         start = initial_parameters(module)
         if start is not None:
-            y0 = _evaluate(module, start, x)[:, 0]
+            y0 = module.reference(x, start)[:, 0]
             init = getattr(module, "init", "")
             ax.plot(
                 xs,
@@ -654,7 +577,7 @@ def _draw_unit(
     ax.axhline(0, color="0.85", linewidth=0.6, zorder=0)
     ax.axvline(0, color="0.85", linewidth=0.6, zorder=0)
     ax.set_title(
-        title or (f"{name}: {_describe(module)}" if name else _describe(module)), fontsize=9
+        title or (f"{name}: {module.describe()}" if name else module.describe()), fontsize=9
     )
     ax.tick_params(labelsize=7)
     handles, labels = ax.get_legend_handles_labels()
