@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .nn import Unit
-from .plot import InputHistogram
+from .record import InputHistogram
 
 # Uniform points of a recorded range on which a unit's start error is measured
 # (plus the range's end points and 0, where ReLU-like presets err most).
