@@ -106,6 +106,7 @@ class Tracer(torch.fx.Tracer):
         self._leaves = leaves
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        """Whether fx records ``m`` as one call_module node instead of tracing into it."""
         return isinstance(m, self._leaves) or super().is_leaf_module(m, qualname)
 
 
