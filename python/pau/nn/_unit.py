@@ -137,10 +137,11 @@ class Unit(nn.Module):
         }
 
     def initial_parameters(self) -> Optional[dict[str, Tensor]]:
-        """The parameters the unit started from (float64, CPU, one row), or None if unknown.
+        """The parameters the unit started from (float64, CPU), or None if unknown.
 
         Those kept by :meth:`remember_initial` (which :func:`pau.convert`
-        calls), else rebuilt from the unit's named ``init``.
+        calls; every group's row), else rebuilt from the unit's named ``init``
+        (one row, as all groups start alike).
         """
         stored = getattr(self, "_pau_initial", None)
         if stored is not None:
