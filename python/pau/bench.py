@@ -11,7 +11,7 @@ shape to give its overhead over PAU; ``pwlu`` (N = 16), with
 :func:`pau.reference.pwlu_reference` as the reference. On CUDA it also times
 ``x.clone()`` to express the achieved bandwidth as a fraction of a
 device-to-device copy of the same bytes. Prints a table and a summary that
-checks the targets of issues 6, 7, 16 and 17, and writes JSON (device name, ISA,
+checks the speed targets (:data:`TARGETS`, :data:`COPY_TARGETS`), and writes JSON (device name, ISA,
 versions) to ``benchmarks/results/``, rewritten after every configuration so
 that a run stopped early keeps what it measured. ``--summarize FILE`` prints the
 summary of a results file against today's targets without measuring.
@@ -41,7 +41,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 OPS = ("pau", "rpau", "pwlu")
 RPAU_ALPHA = 0.01
 PWLU_INTERVALS = 16
-# What issues 6, 7, 16 and 17 ask of the operators, checked in the summary.
+# The speed each operator is meant to reach, checked in the summary.
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ TARGETS = [
     Target("pwlu", "reference", "pwlu", "forward_backward", None, 5.0, "at least"),
     Target("pwlu", "reference_compiled", "pwlu", "forward_backward", None, 1.5, "at least"),
     Target("pau", "reference_compiled", "pau", "forward_backward", "cuda", 3.0, "at least"),
-    # Issue 17 (CPU): forward 1.5x faster than the compiled reference at 2^16, 2^20, 2^24;
+    # CPU: forward 1.5x faster than the compiled reference at 2^16, 2^20, 2^24;
     # forward within 2x relu at 2^20 and 1.1x at 2^24; forward+backward 4x faster than the
     # compiled reference at 2^20 and 2^24; RPAU forward+backward within 1.5x PAU.
     Target("pau", "reference_compiled", "pau", "forward", "cpu", 1.5, "at least", (16, 20, 24)),
@@ -77,7 +77,7 @@ TARGETS = [
            (20, 24)),
     Target("rpau", "rpau", "pau", "forward_backward", "cpu", 1.5, "at most"),
 ]
-# Issue 16: the operator's achieved bandwidth as a fraction of x.clone()'s, at least.
+# CUDA: the operator's achieved bandwidth as a fraction of x.clone()'s, at least.
 COPY_TARGETS = {
     ("pau", "forward"): 0.90,
     ("pau", "forward_backward"): 0.80,
@@ -398,7 +398,7 @@ def format_case(c: Case) -> str:
 
 def summary(cases: list[Case], device_type: Optional[str] = None) -> list[str]:
     """Per configuration: the operator's ratio to relu, RPAU's overhead over PAU, the
-    references' slowdowns, and the issue targets (met or missed) for ``device_type``."""
+    references' slowdowns, and the speed targets (met or missed) for ``device_type``."""
     lines = []
     index = {(c.op, c.impl, c.direction, c.dtype, c.numel, c.groups): c for c in cases}
     for c in cases:
