@@ -122,7 +122,7 @@ def activation_states(model: nn.Module) -> list[dict[str, list]]:
 
 
 # ---------------------------------------------------------------------------
-# PWLU realignment hook (Zhou et al. 2021; DESIGN.md, "PWLU").
+# PWLU realignment hook (Zhou et al. 2021; README, "Piecewise Linear Unit").
 # Phase I: for the first PWLU_STATISTICS_EPOCHS epochs the PWLU layers record
 # running mean/std of their inputs; then they are realigned (bounds at
 # mean -/+ 3 std, points on ReLU) and phase II trains everything.
