@@ -6,19 +6,9 @@ from typing import Callable
 
 import pytest
 import torch
-from conftest import (
-    DEGREES,
-    VARIANTS,
-    X_DTYPES,
-    assert_close_scaled,
-    check_against_reference,
-    compute_dtype,
-    op_grads,
-    random_coefficients,
-    random_x,
-    reference_grads,
-    smooth_inputs,
-)
+from helpers.inputs import DEGREES, VARIANTS, X_DTYPES, random_coefficients, random_x, smooth_inputs
+from helpers.references import check_against_reference, op_grads, reference_grads
+from helpers.tolerances import assert_close_scaled, compute_dtype
 from torch import Tensor
 
 

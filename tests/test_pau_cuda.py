@@ -21,7 +21,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import BASIC_LAYOUTS, preset_like_coefficients
+from helpers.inputs import BASIC_LAYOUTS, preset_like_coefficients
 from pau.reference import VARIANTS, pau_reference
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUD
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DEGREES = [(5, 4), (3, 3), (8, 7), (16, 16)]
-# conftest's layouts (short runs: per-lane tiles), then per channel with long
+# helpers.inputs' layouts (short runs: per-lane tiles), then per channel with long
 # runs (broadcast tiles), many groups (several per-lane column tiles) and runs
 # longer than one broadcast tile.
 LAYOUTS = [
@@ -50,7 +50,7 @@ COEFFICIENT_ROUNDING = {torch.float32: 1e-6, torch.float16: 1e-3, torch.bfloat16
 
 def coefficients(groups: int, degrees=(5, 4), variant: str = "safe", dtype=torch.float32,
                  seed: int = 0):
-    """conftest.preset_like_coefficients, float32 unless asked."""
+    """helpers.inputs.preset_like_coefficients, float32 unless asked."""
     return preset_like_coefficients(groups, degrees, variant, dtype, seed)
 
 

@@ -7,19 +7,11 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import (
-    DEGREES,
-    HALF_DTYPES,
-    VARIANTS,
-    X_DTYPES,
-    check_against_reference,
-    compute_dtype,
-    cpu_flags,
-    random_coefficients,
-    random_x,
-    reference_forward,
-    run_python,
-)
+from helpers.inputs import DEGREES, HALF_DTYPES, VARIANTS, X_DTYPES, random_coefficients, random_x
+from helpers.machine import cpu_flags
+from helpers.processes import run_python
+from helpers.references import check_against_reference, reference_forward
+from helpers.tolerances import compute_dtype
 from torch import Tensor
 
 TESTS = Path(__file__).resolve().parent
@@ -185,8 +177,9 @@ _ISA_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import torch, pau
-from conftest import (VARIANTS, X_DTYPES, check_against_reference, compute_dtype,
-                      random_coefficients, random_x)
+from helpers.inputs import VARIANTS, X_DTYPES, random_coefficients, random_x
+from helpers.references import check_against_reference
+from helpers.tolerances import compute_dtype
 from pau.reference import rpau_reference
 from pau.rpau import noise
 

@@ -7,16 +7,9 @@ from typing import Callable
 
 import pytest
 import torch
-from conftest import (
-    VARIANTS,
-    X_DTYPES,
-    check_against_reference,
-    compute_dtype,
-    op_grads,
-    random_coefficients,
-    random_x,
-    reference_grads,
-)
+from helpers.inputs import VARIANTS, X_DTYPES, random_coefficients, random_x
+from helpers.references import check_against_reference, op_grads, reference_grads
+from helpers.tolerances import compute_dtype
 from torch import Tensor
 
 

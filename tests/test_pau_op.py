@@ -16,10 +16,10 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import OP_LAYOUTS as LAYOUTS
-from conftest import check_script_module_in_fresh_process
-from conftest import layout_x as make_x
-from conftest import preset_like_coefficients as coefficients
+from helpers.inputs import OP_LAYOUTS as LAYOUTS
+from helpers.inputs import layout_x as make_x
+from helpers.inputs import preset_like_coefficients as coefficients
+from helpers.processes import check_script_module_in_fresh_process
 from pau.reference import VARIANTS, pau_reference
 
 

@@ -16,9 +16,11 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import OP_LAYOUTS as LAYOUTS
-from conftest import check_script_module_in_fresh_process, layout_x, opcheck_pwlu
-from conftest import pwlu_parameters as parameters
+from helpers.inputs import OP_LAYOUTS as LAYOUTS
+from helpers.inputs import layout_x
+from helpers.inputs import pwlu_parameters as parameters
+from helpers.opchecks import opcheck_pwlu
+from helpers.processes import check_script_module_in_fresh_process
 from pau.pwlu import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 

@@ -19,7 +19,7 @@ eps_c its machine epsilon, N intervals):
 * dL/dx = g S_k N / (B_R - B_L) is a product of a few rounded values:
   4 eps_c relative, plus the final rounding;
 * a parameter gradient is a sum over elements: within 1e-5 (float32 compute)
-  or 1e-13 (float64) of sum_i |g_i dF_i/dc| (conftest's rule for PAU), plus
+  or 1e-13 (float64) of sum_i |g_i dF_i/dc| (helpers.tolerances' rule for PAU), plus
   for a point 4 eps_c N times sum |g_i| over the elements of its two
   intervals (the position error), plus the final rounding to the
   parameters' dtype.
@@ -38,7 +38,9 @@ from typing import NamedTuple, Optional
 import pau
 import pytest
 import torch
-from conftest import BASIC_LAYOUTS, compute_dtype, opcheck_pwlu, pwlu_parameters
+from helpers.inputs import BASIC_LAYOUTS, pwlu_parameters
+from helpers.opchecks import opcheck_pwlu
+from helpers.tolerances import compute_dtype
 from pau.reference import pwlu_reference
 from torch import Tensor
 
@@ -46,7 +48,7 @@ requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUD
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 HALF_DTYPES = (torch.float16, torch.bfloat16)
-# conftest's layouts (short runs: per-lane tiles), then per channel with long
+# helpers.inputs' layouts (short runs: per-lane tiles), then per channel with long
 # runs (broadcast tiles), also channels-last, many groups and runs longer than
 # one broadcast tile.
 LAYOUTS = [

@@ -9,7 +9,7 @@ import textwrap
 import pau
 import pytest
 import torch
-from conftest import layout_x as make_x
+from helpers.inputs import layout_x as make_x
 from pau.reference import VARIANTS, pau_reference, rpau_reference
 from pau.rpau import noise as rpau_noise
 
