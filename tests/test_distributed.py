@@ -77,10 +77,10 @@ class ReferenceRPAU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r = self.rpau
-        seed_offset = pau.rpau.draw_seed_offset()
+        seed_offset = pau.functional.draw_seed_offset()
         rows = x.shape[0] // WORLD
         m, n = self.numerator.shape[1] - 1, self.denominator.shape[1]
-        half = pau.rpau.noise(
+        half = pau.functional.rpau_noise(
             (rows, *x.shape[1:]), seed_offset, r.alpha, (m, n), r.numerator.shape[0], r.dim
         )
         noise = torch.cat([half] * WORLD)

@@ -77,7 +77,7 @@ def test_gradgradcheck_rpau(variant: str, case: tuple) -> None:
 
 
 def rpau_reference_fn(variant: str, dim: int, shape: tuple[int, ...], groups: int, degrees):
-    noise = pau.rpau.noise(shape, SEED, ALPHA, degrees, groups, dim)
+    noise = pau.functional.rpau_noise(shape, SEED, ALPHA, degrees, groups, dim)
     return lambda x, num, den: rpau_reference(x, num, den, noise, variant, dim)
 
 
@@ -415,7 +415,9 @@ def test_rpau_vmap_randomness_different_gives_each_sample_its_own_seed() -> None
     torch.manual_seed(7)
     seeds = torch.randint(0, 2**62, (3, 2), dtype=torch.int64)
     for i in range(3):
-        alone = pau.rpau.rpau(x0, module.numerator, module.denominator, module.alpha, seeds[i])
+        alone = pau.functional.rpau(
+            x0, module.numerator, module.denominator, module.alpha, seeds[i]
+        )
         torch.testing.assert_close(out[i], alone, rtol=1e-13, atol=1e-13)
     assert not torch.allclose(out[0], out[1])
 

@@ -371,7 +371,7 @@ def test_degrees_above_the_maximum_fail_before_any_preset_is_fitted(cls, monkeyp
 
 
 def test_max_degree_is_the_operators() -> None:
-    top = pau.modules.MAX_DEGREE
+    top = pau.nn.pau.MAX_DEGREE
     layer = pau.PAU(degrees=(top, top), init=([0.0, 1.0] + [0.0] * (top - 1), [0.0] * top))
     x = torch.linspace(-3, 3, 13)
     torch.testing.assert_close(layer(x), x, rtol=0, atol=0)  # P(x) = x, Q = 1
@@ -409,7 +409,7 @@ NONE_ERRORS: dict[str, tuple[Callable[[], object], str]] = {
         lambda: torch.ops.pau.rpau_forward(_x(), _num(), _den(), _ALPHA, None, "safe", 1),
         _RPAU_NONE,
     ),
-    "functional_rpau": (lambda: pau.rpau.rpau(None, _num(), _den(), _ALPHA), _RPAU_NONE),
+    "functional_rpau": (lambda: pau.functional.rpau(None, _num(), _den(), _ALPHA), _RPAU_NONE),
     "pwlu_forward": (
         lambda: torch.ops.pau.pwlu_forward(None, *_pwlu_parameters(), 1),
         _PWLU_NONE,
@@ -431,32 +431,34 @@ def test_none_instead_of_a_tensor(case: str, grad_mode: bool) -> None:
 
 NOISE_ERRORS: dict[str, tuple[Callable[[], object], str]] = {
     "groups_not_dividing": (
-        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, groups=5),
-        r"pau.rpau.noise: the 64 channels .* not divisible by the number of groups \(5\)",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, 0.1, groups=5),
+        r"pau.functional.rpau_noise: the 64 channels .* not divisible by the number of "
+        r"groups \(5\)",
     ),
     "alpha_for_other_groups": (
-        lambda: pau.rpau.noise((2, 64), _SEED, torch.full((3, 10), 0.1), groups=4),
-        r"pau.rpau.noise: alpha must be .* broadcastable to \(groups, m\+1\+n\) = \(4, 10\)",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, torch.full((3, 10), 0.1), groups=4),
+        r"pau.functional.rpau_noise: alpha must be .* broadcastable to "
+        r"\(groups, m\+1\+n\) = \(4, 10\)",
     ),
     "alpha_above_one": (
-        lambda: pau.rpau.noise((2, 64), _SEED, 5.0),
-        r"pau.rpau.noise: alpha must be in \[0, 1\), got 5.0",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, 5.0),
+        r"pau.functional.rpau_noise: alpha must be in \[0, 1\), got 5.0",
     ),
     "bool_groups": (
-        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, groups=True),
-        r"pau.rpau.noise: groups must be a positive int",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, 0.1, groups=True),
+        r"pau.functional.rpau_noise: groups must be a positive int",
     ),
     "dim_out_of_range": (
-        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, dim=2),
-        r"pau.rpau.noise: dim 2 is out of range",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, 0.1, dim=2),
+        r"pau.functional.rpau_noise: dim 2 is out of range",
     ),
     "degrees_above_max": (
-        lambda: pau.rpau.noise((2, 64), _SEED, 0.1, degrees=(33, 0)),
-        r"pau.rpau.noise: degrees .* maximum of 32",
+        lambda: pau.functional.rpau_noise((2, 64), _SEED, 0.1, degrees=(33, 0)),
+        r"pau.functional.rpau_noise: degrees .* maximum of 32",
     ),
     "scalar_with_groups": (
-        lambda: pau.rpau.noise((), _SEED, 0.1, groups=2),
-        r"pau.rpau.noise: dim 1 is out of range for a shape of 0 dimensions",
+        lambda: pau.functional.rpau_noise((), _SEED, 0.1, groups=2),
+        r"pau.functional.rpau_noise: dim 1 is out of range for a shape of 0 dimensions",
     ),
 }
 

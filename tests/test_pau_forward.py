@@ -196,7 +196,7 @@ from helpers.inputs import VARIANTS, X_DTYPES, random_coefficients, random_x
 from helpers.references import check_against_reference
 from helpers.tolerances import compute_dtype
 from pau.reference import rpau_reference
-from pau.rpau import noise
+from pau.functional import rpau_noise as noise
 
 assert pau._C.cpu_capability() == {expected!r}, pau._C.cpu_capability()
 checked = 0

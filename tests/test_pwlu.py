@@ -21,7 +21,7 @@ from helpers.inputs import layout_x
 from helpers.inputs import pwlu_parameters as parameters
 from helpers.opchecks import opcheck_pwlu
 from helpers.processes import check_script_module_in_fresh_process
-from pau.pwlu import pwlu_segments, segment_tables
+from pau.functional import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
 
@@ -431,7 +431,7 @@ def test_realign_without_statistics_warns_and_keeps_parameters():
     assert model[1].collecting
 
 
-# Inference tables: pau.pwlu.segment_tables / pwlu_segments against the operator.
+# Inference tables: pau.functional.segment_tables / pwlu_segments against the operator.
 
 
 def segments_tolerance(points, bounds, slopes, dtype) -> float:

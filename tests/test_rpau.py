@@ -10,8 +10,8 @@ import pau
 import pytest
 import torch
 from helpers.inputs import layout_x as make_x
+from pau.functional import rpau_noise
 from pau.reference import VARIANTS, pau_reference, rpau_reference
-from pau.rpau import noise as rpau_noise
 
 LAYOUTS = [
     # (shape, dim, groups, channels_last)
@@ -471,7 +471,7 @@ def test_module_under_meta_default_device():
     the CPU."""
     with torch.device("meta"):
         module = pau.RPAU(groups=3, alpha=0.2)
-        assert pau.rpau.draw_seed_offset().device.type == "cpu"
+        assert pau.functional.draw_seed_offset().device.type == "cpu"
         y = module(torch.randn(2, 3, 4))
     assert module.alpha.is_meta and module.numerator.is_meta
     assert y.is_meta and y.shape == (2, 3, 4)

@@ -1,25 +1,25 @@
 """pau: learnable activation functions as fast PyTorch custom operators.
 
 ``import pau`` registers the operators ``torch.ops.pau.*`` and exposes the
-modules (:class:`PAU`, :class:`RPAU`, :class:`PWLU` with its realignment
-:func:`pwlu_collect_statistics` / :func:`pwlu_realign`), the functional API
-(:mod:`pau.functional`), the plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
-(:func:`fit`), the initialisation presets (:mod:`pau.presets`), model conversion
-(:func:`convert`), optimizer parameter groups for the coefficients
-(:func:`parameter_groups`) and plots of learned activations (:func:`plot`, :func:`record_inputs`).
+modules (:mod:`pau.nn`: :class:`PAU`, :class:`RPAU`, :class:`PWLU` with its
+realignment :func:`pwlu_collect_statistics` / :func:`pwlu_realign`), the
+functional API (:mod:`pau.functional`: ``pau``, ``rpau``, ``pwlu``), the
+plain-PyTorch references (:mod:`pau.reference`), coefficient fitting
+(:func:`fit`), the initialisation presets (:mod:`pau.presets`), model
+conversion (:func:`convert`), optimizer parameter groups for the coefficients
+(:func:`parameter_groups`) and plots of learned activations (:func:`plot`,
+:func:`record_inputs`).
 """
 
 import torch  # noqa: F401  (load torch's libraries before the extension)
 
-from . import _C, functional, optim, presets, reference, rpau
+from . import _C, functional, nn, optim, presets, reference
 from .convert import ConversionSummary, convert
 from .deploy import cmake_prefix_path, library_path
 from .fit import FitResult, fit
-from .modules import PAU
+from .nn import PAU, PWLU, RPAU, pwlu_collect_statistics, pwlu_realign
 from .optim import parameter_groups
 from .plot import InputRecorder, plot, record_inputs
-from .pwlu import PWLU, pwlu_collect_statistics, pwlu_realign
-from .rpau import RPAU
 
 __version__ = "0.1.0"
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "fit",
     "functional",
     "library_path",
+    "nn",
     "optim",
     "parameter_groups",
     "plot",
@@ -42,6 +43,5 @@ __all__ = [
     "pwlu_realign",
     "record_inputs",
     "reference",
-    "rpau",
     "_C",
 ]

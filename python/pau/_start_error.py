@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .fit import evaluate
-from .modules import PAU
+from .nn import PAU
 from .plot import InputHistogram
 from .reference import pwlu_reference
 

@@ -212,7 +212,7 @@ def rpau_callables(
     return {
         "relu": torch.relu,
         "pau": lambda t: torch.ops.pau.forward(t, numerator, denominator, "safe", 1),
-        "rpau": lambda t: pau.rpau.rpau(t, numerator, denominator, alpha, None, "safe", 1),
+        "rpau": lambda t: pau.functional.rpau(t, numerator, denominator, alpha, None, "safe", 1),
     }
 
 
@@ -236,7 +236,7 @@ def op_parameters(op: str, groups: int, device: torch.device) -> tuple[torch.Ten
             module.points.add_(0.05 * torch.randn(module.points.shape, generator=generator))
         tensors = (module.points, module.bounds, module.slopes)
     else:
-        tensors = pau.modules.initial_coefficients("leaky_relu", (5, 4), "safe")
+        tensors = pau.nn.pau.initial_coefficients("leaky_relu", (5, 4), "safe")
         tensors = tuple(t.float().repeat(groups, 1) for t in tensors)
     return tuple(t.detach().to(device).requires_grad_() for t in tensors)
 

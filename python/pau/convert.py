@@ -44,13 +44,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import _start_error, presets
+from ._checks import check_degrees
 from .fit import approximation_error
 from .fit import fit as fit_coefficients
-from .modules import PAU, _check_degrees
-from .pwlu import INITS as PWLU_INITS
-from .pwlu import PWLU
+from .nn import PAU, PWLU, RPAU
+from .nn.pwlu import INITS as PWLU_INITS
 from .reference import pwlu_reference
-from .rpau import RPAU
 
 __all__ = ["convert", "ConversionSummary", "Replacement", "DEFAULT_ACTIVATIONS", "TARGETS"]
 
@@ -738,7 +737,7 @@ def _check_arguments(
     if "degrees" in kwargs:
         # Before any preset is fitted or cached (seconds per activation type).
         try:
-            _check_degrees(kwargs["degrees"])
+            check_degrees(kwargs["degrees"])
         except ValueError as error:
             raise ValueError(f"pau.convert: {str(error).removeprefix('pau: ')}") from None
     return tuple(activations), groups

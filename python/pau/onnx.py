@@ -26,7 +26,7 @@ operator's overflow-safe evaluation in 1/x for |x| > 1, so where x^m
 overflows (float32: |x| above about 1e7 for degree 5) ONNX gives inf or NaN
 where PyTorch gives the finite value. Activations in trained networks are many
 orders of magnitude smaller. PWLU evaluates the per-piece slopes and
-intercepts of :func:`pau.pwlu.segment_tables` (computed in the graph from the
+intercepts of :func:`pau.functional.segment_tables` (computed in the graph from the
 parameters, folded into constants by the exporter), which agree with the
 operator to a few ulp of the function's scale, with the same NaN and +-inf
 behaviour. Half and bfloat16 inputs are computed in float32, as the operators
@@ -151,7 +151,7 @@ def _pau_forward(
 
 
 def _pwlu_tables(op: Any, points: Any, bounds: Any, slopes: Any, n: int) -> tuple:
-    """pau.pwlu.segment_tables as ONNX ops on (G, N+1), (G, 2), (G, 2) parameters.
+    """pau.functional.segment_tables as ONNX ops on (G, N+1), (G, 2), (G, 2) parameters.
 
     Returns float64 (left and 1 / width as (G, 2), intercepts (G, N+3),
     slopes (G, N+3)). The exporter folds all of it into constants when the
@@ -194,7 +194,7 @@ def _double_type() -> Any:
 
 
 def _pwlu_forward(x: Any, points: Any, bounds: Any, slopes: Any, dim: int = 1) -> Any:
-    """pau::pwlu_forward as ONNX ops, with pau.pwlu.pwlu_segments's formulation.
+    """pau::pwlu_forward as ONNX ops, with pau.functional.pwlu_segments's formulation.
 
     Per element: locate the piece s from (x - B_L) N / (B_R - B_L), gather its
     intercept c_s and slope b_s, and return c_s + (x - B_L) b_s.

@@ -17,8 +17,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from .modules import PAU
-from .pwlu import PWLU
+from .nn import PAU, PWLU
 
 __all__ = ["parameter_groups", "activation_parameters"]
 

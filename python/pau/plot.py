@@ -25,12 +25,10 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .modules import PAU
-from .pwlu import INITS as PWLU_INITS
-from .pwlu import PWLU
-from .pwlu import initial_parameters as pwlu_initial_parameters
+from .nn import PAU, PWLU, RPAU
+from .nn.pwlu import INITS as PWLU_INITS
+from .nn.pwlu import initial_parameters as pwlu_initial_parameters
 from .reference import pau_reference, pwlu_reference
-from .rpau import RPAU
 
 __all__ = [
     "plot",

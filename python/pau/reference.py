@@ -63,7 +63,7 @@ def rpau_reference(
 
     ``noise`` has shape ``x.shape + (m+1+n,)``: coefficient j (a_0..a_m, then
     b_1..b_n) of element ``x[idx]`` is c_j * (1 + noise[idx + (j,)]).
-    :func:`pau.rpau.noise` returns the operator's noise for a seed.
+    :func:`pau.functional.rpau_noise` returns the operator's noise for a seed.
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")

@@ -1,4 +1,4 @@
-"""Randomized PAU (RPAU): PAU paper Section 3.2, Eq. 3.
+"""Functional RPAU (PAU paper Section 3.2, Eq. 3): :func:`rpau`, its seeds and its noise.
 
 In training every coefficient c of every input element is perturbed,
 c' = c * (1 + e) with e = alpha * (2u - 1), u uniform in (0, 1) from the
@@ -15,8 +15,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from . import _C  # noqa: F401  (registers torch.ops.pau)
-from .modules import PAU, Init, _check_degrees, _check_groups, channel_dim
+from .. import _C  # noqa: F401  (registers torch.ops.pau)
+from .._checks import check_degrees, check_groups
 
 
 def draw_seed_offset() -> Tensor:
@@ -58,7 +58,7 @@ def _rpau_noise_vmap(
     return torch.stack(per_seed), 0
 
 
-def _alpha_tensor(alpha: Union[float, Tensor], groups: int, coefficients: int) -> Tensor:
+def check_alpha(alpha: Union[float, Tensor], groups: int, coefficients: int) -> Tensor:
     # On the CPU whatever the default device (its values are checked here).
     t = torch.as_tensor(alpha, dtype=torch.float64, device="cpu").detach().clone()
     if t.dim() > 2 or not (
@@ -102,12 +102,12 @@ def _check_noise_arguments(
     groups: int,
     dim: int,
 ) -> tuple[tuple[int, ...], int, int]:
-    """(shape, channel dim, m+1+n) for :func:`noise`, or a ValueError naming the problem."""
-    owner = "pau.rpau.noise"
+    """(shape, channel dim, m+1+n) for :func:`rpau_noise`, or a ValueError naming the problem."""
+    owner = "pau.functional.rpau_noise"
     try:
-        m, n = _check_degrees(degrees)
-        _check_groups(groups, owner)
-        _alpha_tensor(alpha, groups, m + 1 + n)
+        m, n = check_degrees(degrees)
+        check_groups(groups, owner)
+        check_alpha(alpha, groups, m + 1 + n)
     except ValueError as error:
         message = str(error).removeprefix("pau: ")
         raise ValueError(message if message.startswith(owner) else f"{owner}: {message}") from None
@@ -131,7 +131,7 @@ def _check_noise_arguments(
     return shape, dim, m + 1 + n
 
 
-def noise(
+def rpau_noise(
     shape: Sequence[int],
     seed_offset: Tensor,
     alpha: Union[float, Tensor],
@@ -164,65 +164,3 @@ def noise(
     else:
         a = a[0]
     return a * (2 * u - 1)
-
-
-class RPAU(PAU):
-    """Randomized Padé Activation Unit (PAU paper Eq. 3).
-
-    Training mode: each coefficient c becomes c * (1 + e), e ~ U(-alpha, alpha),
-    drawn independently per coefficient and per input element, from a seed
-    drawn from the default CPU generator at every call (``torch.manual_seed``
-    makes runs reproducible; two calls differ). Eval mode: exactly :class:`PAU`.
-
-    Args:
-        degrees, variant, init, groups, dim: as for :class:`PAU`.
-        alpha: noise half-width, in [0, 1): a float, or a tensor broadcastable to
-            (groups, m+1+n) (per coefficient a_0..a_m, b_1..b_n, optionally per
-            group). Kept as a buffer (saved in the state_dict, not trained) and
-            checked here and when a state_dict is loaded. The CPU operator
-            raises for an alpha outside [0, 1); the CUDA one never reads alpha
-            on the host (no synchronisation) and gives NaN for such a group.
-    """
-
-    def __init__(
-        self,
-        degrees: Sequence[int] = (5, 4),
-        variant: str = "safe",
-        init: Init = "leaky_relu",
-        alpha: Union[float, Tensor] = 0.01,
-        groups: int = 1,
-        dim: int = 1,
-        device: Optional[torch.device] = None,
-        dtype: Optional[torch.dtype] = None,
-    ) -> None:
-        super().__init__(degrees, variant, init, groups, dim, device, dtype)
-        m, n = self.degrees
-        alpha_t = _alpha_tensor(alpha, groups, m + 1 + n)
-        # Beside the coefficients, also when they were made under a default
-        # device (`with torch.device("meta")`) rather than device=.
-        alpha_t = alpha_t.to(self.numerator.device, dtype or torch.get_default_dtype())
-        self.register_buffer("alpha", alpha_t)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
-        # The CUDA operator never reads alpha on the host (no stream
-        # synchronisation per call) and turns an unusable alpha into NaN
-        # results: a loaded alpha is checked here, once, with a clear error.
-        alpha = state_dict.get(prefix + "alpha")
-        if isinstance(alpha, Tensor):
-            m, n = self.degrees
-            _alpha_tensor(alpha, self.groups, m + 1 + n)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        dim = channel_dim(x, self.dim, self.groups, "RPAU")
-        if not self.training:
-            return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, dim)
-        return torch.ops.pau.rpau_forward(x, self.numerator, self.denominator, self.alpha,
-                                          draw_seed_offset(), self.variant, dim)
-
-    def extra_repr(self) -> str:
-        if self.alpha.numel() == 1 and not self.alpha.is_meta:
-            alpha = f"{self.alpha.item():.6g}"
-        else:
-            alpha = tuple(self.alpha.shape)
-        return f"{super().extra_repr()}, alpha={alpha}"

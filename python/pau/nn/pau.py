@@ -1,4 +1,4 @@
-"""``nn.Module`` wrappers around the ``pau`` operators."""
+"""The Padé Activation Unit module, :class:`PAU`."""
 
 from __future__ import annotations
 
@@ -8,40 +8,13 @@ from typing import Optional, Union
 import torch
 from torch import Tensor, nn
 
-from . import _C  # noqa: F401  (registers torch.ops.pau)
-from .reference import VARIANTS
+from .. import _C  # noqa: F401  (registers torch.ops.pau)
+from .._checks import MAX_DEGREE, channel_dim, check_degrees, check_groups
+from ..reference import VARIANTS
+
+__all__ = ["MAX_DEGREE", "PAU", "Init", "initial_coefficients"]
 
 Init = Union[str, tuple[Sequence[float], Sequence[float]]]
-
-#: The largest numerator or denominator degree the operators accept
-#: (``kMaxDegree`` in ``cpp/pau_math.h``).
-MAX_DEGREE = 32
-
-
-def _check_degrees(degrees: Sequence[int]) -> tuple[int, int]:
-    """``degrees`` as (m, n), or a ValueError before anything is fitted or allocated."""
-    if (
-        not isinstance(degrees, Sequence)
-        or len(degrees) != 2
-        or any(not isinstance(d, int) or isinstance(d, bool) for d in degrees)
-    ):
-        raise ValueError(f"pau: degrees must be a pair of ints (m, n), got {degrees!r}")
-    m, n = degrees
-    if m < 0 or n < 0:
-        raise ValueError(f"pau: degrees must be non-negative, got (m, n) = ({m}, {n})")
-    if m > MAX_DEGREE or n > MAX_DEGREE:
-        raise ValueError(
-            f"pau: degrees (m, n) = ({m}, {n}) exceed the operators' maximum of {MAX_DEGREE}"
-        )
-    return m, n
-
-
-def _check_groups(groups: object, owner: str) -> int:
-    """``groups`` as a positive int; bool is refused although it is an int subclass."""
-    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
-        raise ValueError(f"{owner}: groups must be a positive int, got {groups!r}")
-    return groups
-
 
 def _is_pair(init: object) -> bool:
     return isinstance(init, (tuple, list)) and len(init) == 2
@@ -57,7 +30,7 @@ def initial_coefficients(
     """
     m, n = degrees
     if isinstance(init, str):
-        from . import presets
+        from .. import presets
 
         return presets.coefficients(init, degrees, variant)
     if not _is_pair(init):
@@ -72,26 +45,6 @@ def initial_coefficients(
             f"denominator coefficients; degrees {degrees} need {m + 1} and {n}"
         )
     return numerator, denominator
-
-
-def channel_dim(x: Tensor, dim: int, groups: int, owner: str) -> int:
-    """The channel dim to pass to the operator for ``x``.
-
-    With one group the channel dim does not change the result, so a 1-D or
-    0-D ``x`` without dimension ``dim`` (a batch of scalars, a single value)
-    uses dim 0; with more groups it is an error. Inputs of rank 2 and more
-    keep ``dim``, which the operator checks.
-    """
-    rank = x.dim()
-    if rank >= 2 or -max(rank, 1) <= dim < max(rank, 1):
-        return dim
-    if groups == 1:
-        return 0
-    raise ValueError(
-        "pau." + owner + ": x has " + str(rank) + " dimension(s), so it has no channel "
-        "dimension dim=" + str(dim) + " to split into " + str(groups) + " groups; "
-        "1-D and 0-D inputs need groups=1"
-    )
 
 
 class PAU(nn.Module):
@@ -123,8 +76,8 @@ class PAU(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}, expected one of {VARIANTS}")
-        self.groups = _check_groups(groups, f"pau.{type(self).__name__}")
-        self.degrees = _check_degrees(degrees)
+        self.groups = check_groups(groups, f"pau.{type(self).__name__}")
+        self.degrees = check_degrees(degrees)
         self.variant = variant
         self.dim = dim
         self.init = init if isinstance(init, str) else "custom"

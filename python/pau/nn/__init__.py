@@ -1,0 +1,13 @@
+"""The learnable activation modules: :class:`PAU`, :class:`RPAU` and :class:`PWLU`.
+
+One file per unit (:mod:`pau.nn.pau`, :mod:`pau.nn.rpau`, :mod:`pau.nn.pwlu`),
+PWLU's model-wide realignment in :mod:`pau.nn.pwlu_realignment`. All of it is
+also available at the top level (``pau.PAU``, ``pau.pwlu_realign``, ...).
+"""
+
+from .pau import PAU
+from .pwlu import PWLU
+from .pwlu_realignment import pwlu_collect_statistics, pwlu_realign
+from .rpau import RPAU
+
+__all__ = ["PAU", "PWLU", "RPAU", "pwlu_collect_statistics", "pwlu_realign"]
