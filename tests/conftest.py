@@ -15,6 +15,10 @@ from helpers.devices import DEVICES
 TEST_DEADLINE = float(os.environ.get("PAU_TEST_DEADLINE", "inf"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cuda: a test that runs on a CUDA device (helpers.devices)")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if time.time() > TEST_DEADLINE:
         pytest.skip("time budget spent (PAU_TEST_DEADLINE)")

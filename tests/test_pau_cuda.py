@@ -31,6 +31,9 @@ from pau.reference import VARIANTS, pau_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Selected with the CUDA cases of the per-device tests by `pytest -m cuda`.
+pytestmark = pytest.mark.cuda
+
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 DEGREES = [(5, 4), (3, 3), (8, 7), (16, 16)]

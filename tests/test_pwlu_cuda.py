@@ -47,6 +47,9 @@ from helpers.tolerances import compute_dtype
 from pau.reference import pwlu_reference
 from torch import Tensor
 
+# Selected with the CUDA cases of the per-device tests by `pytest -m cuda`.
+pytestmark = pytest.mark.cuda
+
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 HALF_DTYPES = (torch.float16, torch.bfloat16)
 # helpers.inputs' layouts (short runs: per-lane tiles), then per channel with long

@@ -13,7 +13,10 @@ import torch
 NO_CUDA = "no CUDA device"
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason=NO_CUDA)
 
+# Every CUDA test carries the `cuda` marker (registered in tests/conftest.py):
+# the CUDA cases of the per-device tests and the CUDA-only files alike, so
+# that `pytest -m cuda tests` selects all of them on a GPU machine.
 DEVICES = [
     pytest.param("cpu", id="cpu"),
-    pytest.param("cuda", id="cuda", marks=requires_cuda),
+    pytest.param("cuda", id="cuda", marks=[requires_cuda, pytest.mark.cuda]),
 ]
