@@ -429,6 +429,8 @@ def test_nan_and_inf_inputs_match_cpu(dtype):
     x = torch.tensor([[nan, inf, -inf], [nan, inf, -inf]], dtype=dtype)
     params = [t.cuda() for t in (points, bounds, slopes)]
     y = torch.ops.pau.pwlu_forward(x.cuda(), *params, 0).cpu()
+    # Zero outer slopes: the limits are Y_N and Y_0 exactly.
+    assert torch.equal(y[0, 1:], torch.stack([points[0, -1], points[0, 0]]).to(dtype))
     torch.testing.assert_close(
         y, torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0), rtol=0, atol=0, equal_nan=True
     )
