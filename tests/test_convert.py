@@ -602,8 +602,8 @@ def test_degrees_above_the_maximum_fail_before_fitting(init, monkeypatch):
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted or looked up a preset")
 
-    # pau.convert is the function; its module holds the fitting entry point.
-    monkeypatch.setattr(sys.modules["pau.convert"], "fit_coefficients", no_fit)
+    # PAU.function_parameters fits through the name its module imported.
+    monkeypatch.setattr(sys.modules["pau.nn.pau"], "fit_coefficients", no_fit)
     monkeypatch.setattr(presets, "coefficients", no_fit)
     with pytest.raises(ValueError, match=r"pau.convert: degrees \(m, n\) = \(33, 4\) exceed"):
         pau.convert(TinyResNet(), init=init, degrees=(33, 4))

@@ -16,7 +16,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from pau import presets
-from pau.plot import InputHistogram, initial_parameters
+from pau.plot import initial_parameters
+from pau.record import InputHistogram
 from torch import nn
 
 pytest.importorskip("matplotlib")

@@ -19,7 +19,8 @@ from .deploy import cmake_prefix_path, library_path
 from .fit import FitResult, fit
 from .nn import PAU, PWLU, RPAU, pwlu_collect_statistics, pwlu_realign
 from .optim import parameter_groups
-from .plot import InputRecorder, plot, record_inputs
+from .plot import plot
+from .record import InputRecorder, record_inputs
 
 __version__ = "0.1.0"
 __all__ = [

@@ -23,10 +23,8 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .fit import evaluate
-from .nn import PAU
-from .plot import InputHistogram
-from .reference import pwlu_reference
+from .nn import Unit
+from .record import InputHistogram
 
 # Uniform points of a recorded range on which a unit's start error is measured
 # (plus the range's end points and 0, where ReLU-like presets err most).
@@ -108,27 +106,14 @@ def range_grid(x_range: tuple[float, float]) -> Tensor:
     return x
 
 
-def unit_values(module: nn.Module, x: Tensor) -> Tensor:
-    """F(x) of the first coefficient group of a PAU/RPAU (RPAU without noise) or PWLU, float64."""
+def unit_values(module: Unit, x: Tensor) -> Tensor:
+    """F(x) of the first coefficient group of a unit (RPAU without noise), float64."""
     with torch.no_grad():
-        if isinstance(module, PAU):
-            return evaluate(
-                x,
-                module.numerator[0].detach().double().cpu(),
-                module.denominator[0].detach().double().cpu(),
-                module.variant,
-            )
-        return pwlu_reference(
-            x,
-            module.points[:1].detach().double().cpu(),
-            module.bounds[:1].detach().double().cpu(),
-            module.slopes[:1].detach().double().cpu(),
-            dim=0,
-        )
+        return module.reference(x, module.current_parameters(0))[:, 0]
 
 
 def unit_error(
-    module: nn.Module, target: Callable[[Tensor], Tensor], x_range: tuple[float, float]
+    module: Unit, target: Callable[[Tensor], Tensor], x_range: tuple[float, float]
 ) -> tuple[float, float]:
     """(max |F - f|, that divided by max |f|) of a new unit against the function it replaced.
 
@@ -147,7 +132,7 @@ def unit_error(
 
 
 def mean_error(
-    module: nn.Module, target: Callable[[Tensor], Tensor], histogram: InputHistogram
+    module: Unit, target: Callable[[Tensor], Tensor], histogram: InputHistogram
 ) -> Optional[float]:
     """Mean |F(x) - f(x)| over the recorded inputs, from their histogram (bin centres).
 

@@ -84,6 +84,14 @@ COPY_TARGETS = {
     ("pwlu", "forward"): 0.85,
 }
 GROUPINGS = ("1", "C")
+# The module of each operator and how its benchmarked instance is built
+# (RPAU's alpha is passed to the operator apart, as RPAU_ALPHA).
+UNITS = {"pau": pau.PAU, "rpau": pau.RPAU, "pwlu": pau.PWLU}
+UNIT_CONFIG = {
+    "pau": {"degrees": (5, 4), "variant": "safe", "init": "leaky_relu"},
+    "rpau": {"degrees": (5, 4), "variant": "safe", "init": "leaky_relu"},
+    "pwlu": {"num_points": PWLU_INTERVALS},
+}
 
 
 @dataclass
@@ -229,15 +237,12 @@ def pwlu_callables(
 
 def op_parameters(op: str, groups: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """The trainable tensors of ``op`` for ``groups`` groups, float32, requiring grad."""
+    unit = UNITS[op](groups=groups, dtype=torch.float32, **UNIT_CONFIG[op])
     if op == "pwlu":
-        module = pau.PWLU(PWLU_INTERVALS, groups=groups)
         with torch.no_grad():  # not exactly relu: every interval has its own slope
             generator = torch.Generator().manual_seed(1)
-            module.points.add_(0.05 * torch.randn(module.points.shape, generator=generator))
-        tensors = (module.points, module.bounds, module.slopes)
-    else:
-        tensors = pau.nn.pau.initial_coefficients("leaky_relu", (5, 4), "safe")
-        tensors = tuple(t.float().repeat(groups, 1) for t in tensors)
+            unit.points.add_(0.05 * torch.randn(unit.points.shape, generator=generator))
+    tensors = (getattr(unit, name) for name in unit.parameter_names)
     return tuple(t.detach().to(device).requires_grad_() for t in tensors)
 
 

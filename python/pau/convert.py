@@ -45,11 +45,8 @@ from torch import Tensor, nn
 
 from . import _start_error, presets
 from ._checks import check_degrees
-from .fit import approximation_error
-from .fit import fit as fit_coefficients
-from .nn import PAU, PWLU, RPAU
-from .nn.pwlu import INITS as PWLU_INITS
-from .reference import pwlu_reference
+from .nn import PAU, PWLU, RPAU, Unit
+from .nn._unit import ConversionStart
 
 __all__ = ["convert", "ConversionSummary", "Replacement", "DEFAULT_ACTIVATIONS", "TARGETS"]
 
@@ -68,15 +65,10 @@ DEFAULT_ACTIVATIONS: tuple[type[nn.Module], ...] = (
 )
 
 #: Accepted values of ``to``.
-TARGETS: dict[str, type[nn.Module]] = {"pau": PAU, "rpau": RPAU, "pwlu": PWLU}
+TARGETS: dict[str, type[Unit]] = {"pau": PAU, "rpau": RPAU, "pwlu": PWLU}
 
-# Constructor keywords that ``**kwargs`` may set, per target (init and groups
-# are convert's own arguments).
-_KWARGS = {
-    "pau": ("degrees", "variant", "dim"),
-    "rpau": ("degrees", "variant", "dim", "alpha"),
-    "pwlu": ("num_points", "bound", "dim"),
-}
+# Points of [-3, 3] on which Replacement.max_error is measured.
+_ERROR_POINTS = 6001
 
 # Modules whose output channel count tells the channel count of the
 # activation that follows them, and the dim those channels live in.
@@ -343,23 +335,6 @@ def _module_target(module: nn.Module) -> Callable[[Tensor], Tensor]:
 # ----------------------------------------------------------------------------
 
 
-def _pwlu_sampled(
-    fn: Callable[[Tensor], Tensor], num_points: int, bound: float
-) -> tuple[Tensor, Tensor, Tensor]:
-    """PWLU points, bounds and slopes (float64) that interpolate ``fn`` on [-bound, bound].
-
-    The outer slopes are ``fn``'s secants over one interval outside each bound,
-    which continues ReLU-like functions exactly.
-    """
-    h = 2 * bound / num_points
-    x = torch.linspace(-bound, bound, num_points + 1, dtype=torch.float64)
-    with torch.no_grad():
-        y = fn(x).to(torch.float64)
-        outer = fn(torch.tensor([-bound - h, bound + h], dtype=torch.float64)).to(torch.float64)
-    slopes = torch.stack([(y[0] - outer[0]) / h, (outer[1] - y[-1]) / h])
-    return y, torch.tensor([-bound, bound], dtype=torch.float64), slopes
-
-
 def _new_module(
     to: str,
     original: nn.Module,
@@ -369,80 +344,30 @@ def _new_module(
     dim: int,
     kwargs: dict[str, Any],
     factory: dict[str, Any],
-    fits: dict[Any, tuple[Tensor, Tensor]],
+    fits: dict[Any, dict[str, Tensor]],
     preset_fit: str = "default",
-) -> tuple[nn.Module, str]:
+) -> tuple[Unit, str]:
     """The replacement for ``original`` and a label of its initialisation.
 
     ``preset_fit`` is the fit (:data:`pau.presets.FITS`) of the preset that
     ``init="match"`` picks.
     """
-    if to == "pwlu":
-        num_points = kwargs.get("num_points", 16)
-        bound = kwargs.get("bound", 3.0)
-        native = init if init in PWLU_INITS else None
-        if init == "match" and match.preset in PWLU_INITS and not match.note:
-            native = match.preset  # the PWLU's own init is this very function
-        if native is not None:
-            module = PWLU(num_points, groups, dim, init=native, bound=bound, **factory)
-            return module, native
-        module = PWLU(num_points, groups, dim, init="relu", bound=bound, **factory)
-        if init in ("match", "fit"):
-            fn, label = match.target, f"sampled {type(original).__name__}"
-        else:
-            fn, label = presets.function(init), f"sampled {init}"
-        points, bounds, slopes = _pwlu_sampled(fn, module.num_points, module.bound)
-        with torch.no_grad():
-            module.points.copy_(points.expand_as(module.points))
-            module.bounds.copy_(bounds.expand_as(module.bounds))
-            module.slopes.copy_(slopes.expand_as(module.slopes))
-        module.init = label
-        return module, label
-
     cls = TARGETS[to]
-    extra = {k: kwargs[k] for k in ("degrees", "variant") if k in kwargs}
-    if to == "rpau" and "alpha" in kwargs:
-        extra["alpha"] = kwargs["alpha"]
-    degrees = tuple(extra.get("degrees", (5, 4)))
-    variant = extra.get("variant", "safe")
-    if init == "fit":
-        key = (repr(original), degrees, variant)
-        if key not in fits:
-            result = fit_coefficients(match.target, degrees, variant, presets.X_RANGE)
-            fits[key] = (result.numerator, result.denominator)
-        module = cls(init=fits[key], groups=groups, dim=dim, **extra, **factory)
-        module.init = "fit"
-        return module, "fit"
-    name = presets.spec(match.preset, preset_fit) if init == "match" else init
-    module = cls(init=name, groups=groups, dim=dim, **extra, **factory)
-    return module, presets._canonical(name)
+    config = {k: kwargs[k] for k in cls.config_names if k in kwargs and k != "dim"}
+    start = ConversionStart(
+        init=init,
+        target=match.target,
+        name=type(original).__name__,
+        key=repr(original),
+        preset=match.preset,
+        exact=not match.note,
+        preset_fit=preset_fit,
+    )
+    return cls.for_conversion(start, groups, dim, config, factory, fits)
 
 
 def _short(module: nn.Module) -> str:
     return repr(module).replace("\n", " ")
-
-
-def _max_error(module: nn.Module, target: Callable[[Tensor], Tensor]) -> float:
-    """max |module(x) - target(x)| on [-3, 3] for the first group, in float64."""
-    if isinstance(module, PAU):
-        return approximation_error(
-            target,
-            module.numerator[0].detach().double().cpu(),
-            module.denominator[0].detach().double().cpu(),
-            module.variant,
-            presets.X_RANGE,
-            6001,
-        )[0]
-    x = torch.linspace(*presets.X_RANGE, 6001, dtype=torch.float64)
-    with torch.no_grad():
-        y = pwlu_reference(
-            x,
-            module.points[:1].double().cpu(),
-            module.bounds[:1].double().cpu(),
-            module.slopes[:1].double().cpu(),
-            dim=0,
-        )
-        return float((y - target(x)).abs().max())
 
 
 # ----------------------------------------------------------------------------
@@ -612,7 +537,7 @@ def _replace_functionals(
     closest preceding channel-source module in execution order.
     """
     try:
-        tracer = _Tracer(tuple(activations) + (PAU, PWLU))
+        tracer = _Tracer(tuple(activations) + (Unit,))
         graph = tracer.trace(model)
     except Exception as exc:  # fx raises many types for untraceable code
         notes.append(
@@ -697,7 +622,7 @@ def _check_arguments(
             raise TypeError(
                 f"pau.convert: activations must be nn.Module subclasses such as nn.ReLU; got {a!r}"
             )
-        if issubclass(a, (PAU, PWLU)):
+        if issubclass(a, Unit):
             raise ValueError(f"pau.convert: {a.__name__} is already a learnable activation")
     if not isinstance(to, str):
         raise TypeError(f"pau.convert: to must be a str, one of {tuple(TARGETS)}; got {to!r}")
@@ -707,7 +632,7 @@ def _check_arguments(
     if not isinstance(init, str):
         raise TypeError(f"pau.convert: init must be 'match', 'fit' or a preset name, got {init!r}")
     if init not in ("match", "fit") and not init.startswith("match:"):
-        if to == "pwlu" and init in PWLU_INITS:
+        if init in TARGETS[to].own_inits:
             pass
         else:
             try:
@@ -728,11 +653,12 @@ def _check_arguments(
             "pau.convert: model is itself an activation; build the "
             "replacement directly (e.g. pau.PAU(init='relu'))"
         )
-    unknown = sorted(set(kwargs) - set(_KWARGS[to]))
+    accepted = TARGETS[to].config_names
+    unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(
             f"pau.convert: unexpected keyword argument(s) {', '.join(unknown)} for "
-            f"to={to!r}; accepted: {', '.join(_KWARGS[to])}"
+            f"to={to!r}; accepted: {', '.join(accepted)}"
         )
     if "degrees" in kwargs:
         # Before any preset is fitted or cached (seconds per activation type).
@@ -817,6 +743,7 @@ def convert(
     activations, groups = _check_arguments(model, activations, to, init, groups, kwargs)
     init, preset_fit = _split_match(init)
     to = to.lower()
+    cls = TARGETS[to]
     if not inplace:
         model = copy.deepcopy(model)
     summary = ConversionSummary(to)
@@ -829,7 +756,7 @@ def convert(
     named = list(model.named_modules())
     targets = [(name, m) for name, m in named if name and isinstance(m, activations)]
     for name, m in targets:
-        if init == "match" and _match(m).preset is None and to != "pwlu":
+        if init == "match" and _match(m).preset is None and not cls.samples_functions:
             raise ValueError(
                 f"pau.convert: no preset matches {type(m).__name__} ({name!r}); "
                 "pass init='fit' or init=<preset name>"
@@ -850,7 +777,7 @@ def convert(
         observed = observation.shapes
 
     param = next(model.parameters(), None)
-    fits: dict[Any, tuple[Tensor, Tensor]] = {}
+    fits: dict[Any, dict[str, Tensor]] = {}
     replaced: dict[int, nn.Module] = {}  # shared instances get one shared replacement
     for name, original in targets:
         if id(original) in replaced:
@@ -886,11 +813,11 @@ def convert(
             to, original, match, init, g, dim, kwargs, factory, fits, preset_fit
         )
         new.train(original.training)
-        _remember_initial(new)
-        error = _max_error(new, match.target)
+        new.remember_initial()
+        error = new.max_error(match.target, presets.X_RANGE, _ERROR_POINTS)
         note = match.note if init == "match" else ""
-        if to == "pwlu" and init in ("match", "fit"):
-            note = ""
+        if cls.samples_functions and init in ("match", "fit"):
+            note = ""  # sampled from the function itself: the preset's approximation is moot
         kind = "functional" if name in described else "module"
         summary.replacements.append(
             Replacement(
@@ -913,9 +840,9 @@ def convert(
         # Warn only where the start is measurably worse than the preset's own
         # fit (e.g. a LeakyReLU slope without a preset); notes such as
         # "ReLU6 equals ReLU on [-3, 3]" stay in the summary.
-        if r.note and isinstance(r.module, PAU) and r.init != "fit":
-            recorded = presets.info(r.init, r.module.degrees, r.module.variant)["max_error"]
-            if r.max_error > 2 * recorded + 1e-6:
+        if r.note and r.init != "fit":
+            recorded = r.module.preset_error(r.init)
+            if recorded is not None and r.max_error > 2 * recorded + 1e-6:
                 warnings.warn(f"pau.convert: {r.name}: {r.note}", UserWarning, stacklevel=2)
     if isinstance(model, torch.fx.GraphModule):
         model.recompile()
@@ -973,17 +900,3 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, module)
-
-
-def _remember_initial(module: nn.Module) -> None:
-    """Keep a CPU float64 copy of the starting parameters for :func:`pau.plot`.
-
-    A plain attribute, not a buffer: it stays out of the state dict and out of
-    exported graphs.
-    """
-    names = (
-        ("numerator", "denominator") if isinstance(module, PAU) else ("points", "bounds", "slopes")
-    )
-    module._pau_initial = {
-        n: getattr(module, n).detach().to("cpu", torch.float64).clone() for n in names
-    }

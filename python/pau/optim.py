@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from torch import nn
 
-from .nn import PAU, PWLU
+from .nn import Unit
 
 __all__ = ["parameter_groups", "activation_parameters"]
 
@@ -27,7 +27,7 @@ def activation_parameters(model: nn.Module) -> list[nn.Parameter]:
     seen: set[int] = set()
     out = []
     for module in model.modules():
-        if isinstance(module, (PAU, PWLU)):
+        if isinstance(module, Unit):
             for p in module.parameters():
                 if id(p) not in seen:
                     seen.add(id(p))

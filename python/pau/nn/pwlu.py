@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +23,9 @@ from torch import Tensor, nn
 from .. import _C  # noqa: F401  (registers torch.ops.pau)
 from .._checks import channel_dim
 from ..functional import SegmentTables, segment_tables
+from ..reference import pwlu_reference
 from ._distributed import all_ranks_mean_var, assign
+from ._unit import ConversionStart, Function, Unit
 
 INITS = ("relu", "leaky_relu", "identity")
 LEAKY_RELU_SLOPE = 0.01
@@ -34,6 +37,23 @@ def _positions(left: Tensor, right: Tensor, num_points: int) -> Tensor:
     """(G, N+1) breakpoints B_L + i (B_R - B_L) / N of (G,) bounds."""
     steps = torch.arange(num_points + 1, dtype=left.dtype, device=left.device)
     return left[:, None] + steps * ((right - left) / num_points)[:, None]
+
+
+def _check_num_points(num_points: object) -> None:
+    if (
+        not isinstance(num_points, int)
+        or isinstance(num_points, bool)
+        or not (1 <= num_points <= MAX_INTERVALS)
+    ):
+        raise ValueError(
+            f"num_points (the number of intervals N) must be an int in [1, {MAX_INTERVALS}],"
+            f" got {num_points!r}"
+        )
+
+
+def _check_bound(bound: object) -> None:
+    if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
+        raise ValueError(f"bound must be a finite positive number, got {bound!r}")
 
 
 def initial_parameters(init: str, num_points: int, bound: float) -> tuple[Tensor, Tensor, Tensor]:
@@ -50,7 +70,7 @@ def initial_parameters(init: str, num_points: int, bound: float) -> tuple[Tensor
     return x, bounds, torch.tensor([1.0, 1.0], dtype=torch.float64)
 
 
-class PWLU(nn.Module):
+class PWLU(Unit):
     """Piecewise Linear Unit with learnable bounds, points and outer slopes.
 
     Args:
@@ -65,7 +85,14 @@ class PWLU(nn.Module):
     (G, 2) = (K_L, K_R). Buffers ``running_mean``, ``running_var`` (G,) and
     ``num_batches_tracked`` hold the phase I statistics; they are part of the
     state dict. See :mod:`pau.nn.pwlu_realignment` for the realignment schedule.
+    :meth:`from_function` builds one that interpolates any function.
     """
+
+    parameter_names = ("points", "bounds", "slopes")
+    config_names = ("num_points", "bound", "dim")
+    shape_config_names = ("num_points", "bound")
+    own_inits = INITS
+    samples_functions = True
 
     def __init__(
         self,
@@ -78,19 +105,10 @@ class PWLU(nn.Module):
         dtype: Optional[torch.dtype] = None,
     ) -> None:
         super().__init__()
-        if (
-            not isinstance(num_points, int)
-            or isinstance(num_points, bool)
-            or not (1 <= num_points <= MAX_INTERVALS)
-        ):
-            raise ValueError(
-                f"num_points (the number of intervals N) must be an int in [1, {MAX_INTERVALS}],"
-                f" got {num_points!r}"
-            )
+        _check_num_points(num_points)
         if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
             raise ValueError(f"groups must be a positive int, got {groups!r}")
-        if not (isinstance(bound, (int, float)) and math.isfinite(bound) and bound > 0):
-            raise ValueError(f"bound must be a finite positive number, got {bound!r}")
+        _check_bound(bound)
         self.num_points = num_points
         self.groups = groups
         self.dim = dim
@@ -251,3 +269,91 @@ class PWLU(nn.Module):
             f"init={self.init!r}, bound={self.bound}"
         )
         return text + (", collecting statistics" if self.collecting else "")
+
+    # The unit protocol (pau.nn._unit.Unit).
+
+    def reference(self, x: Tensor, parameters: Optional[Mapping[str, Tensor]] = None) -> Tensor:
+        params = self.current_parameters() if parameters is None else parameters
+        points = params["points"]
+        xs = x[:, None].expand(-1, points.shape[0])
+        return pwlu_reference(xs, points, params["bounds"], params["slopes"], dim=1)
+
+    def describe(self) -> str:
+        return f"PWLU N={self.num_points}"
+
+    def natural_range(self) -> Optional[tuple[float, float]]:
+        bounds = self.bounds.detach().to("cpu", torch.float64)
+        return float(bounds[:, 0].min()), float(bounds[:, 1].max())
+
+    def knots(
+        self, parameters: Mapping[str, Tensor], group: int
+    ) -> Optional[tuple[Tensor, Tensor]]:
+        steps = torch.linspace(0, 1, self.num_points + 1, dtype=torch.float64)
+        left, right = parameters["bounds"][group]
+        return left + steps * (right - left), parameters["points"][group]
+
+    def _initial_from_init(self) -> Optional[dict[str, Tensor]]:
+        if getattr(self, "init", None) not in INITS:
+            return None
+        points, bounds, slopes = initial_parameters(self.init, self.num_points, self.bound)
+        return {
+            "points": points.reshape(1, -1),
+            "bounds": bounds.reshape(1, -1),
+            "slopes": slopes.reshape(1, -1),
+        }
+
+    @classmethod
+    def function_parameters(
+        cls, fn: Function, num_points: int = 16, bound: float = 3.0
+    ) -> dict[str, Tensor]:
+        """Points, bounds and slopes (float64) that interpolate ``fn`` on [-bound, bound].
+
+        The outer slopes are ``fn``'s secants over one interval outside each
+        bound, which continues ReLU-like functions exactly.
+        """
+        _check_num_points(num_points)
+        _check_bound(bound)
+        bound = float(bound)
+        h = 2 * bound / num_points
+        x = torch.linspace(-bound, bound, num_points + 1, dtype=torch.float64)
+        with torch.no_grad():
+            y = fn(x).to(torch.float64)
+            outer = fn(torch.tensor([-bound - h, bound + h], dtype=torch.float64))
+            outer = outer.to(torch.float64)
+        slopes = torch.stack([(y[0] - outer[0]) / h, (outer[1] - y[-1]) / h])
+        return {
+            "points": y,
+            "bounds": torch.tensor([-bound, bound], dtype=torch.float64),
+            "slopes": slopes,
+        }
+
+    @classmethod
+    def from_parameters(
+        cls,
+        parameters: Mapping[str, Tensor],
+        groups: int = 1,
+        dim: int = 1,
+        init: str = "custom",
+        device: Optional[torch.device] = None,
+        dtype: Optional[torch.dtype] = None,
+        **config: Any,
+    ) -> PWLU:
+        module = cls(groups=groups, dim=dim, init="relu", device=device, dtype=dtype, **config)
+        with torch.no_grad():
+            for name in cls.parameter_names:
+                param = getattr(module, name)
+                param.copy_(parameters[name].expand_as(param))
+        module.init = init
+        return module
+
+    @classmethod
+    def _native_init(cls, start: ConversionStart) -> Optional[str]:
+        if start.init in INITS:
+            return start.init
+        if start.init == "match" and start.preset in INITS and start.exact:
+            return start.preset  # the PWLU's own init is this very function
+        return None
+
+    @classmethod
+    def _function_label(cls, name: str) -> str:
+        return f"sampled {name}"

@@ -20,6 +20,11 @@ from .pau import PAU, Init
 
 __all__ = ["RPAU"]
 
+# Monte Carlo draws of the coefficient noise for noise_band; a fixed seed makes
+# a plot reproducible.
+_BAND_DRAWS = 256
+_BAND_SEED = 0
+
 
 class RPAU(PAU):
     """Randomized Padé Activation Unit (PAU paper Eq. 3).
@@ -38,6 +43,8 @@ class RPAU(PAU):
             raises for an alpha outside [0, 1); the CUDA one never reads alpha
             on the host (no synchronisation) and gives NaN for such a group.
     """
+
+    config_names = ("degrees", "variant", "dim", "alpha")
 
     def __init__(
         self,
@@ -81,3 +88,33 @@ class RPAU(PAU):
         else:
             alpha = tuple(self.alpha.shape)
         return f"{super().extra_repr()}, alpha={alpha}"
+
+    def describe(self) -> str:
+        return "R" + super().describe()
+
+    def noise_band(self, group: int, x: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        """Pointwise min and max of F over 256 random draws of the coefficient noise.
+
+        Every coefficient c becomes c (1 + e), e ~ U(-alpha, alpha),
+        independently (PAU paper Eq. 3): the band is what one training forward
+        can output. None when alpha is 0 everywhere.
+        """
+        if not float(self.alpha.max()) > 0:
+            return None
+        num = self.numerator.detach().to("cpu", torch.float64)[group]
+        den = self.denominator.detach().to("cpu", torch.float64)[group]
+        count = num.numel() + den.numel()
+        alpha = self.alpha.detach().to("cpu", torch.float64).expand(self.groups, count)[group]
+        gen = torch.Generator().manual_seed(_BAND_SEED)
+        u = torch.rand(_BAND_DRAWS, count, dtype=torch.float64, generator=gen)
+        factor = 1 + alpha * (2 * u - 1)
+        factor[0] = 1  # include the unperturbed function
+        coefficients = torch.cat([num, den]) * factor
+        values = self.reference(
+            x,
+            {
+                "numerator": coefficients[:, : num.numel()],
+                "denominator": coefficients[:, num.numel() :],
+            },
+        )
+        return values.min(1).values, values.max(1).values
