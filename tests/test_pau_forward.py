@@ -77,6 +77,21 @@ def test_zero_leading_coefficients(device: str, variant: str, zeroed: str) -> No
     check_against_reference(x.double(), numerator.double(), denominator.double(), variant, 1)
 
 
+@pytest.mark.parametrize("coefficient_dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("x_dtype", [torch.float32, *HALF_DTYPES], ids=str)
+@pytest.mark.parametrize("groups", [1, 6])
+def test_half_precision_coefficients(
+    device: str, groups: int, x_dtype: torch.dtype, coefficient_dtype: torch.dtype
+) -> None:
+    """model.half(): float16/bfloat16 coefficients are used in float32, and their gradients
+    come back in their dtype."""
+    x = random_x((3, 6, 33), x_dtype, seed=15, device=device)
+    numerator, denominator = random_coefficients(
+        groups, (5, 4), "safe", coefficient_dtype, seed=16, device=device
+    )
+    check_against_reference(x, numerator, denominator, "safe", 1)
+
+
 def test_groups_use_their_own_coefficients(device: str) -> None:
     """Each channel group must use its row: swapping rows swaps the output channels."""
     x = random_x((2, 4, 33), torch.float32, seed=8, device=device)
