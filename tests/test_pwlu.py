@@ -21,6 +21,12 @@ from helpers.inputs import layout_x
 from helpers.inputs import pwlu_parameters as parameters
 from helpers.opchecks import opcheck_pwlu
 from helpers.processes import check_script_module_in_fresh_process
+from helpers.pwlu_references import (
+    check_pwlu_against_reference,
+    parameter_dtype,
+    pwlu_x,
+    random_grad,
+)
 from pau.functional import pwlu_segments, segment_tables
 from pau.reference import pwlu_reference
 
@@ -217,6 +223,55 @@ def test_non_contiguous_input_and_grad(device):
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, grads_ref):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+
+
+ALL_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES, ids=str)
+@pytest.mark.parametrize("numel", [1, 7, 129, 4097])
+def test_odd_sizes_every_dtype(device, numel, dtype):
+    """Every dtype against the reference, with the bounds of helpers.pwlu_references (x
+    away from the breakpoints)."""
+    points, bounds, slopes = parameters(1, 16, parameter_dtype(dtype))
+    x = pwlu_x((numel,), bounds, 16, 0, dtype).to(device)
+    check_pwlu_against_reference(x, points, bounds, slopes, 0)
+    # The same elements per channel (per-lane tiles, a channel per column).
+    points, bounds, slopes = parameters(3, 16, parameter_dtype(dtype), seed=3)
+    x3 = pwlu_x((numel, 3), bounds, 16, 1, dtype).to(device)
+    check_pwlu_against_reference(x3, points, bounds, slopes, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_non_contiguous_input_and_grad_every_dtype(device, dtype):
+    points, bounds, slopes = parameters(5, 7, parameter_dtype(dtype))
+    # Channel 2c of base is in group c of the view's 5 channels.
+    base = pwlu_x((4, 10, 6, 8), bounds.repeat_interleave(2, 0), 7, 1, dtype).to(device)
+    x = base[:, ::2, 1:, ::3]  # strided view, not dense
+    assert not x.is_contiguous()
+    check_pwlu_against_reference(x, points, bounds, slopes, 1)
+    # A dense view with a storage offset (misaligned for vector loads).
+    p1, b1, s1 = parameters(1, 16, parameter_dtype(dtype))
+    misaligned = pwlu_x((1001,), b1, 16, 0, dtype).to(device)[1:]
+    assert misaligned.storage_offset() == 1
+    check_pwlu_against_reference(misaligned, p1, b1, s1, 0)
+    # grad_output with strides unlike x's, and an expanded one (y.sum().backward()).
+    grad = random_grad(torch.empty(3, 5, 5, 4, dtype=dtype)).to(device).permute(3, 2, 1, 0)
+    grad = grad.transpose(1, 2)
+    assert grad.shape == x.shape and not grad.is_contiguous()
+    check_pwlu_against_reference(x, points, bounds, slopes, 1, grad=grad)
+    ones = torch.ones((), dtype=dtype, device=device).expand(x.shape)
+    check_pwlu_against_reference(x, points, bounds, slopes, 1, grad=ones)
+
+
+@pytest.mark.parametrize("parameter", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("groups", [1, 6])
+def test_half_precision_parameters(device, groups, dtype, parameter):
+    """model.half(): float16/bfloat16 parameters, used in float, gradients in their dtype."""
+    points, bounds, slopes = parameters(groups, 16, parameter)
+    x = pwlu_x((3, 6, 33), bounds, 16, 1, dtype).to(device)
+    check_pwlu_against_reference(x, points, bounds, slopes, 1)
 
 
 def test_zero_dim_input(device):
