@@ -169,18 +169,6 @@ def test_matches_cpu_and_reference(shape, dim, groups, channels_last, variant, d
 
 
 @requires_cuda
-@pytest.mark.parametrize("coefficient_dtype", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("groups", [1, 6])
-def test_half_precision_coefficients(groups, dtype, coefficient_dtype):
-    """model.half(): float16/bfloat16 coefficients, used in float, gradients in their dtype."""
-    x = make_x((3, 6, 33), dtype)
-    numerator, denominator = coefficients(groups, dtype=coefficient_dtype)
-    y, *grads = compare(x, numerator, denominator, "safe", 1)
-    assert grads[1].dtype == coefficient_dtype and grads[2].dtype == coefficient_dtype
-
-
-@requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_odd_size_beyond_a_million(dtype):
     """2^20 + 3 elements: more than one grid of blocks (the sizes 0 to 4097 are per-device
