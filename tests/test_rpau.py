@@ -60,7 +60,7 @@ def test_matches_reference_with_explicit_noise(
     y = torch.ops.pau.rpau_forward(
         x, numerator, denominator, alpha.to(device), SEED, variant, dim
     )
-    grad = torch.randn(y.shape, dtype=y.dtype)
+    grad = torch.randn_like(y.cpu())  # on the CPU, in y's layout: the same on every device
     grads = torch.autograd.grad(y, (x, numerator, denominator), grad.to(device))
 
     e = rpau_noise(shape, SEED, alpha, (5, 4), groups, dim)
@@ -91,7 +91,7 @@ def test_mixed_effective_degrees_match_reference(device, variant, shape, dim, ch
     y = torch.ops.pau.rpau_forward(
         x, numerator, denominator, alpha.to(device), SEED, variant, dim
     )
-    grad = torch.randn(y.shape, dtype=y.dtype)
+    grad = torch.randn_like(y.cpu())  # on the CPU, in y's layout: the same on every device
     grads = torch.autograd.grad(y, (x, numerator, denominator), grad.to(device))
 
     e = rpau_noise(shape, SEED, alpha, (5, 4), 6, dim)
