@@ -13,7 +13,7 @@ conversion (:func:`convert`), optimizer parameter groups for the coefficients
 
 import torch  # noqa: F401  (load torch's libraries before the extension)
 
-from . import _C, functional, nn, optim, presets, reference
+from . import _C, functional, optim, presets, reference
 from .convert import ConversionSummary, convert
 from .deploy import cmake_prefix_path, library_path
 from .fit import FitResult, fit
@@ -23,6 +23,8 @@ from .plot import plot
 from .record import InputRecorder, record_inputs
 
 __version__ = "0.1.0"
+# pau.nn (a submodule, imported above) stays out of __all__: `from pau import *`
+# must not shadow torch's nn.
 __all__ = [
     "PAU",
     "PWLU",
@@ -35,7 +37,6 @@ __all__ = [
     "fit",
     "functional",
     "library_path",
-    "nn",
     "optim",
     "parameter_groups",
     "plot",

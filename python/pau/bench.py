@@ -130,6 +130,7 @@ def nchw_shape(numel: int) -> tuple[int, int, int, int]:
 
 
 def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
         match = re.search(r"model name\s*:\s*(.+)", text)
@@ -141,6 +142,7 @@ def cpu_model() -> str:
 
 
 def device_name(device: torch.device) -> str:
+    """The name recorded in the results: the GPU's for CUDA, else the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return cpu_model()
@@ -203,8 +205,12 @@ def measure_interleaved(
 
 
 def pau_callables(
-    x: torch.Tensor, numerator: torch.Tensor, denominator: torch.Tensor, compiled_reference
+    x: torch.Tensor,
+    numerator: torch.Tensor,
+    denominator: torch.Tensor,
+    compiled_reference: Callable[..., torch.Tensor],
 ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """relu, the eager and compiled references and the operator for PAU (safe)."""
     return {
         "relu": torch.relu,
         "reference": lambda t: pau_reference(t, numerator, denominator, "safe", 1),
@@ -225,8 +231,12 @@ def rpau_callables(
 
 
 def pwlu_callables(
-    points: torch.Tensor, bounds: torch.Tensor, slopes: torch.Tensor, compiled_reference
+    points: torch.Tensor,
+    bounds: torch.Tensor,
+    slopes: torch.Tensor,
+    compiled_reference: Callable[..., torch.Tensor],
 ) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """relu, the eager and compiled references and the operator for PWLU."""
     return {
         "relu": torch.relu,
         "reference": lambda t: pwlu_reference(t, points, bounds, slopes, 1),
@@ -378,6 +388,7 @@ def run(
 
 
 def format_case(c: Case) -> str:
+    """One line of the results table."""
     extra = f"  copy-bw {c.fraction_of_copy:6.1%}" if c.fraction_of_copy is not None else ""
     return (
         f"{c.op:5s} {c.impl:19s} {c.direction:16s} {c.dtype:9s} 2^{c.numel.bit_length() - 1:<3d}"
@@ -456,6 +467,7 @@ def print_summary_of(path: Path) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The command line (see the module docstring); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m pau.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="2^20 elements, float32 only")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])

@@ -105,10 +105,12 @@ class InputHistogram:
 
     @property
     def mean(self) -> float:
+        """Mean of the finite values seen (NaN before any)."""
         return self._sum / self.total if self.total else math.nan
 
     @property
     def std(self) -> float:
+        """Population standard deviation of the finite values seen (NaN before any)."""
         if not self.total:
             return math.nan
         return math.sqrt(max(self._sumsq / self.total - self.mean**2, 0.0))

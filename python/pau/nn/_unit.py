@@ -199,7 +199,9 @@ class Unit(nn.Module):
         """
         shape = {k: config[k] for k in cls.shape_config_names if k in config}
         parameters = cls.function_parameters(fn, **shape)
-        return cls.from_parameters(parameters, groups, dim, init, device, dtype, **config)
+        module = cls.from_parameters(parameters, groups, dim, init, device, dtype, **config)
+        module.remember_initial()  # init names no preset: plot would not know the start
+        return module
 
     @classmethod
     def _native_init(cls, start: ConversionStart) -> Optional[str]:

@@ -95,6 +95,7 @@ class PAU(Unit):
         self.denominator = nn.Parameter(denominator.to(**factory).reshape(1, -1).repeat(groups, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        """F(x) element-wise (``pau::forward``), in x's dtype and shape."""
         dim = channel_dim(x, self.dim, self.groups, "PAU")
         return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, dim)
 

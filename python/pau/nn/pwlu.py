@@ -127,6 +127,7 @@ class PWLU(Unit):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        """F(x) element-wise (``pau::pwlu_forward``); in phase I also updates the statistics."""
         dim = channel_dim(x, self.dim, self.groups, "PWLU")
         # The operator first: it checks x (e.g. that G divides C) with clear errors.
         y = torch.ops.pau.pwlu_forward(x, self.points, self.bounds, self.slopes, dim)

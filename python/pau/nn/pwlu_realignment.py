@@ -25,6 +25,7 @@ during phase I do not change them.
 
 from __future__ import annotations
 
+from types import TracebackType
 from typing import Optional
 
 import torch
@@ -66,7 +67,12 @@ class StatisticsCollection:
     def __enter__(self) -> StatisticsCollection:
         return self
 
-    def __exit__(self, exc_type, exc, traceback) -> bool:
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        traceback: Optional[TracebackType],
+    ) -> bool:
         if exc_type is None:
             pwlu_realign(self.model)
         return False

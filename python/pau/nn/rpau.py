@@ -76,6 +76,7 @@ class RPAU(PAU):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
+        """F(x) with fresh coefficient noise per element in training mode, PAU's F(x) in eval."""
         dim = channel_dim(x, self.dim, self.groups, "RPAU")
         if not self.training:
             return torch.ops.pau.forward(x, self.numerator, self.denominator, self.variant, dim)

@@ -1,6 +1,6 @@
 """How close a converted model starts to the original, measured on an example input.
 
-Helpers of :func:`pau.convert` (``example_input=``): one forward pass of the
+The start-quality report of :func:`pau.convert` (``example_input=``): one forward pass of the
 original model records the input range of every activation it replaces and
 the model's output; after the conversion, each new unit is compared with the
 function it replaced on that range, and the converted model's output with the
@@ -23,8 +23,10 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-from .nn import Unit
-from .record import InputHistogram
+from ..nn import Unit
+from ..record import InputHistogram
+from .matching import match
+from .report import ConversionSummary
 
 # Uniform points of a recorded range on which a unit's start error is measured
 # (plus the range's end points and 0, where ReLU-like presets err most).
@@ -180,3 +182,30 @@ def output_agreement(original: Any, converted: Any) -> Optional[tuple[float, flo
         cosine = float(u @ v) / (norm_u * norm_v)
     relative = diff / norm_u if norm_u > 0 else (0.0 if diff == 0 else math.inf)
     return cosine, relative
+
+
+def report_start_errors(
+    summary: ConversionSummary,
+    originals: dict[str, nn.Module],
+    observation: Observation,
+    model: nn.Module,
+    example_input: Any,
+) -> None:
+    """Fill in the start error of each replacement on its recorded input range, and the
+    converted model's output against the original's on ``example_input``."""
+    for r in summary.replacements:
+        original = originals[r.name]
+        x_range = observation.ranges.get(id(original))
+        if x_range is None:
+            continue
+        r.input_range = x_range
+        target = match(original).target
+        r.range_max_error, r.range_rel_error = unit_error(r.module, target, x_range)
+        r.input_mean_error = mean_error(r.module, target, observation.histograms[id(original)])
+    agreement = output_agreement(observation.output, run(model, example_input))
+    if agreement is None:
+        summary.notes.append(
+            "the model's output holds no floating-point tensors to compare with the original"
+        )
+    else:
+        summary.output_cosine, summary.output_rel_error = agreement
