@@ -14,6 +14,9 @@ import pau
 import pytest
 from pau.deploy import operator_backends
 
+# Selected with the CUDA cases of the per-device tests by `pytest -m cuda`.
+pytestmark = pytest.mark.cuda
+
 # Operators that are CPU-only by design, with the reason.
 CPU_ONLY = {
     # Its one tensor argument is the (seed, offset) pair, which is a CPU tensor

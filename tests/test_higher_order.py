@@ -14,14 +14,8 @@ from typing import Callable
 import pau
 import pytest
 import torch
-from conftest import (
-    HIGH_PRECISION,
-    exact_pau,
-    paper_coefficients,
-    random_coefficients,
-    random_x,
-    smooth_inputs,
-)
+from helpers.exact import HIGH_PRECISION, exact_pau
+from helpers.inputs import paper_coefficients, random_coefficients, random_x, smooth_inputs
 from pau.reference import VARIANTS, pau_reference, rpau_reference
 from torch import Tensor
 from torch.func import functional_call, grad, hessian, jacfwd, jacrev, jvp, vmap
@@ -160,7 +154,7 @@ def exact_second_derivatives(
     x: float, numerator: list[float], denominator: list[float], variant: str
 ) -> tuple[float, list[float], float]:
     """(d2F/dx2, d/da_j dF/dx, dF/dx) at x: central differences of the 200-digit exact
-    dF/dx (conftest.exact_pau) with steps of 1e-60, far below float64's resolution."""
+    dF/dx (helpers.exact.exact_pau) with steps of 1e-60, far below float64's resolution."""
     with localcontext() as ctx:
         ctx.prec = HIGH_PRECISION
         ctx.Emax, ctx.Emin = MAX_EMAX, MIN_EMIN

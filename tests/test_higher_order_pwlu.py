@@ -14,7 +14,7 @@ from typing import Callable
 import pau
 import pytest
 import torch
-from conftest import pwlu_parameters, random_x
+from helpers.inputs import pwlu_parameters, random_x
 from pau.reference import pwlu_reference
 from torch import Tensor
 from torch.func import functional_call, grad, hessian, jacfwd, jacrev, jvp, vmap

@@ -8,7 +8,9 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import compute_dtype, random_coefficients, random_x, run_python
+from helpers.inputs import random_coefficients, random_x
+from helpers.processes import run_python
+from helpers.tolerances import compute_dtype
 from torch import Tensor, nn
 
 

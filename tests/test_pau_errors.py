@@ -10,16 +10,20 @@ import torch
 from torch import Tensor
 
 
-def _x() -> Tensor:
-    return torch.randn(2, 4, 3)
+def _x(device: str = "cpu") -> Tensor:
+    return torch.randn(2, 4, 3).to(device)
 
 
-def _num(groups: int = 2, terms: int = 6, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.randn(groups, terms, dtype=dtype)
+def _num(
+    groups: int = 2, terms: int = 6, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Tensor:
+    return torch.randn(groups, terms, dtype=dtype).to(device)
 
 
-def _den(groups: int = 2, terms: int = 4, dtype: torch.dtype = torch.float32) -> Tensor:
-    return torch.randn(groups, terms, dtype=dtype)
+def _den(
+    groups: int = 2, terms: int = 4, dtype: torch.dtype = torch.float32, device: str = "cpu"
+) -> Tensor:
+    return torch.randn(groups, terms, dtype=dtype).to(device)
 
 
 def forward(x: Tensor, num: Tensor, den: Tensor, variant: str = "safe", dim: int = 1) -> Tensor:
@@ -27,124 +31,124 @@ def forward(x: Tensor, num: Tensor, den: Tensor, variant: str = "safe", dim: int
 
 
 # name: (call, exception type, message regex)
-FORWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+FORWARD_ERRORS: dict[str, tuple[Callable[[str], object], type, str]] = {
     "x_int": (
-        lambda: forward(_x().int(), _num(), _den()),
+        lambda d: forward(_x(d).int(), _num(device=d), _den(device=d)),
         TypeError,
         r"x must be float32, float64, float16 or bfloat16, got Int",
     ),
     "x_bool": (
-        lambda: forward(_x() > 0, _num(), _den()),
+        lambda d: forward(_x(d) > 0, _num(device=d), _den(device=d)),
         TypeError,
         r"x must be float32, float64, float16 or bfloat16, got Bool",
     ),
     "x_complex": (
-        lambda: forward(_x().to(torch.complex64), _num(), _den()),
+        lambda d: forward(_x(d).to(torch.complex64), _num(device=d), _den(device=d)),
         TypeError,
         r"x must be .* got ComplexFloat",
     ),
     "coefficient_dtype_mismatch": (
-        lambda: forward(_x(), _num(), _den(dtype=torch.float64)),
+        lambda d: forward(_x(d), _num(device=d), _den(dtype=torch.float64, device=d)),
         TypeError,
         r"denominator dtype \(Double\) must match numerator dtype \(Float\)",
     ),
     "integer_coefficients": (
-        lambda: forward(_x(), _num().int(), _den().int()),
+        lambda d: forward(_x(d), _num(device=d).int(), _den(device=d).int()),
         TypeError,
         r"numerator must be float32, float64, float16 or bfloat16, got Int",
     ),
     "coefficients_on_other_device": (
-        lambda: forward(_x(), _num().to("meta"), _den().to("meta")),
+        lambda d: forward(_x(d), _num(device=d).to("meta"), _den(device=d).to("meta")),
         RuntimeError,
-        r"must be on the same device, got x on cpu, numerator on meta, denominator on meta",
+        r"must be on the same device, got x on {device}\S*, numerator on meta, denominator on meta",
     ),
     "denominator_on_other_device": (
-        lambda: forward(_x(), _num(), _den().to("meta")),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d).to("meta")),
         RuntimeError,
-        r"same device, got x on cpu, numerator on cpu, denominator on meta",
+        r"same device, got x on {device}\S*, numerator on {device}\S*, denominator on meta",
     ),
     "x_on_other_device": (
-        lambda: forward(_x().to("meta"), _num(), _den()),
+        lambda d: forward(_x(d).to("meta"), _num(device=d), _den(device=d)),
         RuntimeError,
-        r"same device, got x on meta, numerator on cpu",
+        r"same device, got x on meta, numerator on {device}",
     ),
     "numerator_1d": (
-        lambda: forward(_x(), _num()[0], _den()),
+        lambda d: forward(_x(d), _num(device=d)[0], _den(device=d)),
         ValueError,
         r"numerator must have shape \(G, m\+1\), got shape \[6\]",
     ),
     "numerator_3d": (
-        lambda: forward(_x(), _num()[None], _den()),
+        lambda d: forward(_x(d), _num(device=d)[None], _den(device=d)),
         ValueError,
         r"numerator must have shape \(G, m\+1\), got shape \[1, 2, 6\]",
     ),
     "denominator_1d": (
-        lambda: forward(_x(), _num(), _den()[0]),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d)[0]),
         ValueError,
         r"denominator must have shape \(G, n\), got shape \[4\]",
     ),
     "group_count_mismatch": (
-        lambda: forward(_x(), _num(2), _den(1)),
+        lambda d: forward(_x(d), _num(2, device=d), _den(1, device=d)),
         ValueError,
         r"numerator and denominator must have the same number of groups, got 2 and 1",
     ),
     "groups_do_not_divide_channels": (
-        lambda: forward(_x(), _num(3), _den(3)),
+        lambda d: forward(_x(d), _num(3, device=d), _den(3, device=d)),
         ValueError,
         r"size of dimension 1 of x \(4\) is not divisible by the number of groups \(3\)",
     ),
     "groups_do_not_divide_last_dim": (
-        lambda: forward(_x(), _num(2), _den(2), dim=-1),
+        lambda d: forward(_x(d), _num(2, device=d), _den(2, device=d), dim=-1),
         ValueError,
         r"size of dimension 2 of x \(3\) is not divisible by the number of groups \(2\)",
     ),
     "more_groups_than_channels": (
-        lambda: forward(_x(), _num(8), _den(8)),
+        lambda d: forward(_x(d), _num(8, device=d), _den(8, device=d)),
         ValueError,
         r"\(4\) is not divisible by the number of groups \(8\)",
     ),
     "zero_groups": (
-        lambda: forward(_x(), _num(0), _den(0)),
+        lambda d: forward(_x(d), _num(0, device=d), _den(0, device=d)),
         ValueError,
         r"need at least one group",
     ),
     "dim_too_large": (
-        lambda: forward(_x(), _num(), _den(), dim=3),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d), dim=3),
         IndexError,
         r"dim 3 is out of range for x with 3 dimensions",
     ),
     "dim_too_negative": (
-        lambda: forward(_x(), _num(), _den(), dim=-4),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d), dim=-4),
         IndexError,
         r"dim -4 is out of range for x with 3 dimensions",
     ),
     "dim_of_0d_x": (
-        lambda: forward(torch.tensor(1.0), _num(1), _den(1), dim=1),
+        lambda d: forward(torch.tensor(1.0, device=d), _num(1, device=d), _den(1, device=d), dim=1),
         IndexError,
         r"dim 1 is out of range for x with 0 dimensions",
     ),
     "unknown_variant": (
-        lambda: forward(_x(), _num(), _den(), variant="bogus"),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d), variant="bogus"),
         ValueError,
         r"unknown variant 'bogus', expected 'safe', 'abs_sum' or 'plain'",
     ),
     "variant_is_case_sensitive": (
-        lambda: forward(_x(), _num(), _den(), variant="Safe"),
+        lambda d: forward(_x(d), _num(device=d), _den(device=d), variant="Safe"),
         ValueError,
         r"unknown variant 'Safe'",
     ),
     "numerator_degree_33": (
-        lambda: forward(_x(), _num(terms=34), _den()),
+        lambda d: forward(_x(d), _num(terms=34, device=d), _den(device=d)),
         ValueError,
         r"numerator degree m must be in \[0, 32\], got numerator shape \[2, 34\]",
     ),
     "denominator_degree_33": (
-        lambda: forward(_x(), _num(), _den(terms=33)),
+        lambda d: forward(_x(d), _num(device=d), _den(terms=33, device=d)),
         ValueError,
         r"denominator degree n must be in \[0, 32\], got denominator shape \[2, 33\]",
     ),
     "empty_numerator": (
-        lambda: forward(_x(), _num(terms=0), _den()),
+        lambda d: forward(_x(d), _num(terms=0, device=d), _den(device=d)),
         ValueError,
         r"numerator degree m must be in \[0, 32\], got numerator shape \[2, 0\]",
     ),
@@ -152,18 +156,18 @@ FORWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
 
 
 @pytest.mark.parametrize("case", list(FORWARD_ERRORS))
-def test_forward_rejects(case: str) -> None:
+def test_forward_rejects(device: str, case: str) -> None:
     call, error, message = FORWARD_ERRORS[case]
-    with pytest.raises(error, match=message):
-        call()
+    with pytest.raises(error, match=message.format(device=device)):
+        call(device)
 
 
-def test_degree_32_is_accepted() -> None:
+def test_degree_32_is_accepted(device: str) -> None:
     """The limit itself works (the error cases above are one past it)."""
     y = forward(
-        _x().double(),
-        _num(terms=33, dtype=torch.float64) * 0.1,
-        _den(terms=32, dtype=torch.float64) * 0.1,
+        _x(device).double(),
+        _num(terms=33, dtype=torch.float64, device=device) * 0.1,
+        _den(terms=32, dtype=torch.float64, device=device) * 0.1,
     )
     assert torch.isfinite(y).all()
 
@@ -212,42 +216,44 @@ def test_meta_kernel_rejects(case: str) -> None:
 
 
 def backward(grad: Tensor, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    return torch.ops.pau.backward(grad, x, _num(), _den(), "safe", 1)
+    return torch.ops.pau.backward(grad, x, _num(device=x.device), _den(device=x.device), "safe", 1)
 
 
-BACKWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
+BACKWARD_ERRORS: dict[str, tuple[Callable[[str], object], type, str]] = {
     "grad_shape": (
-        lambda: backward(torch.randn(2, 4), _x()),
+        lambda d: backward(torch.randn(2, 4, device=d), _x(d)),
         ValueError,
         r"grad_output shape \[2, 4\] must match x shape \[2, 4, 3\]",
     ),
     "grad_transposed_shape": (
-        lambda: backward(torch.randn(3, 4, 2), _x()),
+        lambda d: backward(torch.randn(3, 4, 2, device=d), _x(d)),
         ValueError,
         r"grad_output shape \[3, 4, 2\] must match x shape \[2, 4, 3\]",
     ),
     "grad_dtype": (
-        lambda: backward(_x().double(), _x()),
+        lambda d: backward(_x(d).double(), _x(d)),
         TypeError,
         r"grad_output dtype \(Double\) must match x dtype \(Float\)",
     ),
     "grad_half_for_float_x": (
-        lambda: backward(_x().half(), _x()),
+        lambda d: backward(_x(d).half(), _x(d)),
         TypeError,
         r"grad_output dtype \(Half\) must match x dtype \(Float\)",
     ),
     "grad_device": (
-        lambda: backward(_x().to("meta"), _x()),
+        lambda d: backward(_x(d).to("meta"), _x(d)),
         RuntimeError,
-        r"grad_output is on meta but x is on cpu",
+        r"grad_output is on meta but x is on {device}",
     ),
     "x_checks_apply_too": (
-        lambda: torch.ops.pau.backward(_x(), _x(), _num(3), _den(3), "safe", 1),
+        lambda d: torch.ops.pau.backward(
+            _x(d), _x(d), _num(3, device=d), _den(3, device=d), "safe", 1
+        ),
         ValueError,
         r"not divisible by the number of groups \(3\)",
     ),
     "variant_checks_apply_too": (
-        lambda: torch.ops.pau.backward(_x(), _x(), _num(), _den(), "nope", 1),
+        lambda d: torch.ops.pau.backward(_x(d), _x(d), _num(device=d), _den(device=d), "nope", 1),
         ValueError,
         r"unknown variant 'nope'",
     ),
@@ -255,10 +261,10 @@ BACKWARD_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
 
 
 @pytest.mark.parametrize("case", list(BACKWARD_ERRORS))
-def test_backward_rejects(case: str) -> None:
+def test_backward_rejects(device: str, case: str) -> None:
     call, error, message = BACKWARD_ERRORS[case]
-    with pytest.raises(error, match=message):
-        call()
+    with pytest.raises(error, match=message.format(device=device)):
+        call(device)
 
 
 @pytest.mark.parametrize("wrt", ["x", "numerator", "denominator"])

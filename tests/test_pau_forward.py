@@ -7,19 +7,11 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import (
-    DEGREES,
-    HALF_DTYPES,
-    VARIANTS,
-    X_DTYPES,
-    check_against_reference,
-    compute_dtype,
-    cpu_flags,
-    random_coefficients,
-    random_x,
-    reference_forward,
-    run_python,
-)
+from helpers.inputs import DEGREES, HALF_DTYPES, VARIANTS, X_DTYPES, random_coefficients, random_x
+from helpers.machine import cpu_flags
+from helpers.processes import run_python
+from helpers.references import check_against_reference, reference_forward
+from helpers.tolerances import compute_dtype
 from torch import Tensor
 
 TESTS = Path(__file__).resolve().parent
@@ -30,11 +22,11 @@ TESTS = Path(__file__).resolve().parent
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("dtype", X_DTYPES, ids=str)
 def test_forward_matches_reference(
-    dtype: torch.dtype, variant: str, degrees: tuple[int, int], groups: int
+    device: str, dtype: torch.dtype, variant: str, degrees: tuple[int, int], groups: int
 ) -> None:
-    x = random_x((2, 6, 45), dtype, seed=11)
+    x = random_x((2, 6, 45), dtype, seed=11, device=device)
     numerator, denominator = random_coefficients(
-        groups, degrees, variant, compute_dtype(dtype), seed=sum(degrees) + groups
+        groups, degrees, variant, compute_dtype(dtype), seed=sum(degrees) + groups, device=device
     )
     check_against_reference(x, numerator, denominator, variant, 1, grad_seed=None)
 
@@ -51,11 +43,13 @@ def test_forward_matches_reference(
     ids=str,
 )
 def test_mixed_coefficient_dtype(
-    x_dtype: torch.dtype, coefficient_dtype: torch.dtype, variant: str
+    device: str, x_dtype: torch.dtype, coefficient_dtype: torch.dtype, variant: str
 ) -> None:
     """Coefficients in the other float dtype are rounded to the compute dtype (or widened)."""
-    x = random_x((3, 4, 50), x_dtype, seed=3)
-    numerator, denominator = random_coefficients(2, (5, 4), variant, coefficient_dtype, seed=4)
+    x = random_x((3, 4, 50), x_dtype, seed=3, device=device)
+    numerator, denominator = random_coefficients(
+        2, (5, 4), variant, coefficient_dtype, seed=4, device=device
+    )
     check_against_reference(x, numerator, denominator, variant, 1)
 
 
@@ -63,10 +57,12 @@ def test_mixed_coefficient_dtype(
 @pytest.mark.parametrize(
     "zeroed", ["a_m", "b_n", "all_b", "all_a", "b_middle"], ids=lambda z: f"zero_{z}"
 )
-def test_zero_leading_coefficients(variant: str, zeroed: str) -> None:
+def test_zero_leading_coefficients(device: str, variant: str, zeroed: str) -> None:
     """Zero leading coefficients lower the effective degrees (a different kernel path)."""
-    x = random_x((4, 2, 300), torch.float32, seed=5)
-    numerator, denominator = random_coefficients(2, (5, 4), variant, torch.float32, seed=6)
+    x = random_x((4, 2, 300), torch.float32, seed=5, device=device)
+    numerator, denominator = random_coefficients(
+        2, (5, 4), variant, torch.float32, seed=6, device=device
+    )
     if zeroed == "a_m":
         numerator[:, -1] = 0
     elif zeroed == "b_n":
@@ -81,10 +77,27 @@ def test_zero_leading_coefficients(variant: str, zeroed: str) -> None:
     check_against_reference(x.double(), numerator.double(), denominator.double(), variant, 1)
 
 
-def test_groups_use_their_own_coefficients() -> None:
+@pytest.mark.parametrize("coefficient_dtype", HALF_DTYPES, ids=str)
+@pytest.mark.parametrize("x_dtype", [torch.float32, *HALF_DTYPES], ids=str)
+@pytest.mark.parametrize("groups", [1, 6])
+def test_half_precision_coefficients(
+    device: str, groups: int, x_dtype: torch.dtype, coefficient_dtype: torch.dtype
+) -> None:
+    """model.half(): float16/bfloat16 coefficients are used in float32, and their gradients
+    come back in their dtype."""
+    x = random_x((3, 6, 33), x_dtype, seed=15, device=device)
+    numerator, denominator = random_coefficients(
+        groups, (5, 4), "safe", coefficient_dtype, seed=16, device=device
+    )
+    check_against_reference(x, numerator, denominator, "safe", 1)
+
+
+def test_groups_use_their_own_coefficients(device: str) -> None:
     """Each channel group must use its row: swapping rows swaps the output channels."""
-    x = random_x((2, 4, 33), torch.float32, seed=8)
-    numerator, denominator = random_coefficients(2, (3, 2), "safe", torch.float32, seed=9)
+    x = random_x((2, 4, 33), torch.float32, seed=8, device=device)
+    numerator, denominator = random_coefficients(
+        2, (3, 2), "safe", torch.float32, seed=9, device=device
+    )
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
     swapped = torch.ops.pau.forward(x, numerator.flip(0), denominator.flip(0), "safe", 1)
     assert not torch.equal(y, swapped)
@@ -97,19 +110,22 @@ def test_groups_use_their_own_coefficients() -> None:
     torch.testing.assert_close(y, torch.cat(single, dim=1), rtol=0, atol=0)
 
 
-def test_paper_identity_coefficients() -> None:
+def test_paper_identity_coefficients(device: str) -> None:
     """Known values: a_1 = 1, b = 0 is the identity; constant a_0 with n = 0 is constant."""
-    x = random_x((1000,), torch.float32, seed=1, high=100.0)
-    identity = torch.ops.pau.forward(x, torch.tensor([[0.0, 1.0]]), torch.zeros(1, 2), "safe", 0)
+    x = random_x((1000,), torch.float32, seed=1, high=100.0, device=device)
+    one, zeros = torch.tensor([[0.0, 1.0]], device=device), torch.zeros(1, 2, device=device)
+    identity = torch.ops.pau.forward(x, one, zeros, "safe", 0)
     torch.testing.assert_close(identity, x, rtol=0, atol=0)
-    constant = torch.ops.pau.forward(x, torch.tensor([[2.5]]), torch.zeros(1, 0), "plain", 0)
+    constant = torch.ops.pau.forward(
+        x, torch.tensor([[2.5]], device=device), torch.zeros(1, 0, device=device), "plain", 0
+    )
     torch.testing.assert_close(constant, torch.full_like(x, 2.5), rtol=0, atol=0)
     # F(x) = x / (1 + |x|) (softsign) for safe and abs_sum with b_1 = 1.
     for variant in ("safe", "abs_sum"):
         softsign = torch.ops.pau.forward(
             x.double(),
-            torch.tensor([[0.0, 1.0]], dtype=torch.float64),
-            torch.tensor([[1.0]], dtype=torch.float64),
+            torch.tensor([[0.0, 1.0]], dtype=torch.float64, device=device),
+            torch.tensor([[1.0]], dtype=torch.float64, device=device),
             variant,
             0,
         )
@@ -119,9 +135,11 @@ def test_paper_identity_coefficients() -> None:
 
 
 @pytest.mark.parametrize("dtype", X_DTYPES, ids=str)
-def test_defaults_are_safe_and_dim_1(dtype: torch.dtype) -> None:
-    x = random_x((2, 4, 9), dtype, seed=2)
-    numerator, denominator = random_coefficients(4, (5, 4), "safe", compute_dtype(dtype), seed=3)
+def test_defaults_are_safe_and_dim_1(device: str, dtype: torch.dtype) -> None:
+    x = random_x((2, 4, 9), dtype, seed=2, device=device)
+    numerator, denominator = random_coefficients(
+        4, (5, 4), "safe", compute_dtype(dtype), seed=3, device=device
+    )
     default = torch.ops.pau.forward(x, numerator, denominator)
     explicit = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)
@@ -141,9 +159,11 @@ def test_functional_matches_operator(variant: str) -> None:
 
 
 @pytest.mark.parametrize("dtype", X_DTYPES, ids=str)
-def test_inputs_are_not_modified(dtype: torch.dtype) -> None:
-    x = random_x((4, 6, 7), dtype, seed=6)
-    numerator, denominator = random_coefficients(3, (5, 4), "safe", compute_dtype(dtype), seed=7)
+def test_inputs_are_not_modified(device: str, dtype: torch.dtype) -> None:
+    x = random_x((4, 6, 7), dtype, seed=6, device=device)
+    numerator, denominator = random_coefficients(
+        3, (5, 4), "safe", compute_dtype(dtype), seed=7, device=device
+    )
     copies = [t.clone() for t in (x, numerator, denominator)]
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
     grad = torch.ones_like(y)
@@ -163,16 +183,18 @@ def ulps(actual: Tensor, expected: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 @pytest.mark.parametrize("dtype", HALF_DTYPES, ids=str)
-def test_half_is_float32_rounded_once(dtype: torch.dtype) -> None:
+def test_half_is_float32_rounded_once(device: str, dtype: torch.dtype) -> None:
     """Halves compute in float32: the result is the float32 value rounded to the dtype.
 
     Rounding the float32 reference gives the same value except where the two
     float32 computations straddle a rounding boundary (then one ulp apart).
     Evaluating in half/bfloat16 arithmetic would be many ulps off.
     """
-    x = random_x((8, 4, 256), dtype, seed=12)
-    numerator, denominator = random_coefficients(1, (5, 4), "safe", torch.float32, seed=13)
-    y = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
+    x = random_x((8, 4, 256), dtype, seed=12, device=device)
+    numerator, denominator = random_coefficients(
+        1, (5, 4), "safe", torch.float32, seed=13, device=device
+    )
+    y = torch.ops.pau.forward(x, numerator, denominator, "safe", 1).cpu()
     rounded = reference_forward(x, numerator, denominator, "safe", 1).to(dtype)
     assert (ulps(y, rounded, dtype) <= 1.0).all()
     assert (y == rounded).double().mean() > 0.99
@@ -185,8 +207,9 @@ _ISA_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})
 import torch, pau
-from conftest import (VARIANTS, X_DTYPES, check_against_reference, compute_dtype,
-                      random_coefficients, random_x)
+from helpers.inputs import VARIANTS, X_DTYPES, random_coefficients, random_x
+from helpers.references import check_against_reference
+from helpers.tolerances import compute_dtype
 from pau.reference import rpau_reference
 from pau.functional import rpau_noise as noise
 

@@ -9,7 +9,9 @@ import pau
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import VARIANTS, check_against_reference, random_x, tolerance
+from helpers.inputs import VARIANTS, random_x
+from helpers.references import check_against_reference
+from helpers.tolerances import tolerance
 from pau.reference import pau_reference
 from torch import nn
 

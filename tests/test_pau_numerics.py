@@ -1,7 +1,7 @@
 """Numerics users hit in practice: large |x| without overflow, pure polynomials, NaN and
 ±inf inputs, NaN coefficients, |x| near 1 (where the evaluation switches to 1/x), zeros.
 
-Expected values come from 200-digit decimal arithmetic (:func:`conftest.exact_pau`) on
+Expected values come from 200-digit decimal arithmetic (:func:`helpers.exact.exact_pau`) on
 the operator's actual inputs, rounded to the result's dtype.
 """
 
@@ -13,21 +13,17 @@ from collections.abc import Sequence
 import pau
 import pytest
 import torch
-from conftest import (
+from helpers.exact import exact_pau, to_dtype_float
+from helpers.inputs import (
     HALF_DTYPES,
     VARIANTS,
     X_DTYPES,
-    check_against_reference,
-    compute_dtype,
-    exact_pau,
     paper_coefficients,
     random_coefficients,
     random_x,
-    reference_forward,
-    reference_grads,
-    to_dtype_float,
-    tolerance,
 )
+from helpers.references import check_against_reference, reference_forward, reference_grads
+from helpers.tolerances import compute_dtype, tolerance
 from torch import Tensor
 
 # The largest |x| each dtype is tested at, per the design notes.

@@ -16,18 +16,20 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import OP_LAYOUTS as LAYOUTS
-from conftest import check_script_module_in_fresh_process
-from conftest import layout_x as make_x
-from conftest import preset_like_coefficients as coefficients
+from helpers.inputs import OP_LAYOUTS as LAYOUTS
+from helpers.inputs import layout_x as make_x
+from helpers.inputs import preset_like_coefficients as coefficients
+from helpers.processes import check_script_module_in_fresh_process
 from pau.reference import VARIANTS, pau_reference
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
-def test_forward_backward_match_reference_float64(variant, shape, dim, groups, channels_last):
-    x = make_x(shape, channels_last=channels_last).requires_grad_()
-    numerator, denominator = coefficients(groups, variant=variant)
+def test_forward_backward_match_reference_float64(
+    device, variant, shape, dim, groups, channels_last
+):
+    x = make_x(shape, channels_last=channels_last, device=device).requires_grad_()
+    numerator, denominator = coefficients(groups, variant=variant, device=device)
     numerator.requires_grad_()
     denominator.requires_grad_()
     y = torch.ops.pau.forward(x, numerator, denominator, variant, dim)
@@ -49,15 +51,15 @@ TOLERANCES = {torch.float32: 2e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}
 
 @pytest.mark.parametrize("dtype", list(TOLERANCES))
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_low_precision_match_reference(dtype, variant):
-    x = make_x((3, 8, 33, 5), dtype=dtype)
-    numerator, denominator = coefficients(8, variant=variant, dtype=torch.float32)
+def test_low_precision_match_reference(device, dtype, variant):
+    x = make_x((3, 8, 33, 5), dtype=dtype, device=device)
+    numerator, denominator = coefficients(8, variant=variant, dtype=torch.float32, device=device)
     x.requires_grad_()
     numerator.requires_grad_()
     denominator.requires_grad_()
     y = torch.ops.pau.forward(x, numerator, denominator, variant, 1)
     assert y.dtype == dtype
-    grad = torch.randn(y.shape, dtype=torch.float64).to(dtype)
+    grad = torch.randn(y.shape, dtype=torch.float64).to(device, dtype)
     gx, gn, gd = torch.autograd.grad(y, (x, numerator, denominator), grad)
     # Reference in float64 on the same (rounded) inputs.
     x64, n64, d64 = (t.detach().double().requires_grad_() for t in (x, numerator, denominator))
@@ -74,9 +76,9 @@ def test_low_precision_match_reference(dtype, variant):
 
 @pytest.mark.parametrize("degrees", [(0, 0), (1, 0), (3, 2), (4, 3), (8, 7), (16, 16), (32, 32)])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_degrees(degrees, variant):
-    x = make_x((2, 4, 31)) * 0.4  # |x| < ~3 keeps x^32 well inside float64
-    numerator, denominator = coefficients(2, degrees, variant)
+def test_degrees(device, degrees, variant):
+    x = make_x((2, 4, 31), device=device) * 0.4  # |x| < ~3 keeps x^32 well inside float64
+    numerator, denominator = coefficients(2, degrees, variant, device=device)
     y = torch.ops.pau.forward(x, numerator, denominator, variant, 1)
     torch.testing.assert_close(y, pau_reference(x, numerator, denominator, variant, 1),
                                rtol=1e-10, atol=1e-10)
@@ -84,10 +86,11 @@ def test_degrees(degrees, variant):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("groups", [1, 3])
-def test_gradcheck(variant, groups):
+def test_gradcheck(device, variant, groups):
     # abs_sum has kinks where b_k x^k = 0 and safe where A(x) = 0: keep x away from 0.
     x = (make_x((2, 3, 5)).abs() + 0.3) * torch.tensor([1.0, -1.0]).repeat(15)[:15].reshape(3, 5)
-    numerator, denominator = coefficients(groups, variant=variant)
+    x = x.to(device)
+    numerator, denominator = coefficients(groups, variant=variant, device=device)
     inputs = (x.requires_grad_(), numerator.requires_grad_(), denominator.requires_grad_())
     assert torch.autograd.gradcheck(
         lambda a, b, c: torch.ops.pau.forward(a, b, c, variant, 1), inputs
@@ -95,9 +98,9 @@ def test_gradcheck(variant, groups):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_opcheck(variant):
-    x = make_x((2, 6, 5), dtype=torch.float32)
-    numerator, denominator = coefficients(3, variant=variant, dtype=torch.float32)
+def test_opcheck(device, variant):
+    x = make_x((2, 6, 5), dtype=torch.float32, device=device)
+    numerator, denominator = coefficients(3, variant=variant, dtype=torch.float32, device=device)
     torch.library.opcheck(
         torch.ops.pau.forward,
         (x, numerator.requires_grad_(), denominator.requires_grad_(), variant, 1),
@@ -108,23 +111,24 @@ def test_opcheck(variant):
 
 
 @pytest.mark.parametrize("numel", [0, 1, 7, 129, 4097])
-def test_odd_sizes(numel):
-    x = make_x((numel,), dtype=torch.float32).requires_grad_()
-    numerator, denominator = coefficients(1, dtype=torch.float32)
+def test_odd_sizes(device, numel):
+    x = make_x((numel,), dtype=torch.float32, device=device).requires_grad_()
+    numerator, denominator = coefficients(1, dtype=torch.float32, device=device)
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 0)
     torch.testing.assert_close(y, pau_reference(x, numerator, denominator, "safe", 0))
     y.sum().backward()
     assert x.grad.shape == x.shape
 
 
-def test_non_contiguous_input_and_grad():
-    base = make_x((4, 10, 6, 8))
+def test_non_contiguous_input_and_grad(device):
+    base = make_x((4, 10, 6, 8), device=device)
     x = base[:, ::2, 1:, ::3]  # strided view, not dense
-    numerator, denominator = coefficients(5)
+    numerator, denominator = coefficients(5, device=device)
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
     torch.testing.assert_close(y, pau_reference(x, numerator, denominator, "safe", 1))
     # grad_output with strides unlike x's: the kernel must read it in x's order.
-    grad = torch.randn(3, 5, 5, 4, dtype=torch.float64).permute(3, 2, 1, 0).transpose(1, 2)
+    grad = torch.randn(3, 5, 5, 4, dtype=torch.float64).to(device)
+    grad = grad.permute(3, 2, 1, 0).transpose(1, 2)
     assert grad.shape == x.shape and not grad.is_contiguous()
     gx, gn, gd = torch.ops.pau.backward(grad, x, numerator, denominator, "safe", 1)
     xr, nr, dr = (t.detach().clone().requires_grad_() for t in (x, numerator, denominator))
@@ -133,9 +137,9 @@ def test_non_contiguous_input_and_grad():
         torch.testing.assert_close(got, ref, rtol=1e-10, atol=1e-10)
 
 
-def test_zero_dim_input():
-    numerator, denominator = coefficients(1)
-    x = torch.tensor(0.7, dtype=torch.float64)
+def test_zero_dim_input(device):
+    numerator, denominator = coefficients(1, device=device)
+    x = torch.tensor(0.7, dtype=torch.float64, device=device)
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 0)
     assert y.dim() == 0
     torch.testing.assert_close(y, pau_reference(x, numerator, denominator, "safe", 0))
@@ -192,9 +196,10 @@ def test_small_calls_open_no_thread_team():
 
 @pytest.mark.parametrize("shape,dim,groups", [((8, 16, 96, 96), 1, 1), ((8, 16, 96, 96), 1, 16),
                                               ((64, 100, 48), -1, 48)])
-def test_coefficient_grads_bitwise_deterministic(shape, dim, groups):
-    x = make_x(shape, dtype=torch.float32)
-    numerator, denominator = coefficients(groups, dtype=torch.float32)
+def test_coefficient_grads_bitwise_deterministic(device, shape, dim, groups):
+    # The thread counts matter on the CPU only; elsewhere they are repeated runs.
+    x = make_x(shape, dtype=torch.float32, device=device)
+    numerator, denominator = coefficients(groups, dtype=torch.float32, device=device)
     first = coefficient_grads(x, numerator, denominator, dim)
     threads = torch.get_num_threads()
     try:
@@ -212,9 +217,10 @@ LARGE = [(torch.float32, 1e30), (torch.float16, 6e4), (torch.bfloat16, 3e38),
 
 @pytest.mark.parametrize("dtype,value", LARGE)
 @pytest.mark.parametrize("variant", ["safe", "abs_sum"])
-def test_large_inputs_stay_finite(dtype, value, variant):
+def test_large_inputs_stay_finite(device, dtype, value, variant):
     numerator, denominator = pau.presets.coefficients("leaky_relu", (5, 4), variant)
-    x = torch.tensor([value, -value, value / 7], dtype=torch.float64).to(dtype)
+    numerator, denominator = numerator.to(device), denominator.to(device)
+    x = torch.tensor([value, -value, value / 7], dtype=torch.float64).to(device, dtype)
     y = torch.ops.pau.forward(x, numerator[None], denominator[None], variant, 0)
     # F(x) -> a_5 / |b_4| * x (+ lower order terms, relatively 1/x smaller).
     limit = numerator[5] / denominator[3].abs() * x.double()
@@ -231,17 +237,19 @@ def test_large_inputs_stay_finite(dtype, value, variant):
         assert torch.isfinite(xg.grad).all()
 
 
-def test_polynomial_with_zero_denominator_at_large_x():
-    numerator = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]])
-    denominator = torch.zeros(1, 4)
-    x = torch.tensor([1e12, -1e12, 3.0])
+def test_polynomial_with_zero_denominator_at_large_x(device):
+    numerator = torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0, 0.0]], device=device)
+    denominator = torch.zeros(1, 4, device=device)
+    x = torch.tensor([1e12, -1e12, 3.0], device=device)
     y = torch.ops.pau.forward(x, numerator, denominator, "safe", 0)
     assert torch.equal(y, x)
 
 
-def test_nan_and_inf_inputs():
+def test_nan_and_inf_inputs(device):
     numerator, denominator = pau.presets.coefficients("tanh", (4, 4), "safe")
+    numerator, denominator = numerator.to(device), denominator.to(device)
     x = torch.tensor([float("nan"), float("inf"), -float("inf")], dtype=torch.float64)
+    x = x.to(device)
     y = torch.ops.pau.forward(x, numerator[None], denominator[None], "safe", 0)
     assert torch.isnan(y[0])
     limit = numerator[4] / denominator[3].abs()  # m == n: F -> a_n sgn^n / |b_n|
@@ -326,9 +334,9 @@ def test_torchscript_save_load_in_fresh_process(tmp_path, mode):
     check_script_module_in_fresh_process(scripted, model, x, tmp_path)
 
 
-def test_errors_name_the_problem():
-    x = torch.randn(2, 6, 3)
-    num, den = coefficients(3, dtype=torch.float32)
+def test_errors_name_the_problem(device):
+    x = torch.randn(2, 6, 3).to(device)
+    num, den = coefficients(3, dtype=torch.float32, device=device)
     op = torch.ops.pau.forward
     cases = [
         (lambda: op(x.long(), num, den, "safe", 1), TypeError, "x must be float32"),
@@ -342,7 +350,11 @@ def test_errors_name_the_problem():
         (lambda: op(x, num[:2], den[:2], "safe", 2), ValueError, "not divisible by the number"),
         (lambda: op(x, num, den, "safe", 3), IndexError, "dim 3 is out of range"),
         (lambda: op(x, num, den, "nope", 1), ValueError, "unknown variant 'nope'"),
-        (lambda: op(x, torch.zeros(3, 34), den, "safe", 1), ValueError, "degree m must be"),
+        (
+            lambda: op(x, torch.zeros(3, 34, device=device), den, "safe", 1),
+            ValueError,
+            "degree m must be",
+        ),
         (lambda: torch.ops.pau.backward(x[:1], x, num, den, "safe", 1), ValueError,
          "grad_output shape"),
         (lambda: torch.ops.pau.backward(x.double(), x, num, den, "safe", 1), TypeError,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pau
 import pytest
 import torch
-from conftest import run_python
+from helpers.processes import run_python
 from torch import Tensor, nn
 
 # TorchScript is deprecated upstream but is what LibTorch deployments load.

@@ -1,52 +1,48 @@
-"""pau::pwlu_forward / pau::pwlu_backward on CUDA.
+"""PWLU checks that only CUDA has.
 
-Every CUDA test skips cleanly without a GPU. Each comparison runs the CUDA
-operator, the CPU operator and the plain-PyTorch reference (float64 on the
-CPU, on the same rounded inputs) on inputs placed away from the breakpoints,
-where dF/dx jumps and a last-ulp difference in the position u would pick
-another interval. Also: gradcheck, opcheck, bitwise determinism, NaN and
-+-inf, zero elements, non-contiguous inputs, device-mismatch errors and the
-CUDA backward's interval limit for float64.
+The checks that hold on every device (reference agreement, gradcheck, opcheck,
+odd sizes, layouts, determinism, NaN/inf, breakpoints, bad input) are written
+once in test_pwlu.py and run there per device. Here each comparison runs the
+CUDA operator, the CPU operator and the plain-PyTorch reference (float64 on
+the CPU, on the same rounded inputs) on inputs placed away from the
+breakpoints, where dF/dx jumps and a last-ulp difference in the position u
+would pick another interval. Also: device-mismatch errors, streams and the
+device guard, unusable bounds (NaN for their group, where the CPU raises) and
+the CUDA backward's interval limit for float64. Every test skips cleanly
+without a GPU.
 
-Tolerances follow the error of the operator's arithmetic (compute type c,
-eps_c its machine epsilon, N intervals):
-
-* the position u = (x - B_L) N / (B_R - B_L) is off by up to about
-  3 eps_c N (three roundings of a value up to N), so F and the point gradients
-  carry an error of that size times |S_k| and |g|: the forward bound is
-  4 eps_c (max|Y| + N max|S| + max|x - B| max|K|), as test_pwlu's
-  segments_tolerance, plus the final rounding to x's dtype;
-* dL/dx = g S_k N / (B_R - B_L) is a product of a few rounded values:
-  4 eps_c relative, plus the final rounding;
-* a parameter gradient is a sum over elements: within 1e-5 (float32 compute)
-  or 1e-13 (float64) of sum_i |g_i dF_i/dc| (conftest's rule for PAU), plus
-  for a point 4 eps_c N times sum |g_i| over the elements of its two
-  intervals (the position error), plus the final rounding to the
-  parameters' dtype.
-
-The CUDA and CPU operators evaluate the same position from the same tables
-(pwlu_math.h, pwlu_group_tables), so against each other only the rounding
-and summation-order terms apply.
+Tolerances: helpers/pwlu_references.py.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from typing import NamedTuple, Optional
+from typing import Optional
 
 import pau
 import pytest
 import torch
-from conftest import BASIC_LAYOUTS, compute_dtype, opcheck_pwlu, pwlu_parameters
-from pau.reference import pwlu_reference
+from helpers.devices import requires_cuda
+from helpers.inputs import BASIC_LAYOUTS, pwlu_parameters
+from helpers.pwlu_references import (
+    Result,
+    assert_within,
+    check_pwlu_against_reference,
+    forward_bound,
+    grad_x_bound,
+    parameter_bounds,
+    parameter_dtype,
+    pwlu_x,
+    random_grad,
+    run_op,
+)
 from torch import Tensor
 
-requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+# Selected with the CUDA cases of the per-device tests by `pytest -m cuda`.
+pytestmark = pytest.mark.cuda
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
-HALF_DTYPES = (torch.float16, torch.bfloat16)
-# conftest's layouts (short runs: per-lane tiles), then per channel with long
+# helpers.inputs' layouts (short runs: per-lane tiles), then per channel with long
 # runs (broadcast tiles), also channels-last, many groups and runs longer than
 # one broadcast tile.
 LAYOUTS = [
@@ -56,207 +52,6 @@ LAYOUTS = [
     ((5, 7, 300), -1, 300, False),
     ((2, 4, 130, 130), 1, 2, False),
 ]
-# Relative tolerance of a parameter gradient against sum_i |g_i dF_i/dc|.
-SUM_TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-13}
-
-
-def eps(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps
-
-
-def per_element(values: Tensor, shape: Sequence[int], dim: int) -> Tensor:
-    """(G,) per-group values broadcast to ``shape`` (G equal groups of channels along dim)."""
-    dim = dim % len(shape)
-    channels = shape[dim]
-    view = [1] * len(shape)
-    view[dim] = channels
-    return values.repeat_interleave(channels // values.shape[0]).reshape(view).expand(*shape)
-
-
-def interval_fraction(x: Tensor, bounds: Tensor, intervals: int, dim: int) -> Tensor:
-    """(x - B_L) / d - floor((x - B_L) / d) in float64, d the interval width of x's group."""
-    b = bounds.double()
-    left = per_element(b[:, 0], x.shape, dim)
-    width = per_element((b[:, 1] - b[:, 0]) / intervals, x.shape, dim)
-    u = (x.double() - left) / width
-    return u - u.floor()
-
-
-def pwlu_x(
-    shape: Sequence[int],
-    bounds: Tensor,
-    intervals: int,
-    dim: int,
-    dtype: torch.dtype,
-    channels_last: bool = False,
-    seed: int = 1,
-) -> Tensor:
-    """x of ``dtype`` inside intervals at 10-90% of their width or up to two widths outside.
-
-    After rounding to ``dtype`` every element is still at 5-95% of an interval
-    (elements that rounding moved closer to a breakpoint are drawn again), so the
-    operators and the reference pick the same piece.
-    """
-    shape = tuple(shape)
-    gen = torch.Generator().manual_seed(seed)
-    b = bounds.to(compute_dtype(dtype)).double()
-    left = per_element(b[:, 0], shape, dim)
-    width = per_element((b[:, 1] - b[:, 0]) / intervals, shape, dim)
-
-    def draw() -> Tensor:
-        k = torch.randint(-2, intervals + 2, shape, generator=gen).double()
-        fraction = 0.1 + 0.8 * torch.rand(shape, generator=gen, dtype=torch.float64)
-        return (left + (k + fraction) * width).to(dtype)
-
-    x = draw()
-    for _ in range(50):
-        f = interval_fraction(x, b, intervals, dim)
-        bad = (f < 0.05) | (f > 0.95)
-        if not bad.any():
-            break
-        x = torch.where(bad, draw(), x)
-    else:
-        raise AssertionError("could not draw x away from the breakpoints")
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def random_grad(x: Tensor, seed: int = 2) -> Tensor:
-    """A random grad_output in x's dtype and memory layout."""
-    values = torch.randn(
-        x.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64
-    ).to(x.dtype)
-    return torch.empty_like(x).copy_(values)
-
-
-class Result(NamedTuple):
-    y: Tensor
-    grad_x: Tensor
-    grad_points: Tensor
-    grad_bounds: Tensor
-    grad_slopes: Tensor
-
-
-def run_op(
-    x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, dim: int, grad: Tensor
-) -> Result:
-    """Forward and all four gradients through autograd."""
-    inputs = [t.detach().clone().requires_grad_() for t in (x, points, bounds, slopes)]
-    y = torch.ops.pau.pwlu_forward(*inputs, dim)
-    grads = torch.autograd.grad(y, inputs, grad)
-    return Result(y.detach(), *grads)
-
-
-class Reference(NamedTuple):
-    result: Result  # float64, on the CPU
-    magnitudes: tuple[Tensor, Tensor, Tensor]  # sum_i |g_i dF_i/dc| for points, bounds, slopes
-    touches: Tensor  # (G, N+1): sum |g_i| over the elements of each point's two intervals
-
-
-def reference(
-    x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, dim: int, grad: Tensor
-) -> Reference:
-    """The reference in float64 on the operator's inputs (parameters rounded to its compute type).
-
-    Besides the gradients, the scales of their rounding errors: dF/dY >= 0,
-    dF/dK_L <= 0 <= dF/dK_R and sign(dF/dB) = -sign(dF/dx), so each magnitude
-    sum_i |g_i dF_i/dc| is a gradient of the reference for a grad_output of
-    fixed sign pattern.
-    """
-    ctype = compute_dtype(x.dtype)
-    x64 = x.detach().cpu().double()
-    params = [t.detach().cpu().to(ctype).double() for t in (points, bounds, slopes)]
-    g = grad.detach().cpu().double()
-
-    def grads(weights: Tensor) -> tuple[Tensor, ...]:
-        inputs = [t.clone().requires_grad_() for t in (x64, *params)]
-        y = pwlu_reference(*inputs, dim)
-        return (y.detach(), *torch.autograd.grad(y, inputs, weights))
-
-    result = Result(*grads(g))
-    _, dfdx, *_ = grads(torch.ones_like(g))  # F is element-wise: dF_i/dx_i
-    _, _, mag_points, _, mag_slopes = grads(g.abs())
-    _, _, _, mag_bounds, _ = grads(-g.abs() * dfdx.sign())
-
-    groups, count = points.shape
-    n = count - 1
-    b = params[1]
-    left = per_element(b[:, 0], x64.shape, dim)
-    right = per_element(b[:, 1], x64.shape, dim)
-    inside = (x64 >= left) & (x64 < right)
-    k = ((x64 - left) * (n / (right - left))).floor().clamp(0, n - 1).nan_to_num(0).long()
-    group = per_element(torch.arange(groups), x64.shape, dim)
-    per_interval = torch.zeros(groups, n, dtype=torch.float64)
-    per_interval.index_put_(
-        (group.reshape(-1), k.reshape(-1)), (g.abs() * inside).reshape(-1), accumulate=True
-    )
-    touches = torch.zeros(groups, count, dtype=torch.float64)
-    touches[:, :-1] += per_interval
-    touches[:, 1:] += per_interval
-    return Reference(result, (mag_points, mag_bounds, mag_slopes.abs()), touches)
-
-
-def assert_within(got: Tensor, want: Tensor, bound: Tensor, what: str) -> None:
-    """|got - want| <= bound element-wise (NaN only where want is NaN)."""
-    got = got.detach().cpu().double()
-    want = want.detach().cpu().double()
-    assert got.shape == want.shape, f"{what}: shape {tuple(got.shape)} != {tuple(want.shape)}"
-    error = (got - want).abs()
-    bound = bound.expand_as(error)
-    bad = ~(error <= bound) & ~(got.isnan() & want.isnan())
-    assert not bad.any(), (
-        f"{what}: {int(bad.sum())} of {bad.numel()} entries off; worst error/bound "
-        f"{(error[bad] / bound[bad]).max().item():.3g}, e.g. got {got[bad][:4].tolist()} "
-        f"want {want[bad][:4].tolist()}"
-    )
-
-
-def output_rounding(dtype: torch.dtype, values: Tensor) -> Tensor:
-    """The final rounding of a float32/float64 result to ``dtype``: one ulp of the value.
-
-    eps(dtype) |value|, or the subnormal spacing where that is larger (float16's
-    subnormals start at 6e-5, where gradients of tiny grad_output values land).
-    """
-    info = torch.finfo(dtype)
-    return (info.eps * values.detach().cpu().double().abs()).clamp_min(
-        info.smallest_normal * info.eps
-    )
-
-
-def forward_bound(
-    x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor, want: Tensor, position: bool = True
-) -> Tensor:
-    """4 eps_c (max|Y| + N max|S| + max|x - B| max|K|) plus the final rounding to x's dtype.
-
-    ``position`` False drops the factor N (operators that share the position u).
-    """
-    ctype = compute_dtype(x.dtype)
-    p, b, k = (t.detach().cpu().to(ctype).double() for t in (points, bounds, slopes))
-    n = p.shape[1] - 1 if position else 1
-    reach = x.detach().cpu().double().abs().max() + b.abs().max()
-    scale = p.abs().max() + n * p.diff(dim=1).abs().max() + reach * k.abs().max()
-    return 4 * eps(ctype) * scale + output_rounding(x.dtype, want)
-
-
-def grad_x_bound(x: Tensor, want: Tensor) -> Tensor:
-    ctype = compute_dtype(x.dtype)
-    w = want.detach().cpu().double().abs()
-    return 4 * eps(ctype) * w + output_rounding(x.dtype, want)
-
-
-def parameter_bounds(
-    x: Tensor, points: Tensor, ref: Reference, want: Sequence[Tensor], position: bool
-) -> list[Tensor]:
-    """Bounds for (grad_points, grad_bounds, grad_slopes); ``position``: add the position term."""
-    ctype = compute_dtype(x.dtype)
-    tol = SUM_TOLERANCE[ctype]
-    n = points.shape[1] - 1
-    bounds = []
-    for i, (magnitude, w) in enumerate(zip(ref.magnitudes, want)):
-        bound = tol * magnitude + output_rounding(points.dtype, w) + 1e-300
-        if i == 0 and position:
-            bound = bound + 4 * eps(ctype) * n * ref.touches
-        bounds.append(bound)
-    return bounds
 
 
 def compare(
@@ -275,53 +70,23 @@ def compare(
     would not: a strided view, an expanded grad) or on the CPU.
     """
     xc = x if x.is_cuda else x.cuda()
-    x = x.cpu()
     grad = random_grad(xc) if grad is None else grad
-    gc = grad if grad.is_cuda else grad.cuda()
-    grad = grad.cpu()
-    cuda = run_op(xc, points.cuda(), bounds.cuda(), slopes.cuda(), dim, gc)
-    assert cuda.y.dtype == x.dtype and cuda.y.device.type == "cuda"
-    channels_last = xc.dim() == 4 and xc.is_contiguous(memory_format=torch.channels_last)
-    # Dense layouts (channels-last included) are kept, anything else comes back contiguous.
-    if xc.is_contiguous() or channels_last:
-        assert cuda.y.stride() == xc.stride() and cuda.grad_x.stride() == xc.stride()
-    else:
-        assert cuda.y.is_contiguous() and cuda.grad_x.is_contiguous()
-    for got, param in zip(cuda[2:], (points, bounds, slopes)):
-        assert got.dtype == param.dtype and got.shape == param.shape and got.is_contiguous()
-
-    ref = reference(x, points, bounds, slopes, dim, grad)
-    want = ref.result
-    assert_within(
-        cuda.y,
-        want.y,
-        forward_bound(x, points, bounds, slopes, want.y),
-        "CUDA vs reference: forward",
-    )
-    assert_within(
-        cuda.grad_x, want.grad_x, grad_x_bound(x, want.grad_x), "CUDA vs reference: grad_x"
-    )
-    names = ("grad_points", "grad_bounds", "grad_slopes")
-    limits = parameter_bounds(x, points, ref, want[2:], position=True)
-    for name, got, w, bound in zip(names, cuda[2:], want[2:], limits):
-        assert_within(got, w, bound, f"CUDA vs reference: {name}")
+    cuda, ref = check_pwlu_against_reference(xc, points, bounds, slopes, dim, grad)
     if check_cpu:
         # The same positions u from the same tables: only rounding (fma)
         # differences and the summation orders, and both sides' final roundings.
+        x, grad = x.cpu(), grad.cpu()
         cpu = run_op(x, points, bounds, slopes, dim, grad)
         bound = forward_bound(x, points, bounds, slopes, cpu.y, position=False)
         assert_within(cuda.y, cpu.y, 2 * bound, "CUDA vs CPU: forward")
         assert_within(
             cuda.grad_x, cpu.grad_x, 2 * grad_x_bound(x, cpu.grad_x), "CUDA vs CPU: grad_x"
         )
+        names = ("grad_points", "grad_bounds", "grad_slopes")
         limits = parameter_bounds(x, points, ref, cpu[2:], position=False)
         for name, got, w, bound in zip(names, cuda[2:], cpu[2:], limits):
             assert_within(got, w, 2 * bound, f"CUDA vs CPU: {name}")
     return cuda
-
-
-def parameter_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 # ---------------------------------------------------------------------------
@@ -366,136 +131,38 @@ def test_4096_intervals_float32(shape, dim, groups, channels_last):
 
 
 @requires_cuda
-@pytest.mark.parametrize("parameter", [torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
-@pytest.mark.parametrize("groups", [1, 6])
-def test_half_precision_parameters(groups, dtype, parameter):
-    """model.half(): float16/bfloat16 parameters, used in float, gradients in their dtype."""
-    points, bounds, slopes = pwlu_parameters(groups, 16, parameter)
-    x = pwlu_x((3, 6, 33), bounds, 16, 1, dtype)
-    compare(x, points, bounds, slopes, 1)
-
-
-@requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("numel", [1, 7, 129, 4097, 2**20 + 3])
-def test_odd_sizes(numel, dtype):
+def test_odd_size_beyond_a_million(dtype):
+    """2^20 + 3 elements: more than one grid of blocks (the sizes 0 to 4097 are per-device
+    tests in test_pwlu.py)."""
+    numel = 2**20 + 3
     points, bounds, slopes = pwlu_parameters(1, 16, parameter_dtype(dtype))
     compare(pwlu_x((numel,), bounds, 16, 0, dtype), points, bounds, slopes, 0)
     # The same elements per channel (per-lane tiles, a channel per column).
     points, bounds, slopes = pwlu_parameters(3, 16, parameter_dtype(dtype), seed=3)
     x3 = pwlu_x((numel, 3), bounds, 16, 1, dtype)
-    compare(x3, points, bounds, slopes, 1, check_cpu=numel < 2**20)
-
-
-@requires_cuda
-def test_zero_elements():
-    points, bounds, slopes = (t.cuda().requires_grad_() for t in pwlu_parameters(2, 8))
-    x = torch.empty(0, 4, device="cuda", dtype=torch.float64, requires_grad=True)
-    y = torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 1)
-    assert y.shape == (0, 4) and y.device.type == "cuda"
-    y.sum().backward()
-    for p in (points, bounds, slopes):
-        assert p.grad.device.type == "cuda" and torch.equal(p.grad, torch.zeros_like(p))
-    grads = torch.ops.pau.pwlu_backward(
-        torch.empty(0, 4, device="cuda", dtype=torch.float64),
-        x.detach(),
-        points.detach(),
-        bounds.detach(),
-        slopes.detach(),
-        1,
-    )
-    assert grads[0].shape == (0, 4)
-    assert [tuple(g.shape) for g in grads[1:]] == [(2, 9), (2, 2), (2, 2)]
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
-def test_non_contiguous_input_and_grad(dtype):
-    points, bounds, slopes = pwlu_parameters(5, 7, parameter_dtype(dtype))
-    # Channel 2c of base is in group c of the view's 5 channels.
-    base = pwlu_x((4, 10, 6, 8), bounds.repeat_interleave(2, 0), 7, 1, dtype).cuda()
-    x = base[:, ::2, 1:, ::3]  # strided view on the GPU, not dense
-    assert not x.is_contiguous() and x.is_cuda
-    compare(x, points, bounds, slopes, 1)
-    # A dense view with a storage offset (misaligned for vector loads).
-    p1, b1, s1 = pwlu_parameters(1, 16, parameter_dtype(dtype))
-    misaligned = pwlu_x((1001,), b1, 16, 0, dtype).cuda()[1:]
-    assert misaligned.storage_offset() == 1
-    compare(misaligned, p1, b1, s1, 0)
-    # grad_output with strides unlike x's, and an expanded one (y.sum().backward()).
-    grad = random_grad(torch.empty(3, 5, 5, 4, dtype=dtype)).cuda().permute(3, 2, 1, 0)
-    grad = grad.transpose(1, 2)
-    assert grad.shape == x.shape and not grad.is_contiguous()
-    compare(x, points, bounds, slopes, 1, grad=grad)
-    ones = torch.ones((), dtype=dtype, device="cuda").expand(x.shape)
-    compare(x, points, bounds, slopes, 1, grad=ones)
-
-
-@requires_cuda
-@pytest.mark.parametrize("groups,intervals,dim", [(1, 4, 1), (3, 5, 1), (3, 1, 1), (4, 6, -1)])
-def test_gradcheck(groups, intervals, dim):
-    points, bounds, slopes = pwlu_parameters(groups, intervals)
-    shape = (2, 3 * groups, 4) if dim == 1 else (2, 3, groups)
-    x = pwlu_x(shape, bounds, intervals, dim, torch.float64)
-    inputs = tuple(t.cuda().requires_grad_() for t in (x, points, bounds, slopes))
-    assert torch.autograd.gradcheck(lambda *a: torch.ops.pau.pwlu_forward(*a, dim), inputs)
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_opcheck(dtype):
-    points, bounds, slopes = (t.cuda() for t in pwlu_parameters(3, 8, torch.float32))
-    x = pwlu_x((2, 6, 5), bounds.cpu(), 8, 1, dtype).cuda()
-    opcheck_pwlu(x, points, bounds, slopes)
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64], ids=str)
-@pytest.mark.parametrize(
-    "shape,dim,groups,intervals,channels_last",
-    [
-        ((8, 16, 64, 64), 1, 1, 16, False),
-        ((8, 16, 64, 64), 1, 16, 40, False),
-        ((8, 16, 32, 32), 1, 16, 16, True),
-        ((64, 100, 48), -1, 48, 256, False),
-    ],
-)
-def test_parameter_grads_bitwise_deterministic(shape, dim, groups, intervals, channels_last, dtype):
-    # Plain random x: hits on breakpoints do not matter for reproducibility.
-    x = torch.randn(shape, device="cuda", dtype=torch.float64).mul(2.5).to(dtype)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    params = [t.cuda() for t in pwlu_parameters(groups, intervals, parameter_dtype(dtype))]
-    grad = torch.randn(x.shape, device="cuda", dtype=torch.float64).to(dtype)
-    first = torch.ops.pau.pwlu_backward(grad, x, *params, dim)
-    for _ in range(5):
-        again = torch.ops.pau.pwlu_backward(grad, x, *params, dim)
-        for a, b in zip(first, again):
-            assert torch.equal(a, b)
+    compare(x3, points, bounds, slopes, 1, check_cpu=False)
 
 
 @requires_cuda
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_nan_and_inf_inputs(dtype):
+def test_nan_and_inf_inputs_match_cpu(dtype):
+    """NaN and +-inf give the CPU's results (test_pwlu.py checks the values on every device)."""
     points, bounds, slopes = pwlu_parameters(2, 16, dtype=torch.float32)
-    slopes[0] = torch.tensor([0.0, 0.0])  # zero slopes: the limits are Y_0 and Y_N
+    slopes[0] = torch.tensor([0.0, 0.0])
     slopes[1] = torch.tensor([-0.5, 2.0])
     inf, nan = float("inf"), float("nan")
     x = torch.tensor([[nan, inf, -inf], [nan, inf, -inf]], dtype=dtype)
     params = [t.cuda() for t in (points, bounds, slopes)]
     y = torch.ops.pau.pwlu_forward(x.cuda(), *params, 0).cpu()
-    assert torch.isnan(y[:, 0]).all()
+    # Zero outer slopes: the limits are Y_N and Y_0 exactly.
     assert torch.equal(y[0, 1:], torch.stack([points[0, -1], points[0, 0]]).to(dtype))
-    # K_R = 2 > 0 at +inf, K_L = -0.5 < 0 at -inf: both +inf.
-    assert torch.equal(y[1, 1:].float(), torch.tensor([inf, inf]))
     torch.testing.assert_close(
         y, torch.ops.pau.pwlu_forward(x, points, bounds, slopes, 0), rtol=0, atol=0, equal_nan=True
     )
     ones = torch.ones_like(x)
     got = [t.cpu() for t in torch.ops.pau.pwlu_backward(ones.cuda(), x.cuda(), *params, 0)]
     want = torch.ops.pau.pwlu_backward(ones, x, points, bounds, slopes, 0)
-    assert torch.isfinite(got[0][:, 1:]).all()
     # dL/dx is one product per element: the CPU's bit for bit.
     torch.testing.assert_close(got[0], want[0], rtol=0, atol=0, equal_nan=True)
     # NaN and inf reach the sums they touch as on the CPU (NaN and inf in the same places).
@@ -623,13 +290,3 @@ def test_module_trains_on_cuda_like_on_cpu():
         torch.testing.assert_close(
             cuda.state_dict()[name].cpu(), value, rtol=1e-5, atol=1e-6, msg=name
         )
-
-
-@requires_cuda
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
-def test_interior_breakpoints_take_the_right_piece_on_cuda(dtype):
-    # The CUDA tables come from the same pwlu::make_params as the CPU's, so
-    # exact interior breakpoints take the right interval there too.
-    from test_pwlu import check_breakpoints_take_the_right_piece
-
-    check_breakpoints_take_the_right_piece(dtype, device="cuda")

@@ -9,7 +9,7 @@ import textwrap
 import pau
 import pytest
 import torch
-from conftest import layout_x as make_x
+from helpers.inputs import layout_x as make_x
 from pau.functional import rpau_noise
 from pau.reference import VARIANTS, pau_reference, rpau_reference
 
@@ -24,7 +24,9 @@ LAYOUTS = [
 SEED = torch.tensor([1234, 5], dtype=torch.int64)
 
 
-def coefficients(groups: int, variant: str = "safe", dtype=torch.float64, seed: int = 0):
+def coefficients(
+    groups: int, variant: str = "safe", dtype=torch.float64, seed: int = 0, device="cpu"
+):
     generator = torch.Generator().manual_seed(seed)
     num, den = pau.presets.coefficients("leaky_relu", (5, 4), variant)
     noise = torch.randn(groups, 10, generator=generator, dtype=torch.float64) * 0.1
@@ -32,9 +34,12 @@ def coefficients(groups: int, variant: str = "safe", dtype=torch.float64, seed: 
     denominator = den.double() + noise[:, 6:]
     if variant == "plain":
         denominator = denominator * 0.05
-    return numerator.to(dtype), denominator.to(dtype)
+    return numerator.to(device, dtype), denominator.to(device, dtype)
 
 
+def cpu(*tensors):
+    """Detached CPU copies that require grad: the reference's inputs."""
+    return tuple(t.detach().cpu().clone().requires_grad_() for t in tensors)
 
 
 def alpha_of(value, dtype=torch.float64):
@@ -43,76 +48,84 @@ def alpha_of(value, dtype=torch.float64):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("shape,dim,groups,channels_last", LAYOUTS)
-def test_matches_reference_with_explicit_noise(variant, shape, dim, groups, channels_last):
-    x = make_x(shape, channels_last=channels_last).requires_grad_()
-    numerator, denominator = coefficients(groups, variant)
+def test_matches_reference_with_explicit_noise(
+    device, variant, shape, dim, groups, channels_last
+):
+    x = make_x(shape, channels_last=channels_last, device=device).requires_grad_()
+    numerator, denominator = coefficients(groups, variant, device=device)
     numerator.requires_grad_()
     denominator.requires_grad_()
     # Per-coefficient alpha, one group-row broadcast.
     alpha = torch.linspace(0.05, 0.3, 10, dtype=torch.float64)
-    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, variant, dim)
-    grad = torch.randn_like(y)
-    grads = torch.autograd.grad(y, (x, numerator, denominator), grad)
+    y = torch.ops.pau.rpau_forward(
+        x, numerator, denominator, alpha.to(device), SEED, variant, dim
+    )
+    grad = torch.randn_like(y.cpu())  # on the CPU, in y's layout: the same on every device
+    grads = torch.autograd.grad(y, (x, numerator, denominator), grad.to(device))
 
     e = rpau_noise(shape, SEED, alpha, (5, 4), groups, dim)
-    xr, nr, dr = (t.detach().clone().requires_grad_() for t in (x, numerator, denominator))
+    xr, nr, dr = cpu(x, numerator, denominator)
     yr = rpau_reference(xr, nr, dr, e, variant, dim)
     grads_ref = torch.autograd.grad(yr, (xr, nr, dr), grad)
-    torch.testing.assert_close(y, yr, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y.cpu(), yr, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, grads_ref):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-10, atol=1e-10)
     # The noise really acts: RPAU differs from PAU here.
-    assert not torch.allclose(y, pau_reference(xr, nr, dr, variant, dim))
+    assert not torch.allclose(y.cpu(), pau_reference(xr, nr, dr, variant, dim))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize(
     "shape,dim,channels_last", [((3, 6, 4, 5), 1, True), ((5, 3, 6), -1, False)]
 )
-def test_mixed_effective_degrees_match_reference(variant, shape, dim, channels_last):
+def test_mixed_effective_degrees_match_reference(device, variant, shape, dim, channels_last):
     """Per-lane tiles whose channels differ in effective degrees take the element-wise path."""
-    x = make_x(shape, channels_last=channels_last).requires_grad_()
-    numerator, denominator = coefficients(6, variant)
+    x = make_x(shape, channels_last=channels_last, device=device).requires_grad_()
+    numerator, denominator = coefficients(6, variant, device=device)
     denominator[1] = 0.0
     numerator[2, 3:] = 0.0
     denominator[4, 2:] = 0.0
     numerator.requires_grad_()
     denominator.requires_grad_()
     alpha = alpha_of(0.2)
-    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, variant, dim)
-    grad = torch.randn_like(y)
-    grads = torch.autograd.grad(y, (x, numerator, denominator), grad)
+    y = torch.ops.pau.rpau_forward(
+        x, numerator, denominator, alpha.to(device), SEED, variant, dim
+    )
+    grad = torch.randn_like(y.cpu())  # on the CPU, in y's layout: the same on every device
+    grads = torch.autograd.grad(y, (x, numerator, denominator), grad.to(device))
 
     e = rpau_noise(shape, SEED, alpha, (5, 4), 6, dim)
-    xr, nr, dr = (t.detach().clone().requires_grad_() for t in (x, numerator, denominator))
+    xr, nr, dr = cpu(x, numerator, denominator)
     yr = rpau_reference(xr, nr, dr, e, variant, dim)
     grads_ref = torch.autograd.grad(yr, (xr, nr, dr), grad)
-    torch.testing.assert_close(y, yr, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y.cpu(), yr, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, grads_ref):
-        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float32, 2e-5), (torch.bfloat16, 1.6e-2)])
-def test_low_precision_matches_reference(dtype, tol):
-    x = make_x((3, 8, 33, 5), dtype=dtype)
-    numerator, denominator = coefficients(8, dtype=torch.float32)
+def test_low_precision_matches_reference(device, dtype, tol):
+    x = make_x((3, 8, 33, 5), dtype=dtype, device=device)
+    numerator, denominator = coefficients(8, dtype=torch.float32, device=device)
     alpha = torch.tensor(0.1)
-    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, "safe", 1)
+    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha.to(device), SEED, "safe", 1)
     e = rpau_noise(x.shape, SEED, alpha, (5, 4), 8, 1)
-    want = rpau_reference(x.double(), numerator.double(), denominator.double(), e, "safe", 1)
-    torch.testing.assert_close(y.double(), want, rtol=tol, atol=tol * want.abs().max().item())
+    x, numerator, denominator = (t.cpu().double() for t in (x, numerator, denominator))
+    want = rpau_reference(x, numerator, denominator, e, "safe", 1)
+    torch.testing.assert_close(y.cpu().double(), want, rtol=tol, atol=tol * want.abs().max().item())
 
 
-def test_per_group_alpha():
-    x = make_x((2, 4, 9))
-    numerator, denominator = coefficients(2)
+def test_per_group_alpha(device):
+    x = make_x((2, 4, 9), device=device)
+    numerator, denominator = coefficients(2, device=device)
     alpha = torch.tensor([[0.0], [0.2]], dtype=torch.float64)  # group 0 noiseless
-    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, "safe", 1)
+    y = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha.to(device), SEED, "safe", 1)
     plain = torch.ops.pau.forward(x, numerator, denominator, "safe", 1)
     assert torch.equal(y[:, :2], plain[:, :2])
     assert not torch.allclose(y[:, 2:], plain[:, 2:])
     e = rpau_noise(x.shape, SEED, alpha, (5, 4), 2, 1)
-    torch.testing.assert_close(y, rpau_reference(x, numerator, denominator, e, "safe", 1))
+    want = rpau_reference(*(t.cpu() for t in (x, numerator, denominator)), e, "safe", 1)
+    torch.testing.assert_close(y.cpu(), want)
 
 
 def test_noise_statistics():
@@ -186,10 +199,10 @@ def test_module_eval_is_pau_and_training_is_noisy():
     assert torch.equal(pau.RPAU(alpha=0.0)(x), pau.PAU()(x))
 
 
-def test_same_seed_same_result_different_seed_differs():
-    x = make_x((3, 4, 50), dtype=torch.float32)
-    numerator, denominator = coefficients(1, dtype=torch.float32)
-    alpha = torch.tensor(0.05)
+def test_same_seed_same_result_different_seed_differs(device):
+    x = make_x((3, 4, 50), dtype=torch.float32, device=device)
+    numerator, denominator = coefficients(1, dtype=torch.float32, device=device)
+    alpha = torch.tensor(0.05, device=device)
     y1 = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED, "safe", 1)
     y2 = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED.clone(), "safe", 1)
     y3 = torch.ops.pau.rpau_forward(x, numerator, denominator, alpha, SEED + 1, "safe", 1)
@@ -198,10 +211,11 @@ def test_same_seed_same_result_different_seed_differs():
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_gradcheck_regenerates_the_noise(variant):
+def test_gradcheck_regenerates_the_noise(device, variant):
     x = (make_x((2, 3, 5)).abs() + 0.3) * torch.tensor([1.0, -1.0]).repeat(8)[:15].reshape(3, 5)
-    numerator, denominator = coefficients(3, variant)
-    alpha = torch.tensor(0.2, dtype=torch.float64)
+    x = x.to(device)
+    numerator, denominator = coefficients(3, variant, device=device)
+    alpha = torch.tensor(0.2, dtype=torch.float64, device=device)
     inputs = (x.requires_grad_(), numerator.requires_grad_(), denominator.requires_grad_())
     assert torch.autograd.gradcheck(
         lambda a, b, c: torch.ops.pau.rpau_forward(a, b, c, alpha, SEED, variant, 1), inputs
@@ -236,30 +250,24 @@ def test_saves_only_what_pau_saves():
     assert rpau_bytes - pau_bytes == alpha.numel() * alpha.element_size() + 16
 
 
-def test_errors_name_the_problem():
-    x = torch.randn(2, 6, 3)
-    num, den = coefficients(3, dtype=torch.float32)
+def test_errors_name_the_problem(device):
+    x = torch.randn(2, 6, 3).to(device)
+    num, den = coefficients(3, dtype=torch.float32, device=device)
     op = torch.ops.pau.rpau_forward
-    a = torch.tensor(0.1)
+    a = torch.tensor(0.1, device=device)
     cases = [
         (
-            lambda: op(x, num, den, torch.tensor(-0.1), SEED, "safe", 1),
-            ValueError,
-            r"alpha must be in \[0, 1\)",
-        ),
-        (
-            lambda: op(x, num, den, torch.tensor(1.0), SEED, "safe", 1),
-            ValueError,
-            r"alpha must be in \[0, 1\)",
-        ),
-        (
-            lambda: op(x, num, den, torch.zeros(9), SEED, "safe", 1),
+            lambda: op(x, num, den, torch.zeros(9, device=device), SEED, "safe", 1),
             ValueError,
             r"alpha must be a scalar or broadcastable to \(G, m\+1\+n\) = \(3, 10\)",
         ),
-        (lambda: op(x, num, den, torch.zeros(2, 10), SEED, "safe", 1), ValueError, "broadcastable"),
         (
-            lambda: op(x, num, den, torch.tensor(1), SEED, "safe", 1),
+            lambda: op(x, num, den, torch.zeros(2, 10, device=device), SEED, "safe", 1),
+            ValueError,
+            "broadcastable",
+        ),
+        (
+            lambda: op(x, num, den, torch.tensor(1, device=device), SEED, "safe", 1),
             TypeError,
             "alpha must be a floating-point tensor",
         ),
@@ -279,9 +287,40 @@ def test_errors_name_the_problem():
             "alpha is a hyperparameter",
         ),
         (
-            lambda: op(x, torch.ones(4, 6), torch.ones(4, 4), a, SEED, "safe", 1),
+            lambda: op(
+                x,
+                torch.ones(4, 6, device=device),
+                torch.ones(4, 4, device=device),
+                a,
+                SEED,
+                "safe",
+                1,
+            ),
             ValueError,
             "not divisible",
+        ),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()
+
+
+def test_unusable_alpha_and_module_arguments_raise():
+    # The CUDA operator never reads alpha on the host: there an alpha outside
+    # [0, 1) gives NaN for its group instead (test_pau_cuda.py).
+    x = torch.randn(2, 6, 3)
+    num, den = coefficients(3, dtype=torch.float32)
+    op = torch.ops.pau.rpau_forward
+    cases = [
+        (
+            lambda: op(x, num, den, torch.tensor(-0.1), SEED, "safe", 1),
+            ValueError,
+            r"alpha must be in \[0, 1\)",
+        ),
+        (
+            lambda: op(x, num, den, torch.tensor(1.0), SEED, "safe", 1),
+            ValueError,
+            r"alpha must be in \[0, 1\)",
         ),
         (lambda: pau.RPAU(alpha=-0.5), ValueError, r"alpha must be in \[0, 1\)"),
         (lambda: pau.RPAU(alpha=torch.zeros(3)), ValueError, "broadcastable to"),
@@ -291,31 +330,34 @@ def test_errors_name_the_problem():
             call()
 
 
-def test_opcheck():
-    x = make_x((2, 6, 5), dtype=torch.float32)
-    num, den = coefficients(3, dtype=torch.float32)
-    alpha = torch.full((10,), 0.1)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_opcheck(device, variant):
+    x = make_x((2, 6, 5), dtype=torch.float32, device=device)
+    num, den = coefficients(3, variant, dtype=torch.float32, device=device)
+    alpha = torch.full((10,), 0.1, device=device)
     torch.library.opcheck(
         torch.ops.pau.rpau_forward,
-        (x, num.requires_grad_(), den.requires_grad_(), alpha, SEED, "safe", 1),
+        (x, num.requires_grad_(), den.requires_grad_(), alpha, SEED, variant, 1),
     )
     grad = torch.randn_like(x)
     torch.library.opcheck(
         torch.ops.pau.rpau_backward,
-        (grad, x, num.detach(), den.detach(), alpha, SEED, "abs_sum", 1),
+        (grad, x, num.detach(), den.detach(), alpha, SEED, variant, 1),
     )
     torch.library.opcheck(torch.ops.pau.rpau_noise, (SEED, 17, 10))
 
 
-def test_coefficient_grads_bitwise_deterministic():
-    x = make_x((8, 16, 64, 64), dtype=torch.float32)
-    alpha = torch.tensor(0.05)
+def test_coefficient_grads_bitwise_deterministic(device):
+    # Off the CPU the thread counts change nothing: the runs are plain repetitions.
+    x = make_x((8, 16, 64, 64), dtype=torch.float32, device=device)
+    alpha = torch.tensor(0.05, device=device)
     results = []
     threads = torch.get_num_threads()
     try:
         for n in (1, 2):
             torch.set_num_threads(n)
-            num, den = (c.requires_grad_() for c in coefficients(1, dtype=torch.float32))
+            num, den = coefficients(1, dtype=torch.float32, device=device)
+            num, den = num.requires_grad_(), den.requires_grad_()
             torch.ops.pau.rpau_forward(x, num, den, alpha, SEED, "safe", 1).sum().backward()
             results.append((num.grad, den.grad))
     finally:

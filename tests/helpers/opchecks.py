@@ -1,0 +1,19 @@
+"""torch.library.opcheck of the PWLU operators."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def opcheck_pwlu(x: Tensor, points: Tensor, bounds: Tensor, slopes: Tensor) -> None:
+    """torch.library.opcheck of pau::pwlu_forward (all parameters requiring grad) and of
+    pau::pwlu_backward, on x's device, with channel dim 1."""
+    torch.library.opcheck(
+        torch.ops.pau.pwlu_forward,
+        (x, points.requires_grad_(), bounds.requires_grad_(), slopes.requires_grad_(), 1),
+    )
+    grad = torch.randn_like(x)
+    torch.library.opcheck(
+        torch.ops.pau.pwlu_backward, (grad, x, points.detach(), bounds.detach(), slopes.detach(), 1)
+    )
