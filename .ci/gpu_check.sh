@@ -8,12 +8,13 @@
 #   env        GPU, driver, torch, nvcc, compute-sanitizer                      10
 #   build      pip install --no-build-isolation --no-deps, PAU_CUDA=ON, for    120
 #              this GPU's architecture only, in build/gpu
-#   tests      the CUDA tests (test_pau_cuda, test_pwlu_cuda, test_cuda_build), 125
-#              in parallel workers where pytest-xdist is installed
+#   tests      every CUDA test (pytest -m cuda: the CUDA-only files first, then 165
+#              the CUDA cases of the per-device op tests), in parallel workers
+#              where pytest-xdist is installed
 #   memcheck   compute-sanitizer memcheck on tests/cuda_sanitizer_workload.py   55
 #              --quick
 #   racecheck  compute-sanitizer racecheck, --backward-only --quick             40
-#   bench      pau.bench --device cuda: float32 and bfloat16, 2^24 and 2^28,   160
+#   bench      pau.bench --device cuda: float32 and bfloat16, 2^24 and 2^28,   120
 #              one group, forward and forward+backward, against relu, x.clone()
 #              and the compiled reference
 # Time a step leaves unused passes to the later ones; a step never runs past
@@ -52,7 +53,7 @@ python=${PYTHON:-python3}
 export PYTHONUNBUFFERED=1 PAU_EXPECT_CUDA_KERNELS=1 PAU_GPU_CHECK_DRY_RUN=$dry_run OUT=$out PYTHON=$python
 
 steps=(env build tests memcheck racecheck bench)
-declare -A budget=([env]=10 [build]=120 [tests]=125 [memcheck]=55 [racecheck]=40 [bench]=160)
+declare -A budget=([env]=10 [build]=120 [tests]=165 [memcheck]=55 [racecheck]=40 [bench]=120)
 gpu_only=" memcheck racecheck "
 for step in "${steps[@]}"; do
   override="PAU_BUDGET_${step^^}"
@@ -88,7 +89,9 @@ step_build() {
 }
 
 step_tests() {
-  local files=(tests/test_pau_cuda.py tests/test_pwlu_cuda.py tests/test_cuda_build.py)
+  # The CUDA-only files first: if the deadline stops the run, CPU-vs-CUDA
+  # agreement has been checked. pytest collects tests/ without repeating them.
+  local files=(tests/test_pau_cuda.py tests/test_pwlu_cuda.py tests/test_cuda_build.py tests)
   local parallel=()
   if [ "$dry_run" = 1 ]; then
     files=(tests/test_cuda_build.py)
@@ -97,7 +100,7 @@ step_tests() {
   fi
   # Stop starting tests 15 s before the step's limit, so pytest writes its report.
   PAU_TEST_DEADLINE=$(( $1 - 15 )) "$python" -m pytest -q -p no:cacheprovider -rfE \
-    "${parallel[@]}" --junitxml="$out/tests.xml" "${files[@]}"
+    -m cuda "${parallel[@]}" --junitxml="$out/tests.xml" "${files[@]}"
 }
 
 sanitize() {
