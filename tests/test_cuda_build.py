@@ -1,4 +1,4 @@
-"""A build with CUDA kernels: every operator has one (issue 15).
+"""A build with CUDA kernels: every operator has one.
 
 The dispatcher knows which kernels a build registered without any device, so
 this runs wherever pau was built with CUDA kernels, GPU or not. Where such a

@@ -167,7 +167,7 @@ def test_cpp_training_step_matches_python(example_run):
 
 
 def test_cpp_double_backward_matches_python(example_run):
-    """Issue 18: create_graph=True through the C++ autograd kernels, in a C++ program."""
+    """Double backward: create_graph=True through the C++ autograd kernels, in a C++ program."""
     model_name, directory = example_run
     path = directory / "penalty_gradients.pt"
     model = torch.jit.load(str(directory / "model.pt")).eval()

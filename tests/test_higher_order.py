@@ -1,4 +1,4 @@
-"""Higher-order autograd and torch.func for PAU and RPAU (issue 18).
+"""Higher-order autograd and torch.func for PAU and RPAU.
 
 Double backward goes through pau::backward's autograd kernel, which builds a
 differentiable composite of at:: ops (cpp/composite.cpp) when a graph is

@@ -1,4 +1,4 @@
-"""Higher-order autograd and torch.func for PWLU (issue 18, item 3).
+"""Higher-order autograd and torch.func for PWLU.
 
 As for PAU (tests/test_higher_order.py): pau::pwlu_backward's autograd kernel
 returns the gradient of a differentiable composite (cpp/pwlu_composite.cpp)

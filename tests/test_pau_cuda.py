@@ -1,4 +1,4 @@
-"""PAU and RPAU checks that only CUDA has (issue 5's test list).
+"""PAU and RPAU checks that only CUDA has.
 
 The checks that hold on every device (reference per dtype, gradcheck, opcheck,
 odd sizes, layouts, determinism, large |x|, bad input) are written once in

@@ -269,7 +269,7 @@ def test_backward_rejects(device: str, case: str) -> None:
 
 @pytest.mark.parametrize("wrt", ["x", "numerator", "denominator"])
 def test_double_backward_is_supported(wrt: str) -> None:
-    """Issue 18: create_graph=True builds a differentiable graph (tests/test_higher_order.py
+    """create_graph=True builds a differentiable graph (tests/test_higher_order.py
     checks its values); an ordinary backward still works on the same graph."""
     x = _x().double().requires_grad_()
     num = _num(dtype=torch.float64).requires_grad_()
@@ -324,7 +324,7 @@ def test_module_groups_not_dividing_channels_fails_at_forward() -> None:
 
 
 # ---------------------------------------------------------------------------
-# More module arguments that used to fail late or obscurely (issue 19, item 7).
+# More module arguments that used to fail late or obscurely.
 
 MORE_MODULE_ERRORS: dict[str, tuple[Callable[[], object], type, str]] = {
     "bool_groups": (lambda: pau.PAU(groups=True), ValueError, r"pau.PAU: groups .* got True"),

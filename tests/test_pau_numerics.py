@@ -186,7 +186,7 @@ def test_underflowed_terms_bound_the_absolute_error(x_value: float) -> None:
     assert abs(y.item() - exact) <= 2 * bound, (y.item(), exact, bound)
 
 
-# Known operator bugs these tests found (open, see issue 3's closing note); strict
+# Known operator bugs these tests found (still open); strict
 # xfails so that each test must be re-enabled as soon as its bug is fixed.
 GRADIENT_POINTS = [(dtype, magnitude) for dtype in X_DTYPES for magnitude in magnitudes(dtype)]
 
@@ -525,7 +525,7 @@ def test_overflowing_true_value_gives_inf(dtype: torch.dtype) -> None:
     assert y.tolist() == [math.inf, -math.inf]
 
 
-# Plain powers (issue 17): the CPU kernels evaluate a vector of elements with
+# Plain powers: the CPU kernels evaluate a vector of elements with
 # plain powers x^j when every |x| in it is within pau._C.plain_powers_limit of
 # the coefficients, else with the scaled powers. Both must be right, alone and
 # side by side in one vector.

@@ -1,6 +1,6 @@
 """pau::forward / pau::backward on the CPU against the plain-PyTorch reference.
 
-Covers the quality bar of DESIGN.md: reference agreement per dtype, gradcheck,
+Covers the quality bar of the operators: reference agreement per dtype, gradcheck,
 opcheck, odd sizes, layouts, groups, determinism, large |x|, compilers and
 bad input.
 """
@@ -182,7 +182,7 @@ assert threads() > before, ("no thread team even for 2^19 elements", before, thr
 
 
 def test_small_calls_open_no_thread_team():
-    """Tiny forward/backward calls with G > 1 run on the calling thread (issue 19 item 10:
+    """Tiny forward/backward calls with G > 1 run on the calling thread (before,
     reduce_partials opened an OpenMP region per backward, 8.6 ms instead of 0.1 ms under
     contention). OpenMP starts its worker threads at the first parallel region, so in a fresh
     process the thread count shows whether one was opened."""
@@ -366,7 +366,7 @@ def test_errors_name_the_problem(device):
 
 
 def test_double_backward_builds_a_graph():
-    """Issue 18 (tests/test_higher_order.py checks the values)."""
+    """Double backward works (tests/test_higher_order.py checks the values)."""
     x = torch.randn(4, 3, requires_grad=True)
     num, den = coefficients(1, dtype=torch.float32)
     y = torch.ops.pau.forward(x, num.requires_grad_(), den, "safe", 1)

@@ -747,7 +747,7 @@ def test_unusable_bounds_and_module_arguments_raise():
 
 
 def test_double_backward_builds_a_graph():
-    """Issue 18 (tests/test_higher_order_pwlu.py checks the values)."""
+    """Double backward works (tests/test_higher_order_pwlu.py checks the values)."""
     x = torch.randn(4, 3, requires_grad=True)
     points, bounds, slopes = parameters(1, 4, dtype=torch.float32)
     y = torch.ops.pau.pwlu_forward(x, points.requires_grad_(), bounds, slopes, 1)

@@ -1,4 +1,4 @@
-"""Randomized PAU: pau::rpau_forward / rpau_backward / rpau_noise and pau.RPAU (issue 6)."""
+"""Randomized PAU: pau::rpau_forward / rpau_backward / rpau_noise and pau.RPAU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Smoke tests of examples/pinn_poisson.py and benchmarks/second_order.py (issue 18)."""
+"""Smoke tests of examples/pinn_poisson.py and benchmarks/second_order.py."""
 
 from __future__ import annotations
 
