@@ -19,7 +19,10 @@ import torch
 from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x as make_x
 from helpers.inputs import preset_like_coefficients as coefficients
-from helpers.processes import check_script_module_in_fresh_process
+from helpers.processes import (
+    check_exported_program_in_fresh_process,
+    check_script_module_in_fresh_process,
+)
 from pau.reference import VARIANTS, pau_reference
 
 
@@ -311,18 +314,7 @@ def test_torch_compile_fullgraph():
 
 def test_export_save_load_in_fresh_process(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(5, 6), pau.PAU(groups=6, dim=-1, variant="abs_sum"))
-    x = torch.randn(3, 5)
-    program = torch.export.export(model, (x,))
-    path = tmp_path / "model.pt2"
-    torch.export.save(program, path)
-    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import torch, pau
-        io = torch.load({str(tmp_path / 'io.pt')!r})
-        program = torch.export.load({str(path)!r})
-        torch.testing.assert_close(program.module()(io["x"]), io["y"])
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True)
+    check_exported_program_in_fresh_process(model, torch.randn(3, 5), tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["script", "trace"])

@@ -20,7 +20,10 @@ from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x
 from helpers.inputs import pwlu_parameters as parameters
 from helpers.opchecks import opcheck_pwlu
-from helpers.processes import check_script_module_in_fresh_process
+from helpers.processes import (
+    check_exported_program_in_fresh_process,
+    check_script_module_in_fresh_process,
+)
 from helpers.pwlu_references import (
     check_pwlu_against_reference,
     parameter_dtype,
@@ -630,18 +633,7 @@ def test_torch_compile_fullgraph():
 
 def test_export_save_load_in_fresh_process(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(5, 6), pau.PWLU(groups=6, dim=-1, num_points=7))
-    x = torch.randn(3, 5)
-    program = torch.export.export(model, (x,))
-    path = tmp_path / "model.pt2"
-    torch.export.save(program, path)
-    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    script = textwrap.dedent(f"""
-        import torch, pau
-        io = torch.load({str(tmp_path / "io.pt")!r})
-        program = torch.export.load({str(path)!r})
-        torch.testing.assert_close(program.module()(io["x"]), io["y"])
-    """)
-    subprocess.run([sys.executable, "-c", script], check=True)
+    check_exported_program_in_fresh_process(model, torch.randn(3, 5), tmp_path)
 
 
 def test_torchscript_save_load_in_fresh_process(tmp_path):

@@ -53,3 +53,19 @@ def check_script_module_in_fresh_process(
         model(io["x"]).sum().backward()
         assert all(p.grad is not None for p in model.parameters())
     """)
+
+
+def check_exported_program_in_fresh_process(
+    model: torch.nn.Module, x: Tensor, tmp_path: Path
+) -> None:
+    """``torch.export`` s ``model`` and saves it; a fresh interpreter loads it with
+    ``import pau`` alone and reproduces ``model(x)``."""
+    path = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(model, (x,)), path)
+    torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
+    run_python(f"""
+        import torch, pau
+        io = torch.load({str(tmp_path / "io.pt")!r})
+        program = torch.export.load({str(path)!r})
+        torch.testing.assert_close(program.module()(io["x"]), io["y"])
+    """)
