@@ -377,6 +377,33 @@ def _write_outputs(
     return report_dir
 
 
+# RunConfig's fields that come from the command line as they are.
+_TRAINING_OPTIONS = (
+    "model",
+    "dataset",
+    "epochs",
+    "optimizer",
+    "lr",
+    "momentum",
+    "batch_size",
+    "subset",
+    "pau_variant",
+    "rotate",
+    "clip_grad_norm",
+    "weight_decay",
+    "lr_decay",
+    "activation_lr",
+)
+
+
+def run_config(args: argparse.Namespace, activation: str, seed: int, **overrides: Any) -> RunConfig:
+    """The run of ``activation`` and ``seed`` with the training options of ``args``
+    (shared by the main command and ``prune``); ``overrides`` replace single fields."""
+    fields = {name: getattr(args, name) for name in _TRAINING_OPTIONS}
+    fields.update(overrides)
+    return RunConfig(activation=activation, seed=seed, **fields)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the experiments (or, with ``prune`` first, the pruning experiment); the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -399,24 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     _print_parameter_counts(args)
     configs = [
-        RunConfig(
-            model=args.model,
-            dataset=args.dataset,
-            activation=act,
-            seed=seed,
-            epochs=args.epochs,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            momentum=args.momentum,
-            batch_size=args.batch_size,
-            subset=args.subset,
-            pau_variant=args.pau_variant,
-            rotate=args.rotate,
-            clip_grad_norm=args.clip_grad_norm,
-            weight_decay=args.weight_decay,
-            lr_decay=args.lr_decay,
-            activation_lr=args.activation_lr,
-        )
+        run_config(args, act, seed)
         for seed in range(args.seeds)  # seeds outermost: an early stop still compares all
         for act in args.activations
     ]

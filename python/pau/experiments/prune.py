@@ -425,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: this torch has no CUDA device available")
-    from .cli import _SCHEDULE_DEFAULTS, PROTOCOLS
+    from .cli import _SCHEDULE_DEFAULTS, PROTOCOLS, run_config
 
     # The main command's presets: the protocol, then the plain defaults, fill what is unset.
     for key, value in (_SCHEDULE_DEFAULTS | PROTOCOLS[args.protocol]).items():
@@ -449,24 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for seed in range(args.seeds):
         for act in names:
-            config = RunConfig(
-                model=args.model,
-                dataset=args.dataset,
-                activation=act,
-                seed=seed,
-                epochs=epochs,
-                optimizer=args.optimizer,
-                lr=lr,
-                momentum=momentum,
-                batch_size=args.batch_size,
-                subset=args.subset,
-                pau_variant=args.pau_variant,
-                rotate=args.rotate,
-                clip_grad_norm=args.clip_grad_norm,
-                weight_decay=args.weight_decay,
-                lr_decay=args.lr_decay,
-                activation_lr=args.activation_lr,
-            )
+            config = run_config(args, act, seed, epochs=epochs, lr=lr, momentum=momentum)
             path = runs_dir / f"{_run_name(config, levels, args.score)}.json"
             cached = load_result(path)
             if (
