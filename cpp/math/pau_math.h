@@ -259,9 +259,14 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   const V minus_f = minus_p * inv_d;
   // Plain powers keep F finite (plain_powers_limit): only the scaled ones
   // need the fallback, chosen per lane once: F c_k = (p_factor c_k) d_factor.
-  const auto f_finite = Ops::is_finite(minus_f);
-  const V p_factor = Ops::select(f_finite, minus_f, minus_p);
-  const V d_factor = Ops::select(f_finite, Ops::broadcast(1), inv_d);
+  // The plain path never reads the factors, so it does not form them.
+  V p_factor = minus_f;
+  V d_factor = Ops::broadcast(1);
+  if (!plain) {
+    const auto f_finite = Ops::is_finite(minus_f);
+    p_factor = Ops::select(f_finite, minus_f, minus_p);
+    d_factor = Ops::select(f_finite, Ops::broadcast(1), inv_d);
+  }
   for (int k = 1; k <= deg.n; ++k) {
     V c;
     if (variant == Variant::abs_sum) {
