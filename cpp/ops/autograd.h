@@ -7,6 +7,7 @@
 //   static constexpr const char* kUndefined;   message for an undefined tensor input
 //   static constexpr auto composite_forward, composite_backward;   (ops/composite.h)
 //   static void check_inputs(inputs...);       optional, before anything else runs
+//   using Function = ...;   the family's class deriving from FusedFunction<Op, itself>
 //
 // The inputs are tensors followed by attributes (str as c10::string_view,
 // int64_t); the first sizeof...(grads) tensors are the differentiable ones,
@@ -39,12 +40,14 @@ struct OpDefaults {
 };
 
 template <class Op, class Forward = typename Op::Forward, class Backward = typename Op::Backward>
-class Kernels;
+class Signature;
 
 template <class Op, class... Inputs, class Grads, class... BackwardInputs>
-class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
+class Signature<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
+ public:
   static constexpr std::size_t kInputs = sizeof...(Inputs);
   static constexpr std::size_t kGrads = std::tuple_size_v<Grads>;
+  using GradsType = Grads;
   using InputTypes = std::tuple<std::decay_t<Inputs>...>;
   static constexpr std::array<bool, kInputs> kIsTensor{
       std::is_same_v<std::decay_t<Inputs>, at::Tensor>...};
@@ -94,65 +97,82 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
                                .template typed<Grads(BackwardInputs...)>();
     return op;
   }
+};
 
-  // The fused kernels under autograd. Saves the tensor inputs and the
-  // attributes, never intermediates (RPAU's noise is regenerated).
-  class Function : public torch::autograd::Function<Function> {
-   public:
-    static at::Tensor forward(torch::autograd::AutogradContext* ctx, Inputs... inputs) {
-      save(ctx, std::make_index_sequence<kInputs>(), inputs...);
-      at::AutoDispatchBelowADInplaceOrView guard;
-      return forward_op().call(inputs...);
-    }
+// The fused kernels under autograd, as the family's own class (its name is
+// the autograd node's: grad_fn of the output). Saves the tensor inputs and the
+// attributes, never intermediates (RPAU's noise is regenerated).
+template <class Op, class Self>
+class FusedFunction : public torch::autograd::Function<Self> {
+  using S = Signature<Op>;
 
-    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                   torch::autograd::variable_list grads) {
-      const torch::autograd::variable_list saved = ctx->get_saved_variables();
-      const Grads result =
-          call_backward(ctx, grads[0], saved, std::make_index_sequence<kInputs>());
-      torch::autograd::variable_list out(kInputs);
-      std::apply([&out](const auto&... g) {
-        std::size_t i = 0;
-        ((out[i++] = g), ...);
-      }, result);
-      return out;
-    }
+ public:
+  template <class... Inputs>
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, Inputs&&... inputs) {
+    save(ctx, std::make_index_sequence<S::kInputs>(), inputs...);
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return S::forward_op().call(std::forward<Inputs>(inputs)...);
+  }
 
-   private:
-    template <std::size_t... I>
-    static void save(torch::autograd::AutogradContext* ctx, std::index_sequence<I...>,
-                     Inputs... inputs) {
-      std::vector<at::Tensor> tensors;
-      tensors.reserve(tensor_index(kInputs));
-      auto keep = [&](auto index, const auto& input) {
-        if constexpr (kIsTensor[decltype(index)::value]) {
-          tensors.push_back(input);
-        } else {
-          ctx->saved_data[key(decltype(index)::value)] = attribute(input);
-        }
-      };
-      (keep(std::integral_constant<std::size_t, I>(), inputs), ...);
-      ctx->save_for_backward(tensors);
-    }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const typename S::GradsType result =
+        call_backward(ctx, grads[0], saved, std::make_index_sequence<S::kInputs>());
+    torch::autograd::variable_list out(S::kInputs);
+    std::apply(
+        [&out](const auto&... g) {
+          std::size_t i = 0;
+          ((out[i++] = g), ...);
+        },
+        result);
+    return out;
+  }
 
-    template <std::size_t I>
-    static decltype(auto) saved_input(torch::autograd::AutogradContext* ctx,
-                                      const torch::autograd::variable_list& saved) {
-      using T = std::tuple_element_t<I, InputTypes>;
-      if constexpr (kIsTensor[I]) {
-        return saved[tensor_index(I)];
+ private:
+  template <std::size_t... I, class... Inputs>
+  static void save(torch::autograd::AutogradContext* ctx, std::index_sequence<I...>,
+                   const Inputs&... inputs) {
+    std::vector<at::Tensor> tensors;
+    tensors.reserve(S::tensor_index(S::kInputs));
+    auto keep = [&](auto index, const auto& input) {
+      if constexpr (S::kIsTensor[decltype(index)::value]) {
+        tensors.push_back(input);
       } else {
-        return attribute_as<T>(ctx->saved_data[key(I)]);
+        ctx->saved_data[S::key(decltype(index)::value)] = S::attribute(input);
       }
-    }
+    };
+    (keep(std::integral_constant<std::size_t, I>(), inputs), ...);
+    ctx->save_for_backward(tensors);
+  }
 
-    template <std::size_t... I>
-    static Grads call_backward(torch::autograd::AutogradContext* ctx, const at::Tensor& grad,
-                               const torch::autograd::variable_list& saved,
-                               std::index_sequence<I...>) {
-      return backward_op().call(grad, saved_input<I>(ctx, saved)...);
+  template <std::size_t I>
+  static decltype(auto) saved_input(torch::autograd::AutogradContext* ctx,
+                                    const torch::autograd::variable_list& saved) {
+    using T = std::tuple_element_t<I, typename S::InputTypes>;
+    if constexpr (S::kIsTensor[I]) {
+      return saved[S::tensor_index(I)];
+    } else {
+      return S::template attribute_as<T>(ctx->saved_data[S::key(I)]);
     }
-  };
+  }
+
+  template <std::size_t... I>
+  static typename S::GradsType call_backward(torch::autograd::AutogradContext* ctx,
+                                             const at::Tensor& grad,
+                                             const torch::autograd::variable_list& saved,
+                                             std::index_sequence<I...>) {
+    return S::backward_op().call(grad, saved_input<I>(ctx, saved)...);
+  }
+};
+
+template <class Op, class Forward = typename Op::Forward, class Backward = typename Op::Backward>
+class Kernels;
+
+template <class Op, class... Inputs, class Grads, class... BackwardInputs>
+class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
+  using S = Signature<Op>;
+  static constexpr std::size_t kGrads = S::kGrads;
 
   // The first sizeof...(I) of `inputs`, all tensors.
   template <std::size_t... I, class Tuple>
@@ -176,7 +196,7 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
  public:
   // The Autograd kernel of the forward operator.
   static at::Tensor forward(Inputs... inputs) {
-    static_assert(differentiable_first(), "the differentiable inputs must come first");
+    static_assert(S::differentiable_first(), "the differentiable inputs must come first");
     // Before apply(), which reads every input's device and fails on an
     // undefined tensor (None from Python) with "tensor does not have a device".
     TORCH_CHECK(all_tensors_defined(inputs...), Op::kUndefined);
@@ -186,7 +206,7 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
     const auto tensors =
         first_tensors(std::make_index_sequence<kGrads>(), std::forward_as_tuple(inputs...));
     if (composite::needed_for(tensors)) return Op::composite_forward(inputs...);
-    return Function::apply(inputs...);
+    return Op::Function::apply(inputs...);
   }
 
   // The Autograd kernel of the backward operator: double backward
@@ -202,7 +222,7 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
     }
     if (needs_graph || composite::needed_for(tensors)) return Op::composite_backward(inputs...);
     at::AutoDispatchBelowADInplaceOrView guard;
-    return backward_op().call(inputs...);
+    return S::backward_op().call(inputs...);
   }
 };
 

@@ -99,9 +99,12 @@ std::tuple<Tensor, Tensor, Tensor> backward_meta(const Tensor& grad_output, cons
           at::empty_like(denominator, at::MemoryFormat::Contiguous)};
 }
 
+class PauFunction;
+
 struct PauOp : autograd::OpDefaults {
   using Forward = PauForward;
   using Backward = PauBackward;
+  using Function = PauFunction;
   static constexpr const char* kForward = "pau::forward";
   static constexpr const char* kBackward = "pau::backward";
   static constexpr const char* kUndefined =
@@ -109,6 +112,9 @@ struct PauOp : autograd::OpDefaults {
   static constexpr auto composite_forward = &composite::pau_forward;
   static constexpr auto composite_backward = &composite::pau_backward;
 };
+
+// A class of its own: its name is the autograd node's (the output's grad_fn).
+class PauFunction : public autograd::FusedFunction<PauOp, PauFunction> {};
 
 }  // namespace
 

@@ -208,9 +208,12 @@ PwluGrads pwlu_backward_meta(const Tensor& grad_output, const Tensor& x, const T
           at::empty_like(slopes, at::MemoryFormat::Contiguous)};
 }
 
+class PwluFunction;
+
 struct PwluOp : autograd::OpDefaults {
   using Forward = PwluForward;
   using Backward = PwluBackward;
+  using Function = PwluFunction;
   static constexpr const char* kForward = "pau::pwlu_forward";
   static constexpr const char* kBackward = "pau::pwlu_backward";
   static constexpr const char* kUndefined =
@@ -218,6 +221,9 @@ struct PwluOp : autograd::OpDefaults {
   static constexpr auto composite_forward = &composite::pwlu_forward;
   static constexpr auto composite_backward = &composite::pwlu_backward;
 };
+
+// A class of its own: its name is the autograd node's (the output's grad_fn).
+class PwluFunction : public autograd::FusedFunction<PwluOp, PwluFunction> {};
 
 }  // namespace
 

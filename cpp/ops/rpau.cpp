@@ -131,6 +131,8 @@ Tensor rpau_noise_meta(const Tensor& seed_offset, int64_t numel, int64_t coeffic
   return at::empty({numel, coefficients}, seed_offset.options().dtype(at::kDouble));
 }
 
+class RpauFunction;
+
 struct RpauOp {
   using Forward = Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                          const Tensor&, c10::string_view, int64_t);
@@ -138,6 +140,7 @@ struct RpauOp {
                                                       const Tensor&, const Tensor&,
                                                       const Tensor&, const Tensor&,
                                                       c10::string_view, int64_t);
+  using Function = RpauFunction;
   static constexpr const char* kForward = "pau::rpau_forward";
   static constexpr const char* kBackward = "pau::rpau_backward";
   static constexpr const char* kUndefined =
@@ -152,6 +155,9 @@ struct RpauOp {
                 "pau: alpha is a hyperparameter and cannot require grad");
   }
 };
+
+// A class of its own: its name is the autograd node's (the output's grad_fn).
+class RpauFunction : public autograd::FusedFunction<RpauOp, RpauFunction> {};
 
 }  // namespace
 
