@@ -10,7 +10,8 @@
 #              this GPU's architecture only, in build/gpu
 #   tests      the CUDA tests (test_pau_cuda, test_pwlu_cuda, test_cuda_build), 125
 #              in parallel workers where pytest-xdist is installed
-#   memcheck   compute-sanitizer memcheck on cuda/sanitizer_check.py --quick    55
+#   memcheck   compute-sanitizer memcheck on tests/cuda_sanitizer_workload.py   55
+#              --quick
 #   racecheck  compute-sanitizer racecheck, --backward-only --quick             40
 #   bench      pau.bench --device cuda: float32 and bfloat16, 2^24 and 2^28,   160
 #              one group, forward and forward+backward, against relu, x.clone()
@@ -100,7 +101,7 @@ step_tests() {
 }
 
 sanitize() {
-  compute-sanitizer --tool "$1" --error-exitcode 1 "$python" cuda/sanitizer_check.py "${@:2}"
+  compute-sanitizer --tool "$1" --error-exitcode 1 "$python" tests/cuda_sanitizer_workload.py "${@:2}"
 }
 step_memcheck() { PYTORCH_NO_CUDA_MEMORY_CACHING=1 sanitize memcheck --quick; }
 step_racecheck() { sanitize racecheck --backward-only --quick; }

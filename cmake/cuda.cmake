@@ -82,19 +82,21 @@ if(PAU_WITH_CUDA)
   string(REGEX REPLACE "-gencode[ =]+arch=[^ ]+" "" CMAKE_CUDA_FLAGS "${CMAKE_CUDA_FLAGS}")
 endif()
 
-# Compiles cuda/*.cu into `target` when the CUDA build is on. Files named
-# *_check.cu are compile checks for CI, never part of the library.
+include(${CMAKE_CURRENT_LIST_DIR}/cuda_instantiations.cmake)
+
+# Compiles cuda/*.cu and the per-dtype kernel instantiations into `target` when
+# the CUDA build is on.
 function(pau_add_cuda_sources target)
   if(NOT PAU_WITH_CUDA)
     message(STATUS "pau: CUDA kernels disabled (${_pau_cuda_reason})")
     return()
   endif()
   file(GLOB _cuda_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/cuda/*.cu")
-  list(FILTER _cuda_sources EXCLUDE REGEX "_check\\.cu$")
   if(NOT _cuda_sources)
     message(FATAL_ERROR "pau: CUDA build requested but there are no sources in cuda/")
   endif()
-  target_sources(${target} PRIVATE ${_cuda_sources})
+  pau_write_cuda_instantiations("${CMAKE_CURRENT_BINARY_DIR}/cuda_instantiations" _instantiations)
+  target_sources(${target} PRIVATE ${_cuda_sources} ${_instantiations})
   set_target_properties(${target} PROPERTIES
     CUDA_ARCHITECTURES "${PAU_CUDA_ARCHITECTURES}"
     CUDA_STANDARD ${CMAKE_CXX_STANDARD}

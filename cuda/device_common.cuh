@@ -157,8 +157,8 @@ __device__ __forceinline__ void store_item(S* __restrict__ dst, int count, bool 
   }
 }
 
-// Dynamic shared memory of a block. cuda/emulation_check.cpp, which runs these
-// kernels on the CPU, provides its own.
+// Dynamic shared memory of a block. tests/cuda_emulation/emulator.h, which runs
+// these kernels on the CPU, provides its own.
 #if !defined(PAU_CUDA_EMULATION)
 __device__ __forceinline__ unsigned char* dynamic_shared_memory() {
   extern __shared__ __align__(16) unsigned char pau_dynamic_shared[];

@@ -3,7 +3,7 @@
 //
 // Only c10/cuda headers are used (not ATen/cuda/CUDAContext.h, which pulls in
 // cuBLAS/cuSPARSE headers that a CPU wheel's copy cannot compile), so that
-// ci_compile.sh can syntax-check the glue against any torch.
+// .ci/cuda_compile_and_emulate.sh can syntax-check the glue against any torch.
 #pragma once
 
 #include <ATen/core/Tensor.h>

@@ -1,7 +1,8 @@
 // Public launchers of the CUDA kernels (pau_kernels.h): validate the problem,
 // decide vector access and the grid, switch on the dtype (the kernels live in
-// pau_kernels_<dtype>.cu) and run the final per-group reduction of the
-// backward. Torch-free, so CI compiles it with plain nvcc (cuda/ci_compile.sh).
+// the per-dtype files of cmake/cuda_instantiations.cmake) and run the final
+// per-group reduction of the backward. Torch-free, so CI compiles it with plain
+// nvcc (.ci/cuda_compile_and_emulate.sh).
 #include <cstdint>
 
 #include "pau_kernels.cuh"

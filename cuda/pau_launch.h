@@ -1,7 +1,8 @@
 // Internal interface between pau_kernels.cu (argument checks, dtype switch,
-// final reduction) and the per-dtype translation units pau_kernels_<dtype>.cu,
-// which instantiate the kernels of one storage type each. Splitting by dtype
-// lets nvcc compile the four instantiation sets in parallel.
+// final reduction) and the per-dtype translation units that
+// cmake/cuda_instantiations.cmake writes into the build directory, which
+// instantiate the kernels of one storage type each. Splitting by dtype lets
+// nvcc compile the instantiation sets in parallel.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -34,7 +35,8 @@ struct KernelArgs {
 // Launch the forward kernel / the backward kernel (without the final
 // reduction) for storage type S (float, double, __half, __nv_bfloat16), PAU
 // (kNoisy false) or RPAU (true). Defined in pau_kernels.cuh, instantiated in
-// pau_kernels_<dtype>.cu (PAU) and rpau_kernels_<dtype>.cu (RPAU).
+// the generated pau_kernels_<dtype>.cu (PAU) and rpau_kernels_<dtype>.cu (RPAU),
+// one per extern declaration below (keep cmake/cuda_instantiations.cmake in step).
 template <class S, bool kNoisy>
 cudaError_t launch_forward_typed(const Problem& p, const KernelArgs& args, unsigned int blocks,
                                  cudaStream_t stream);

@@ -1,7 +1,7 @@
 // Public launchers of the PWLU CUDA kernels (pwlu_kernels.h): validate the
 // problem, decide vector access and the grid, switch on the dtype and run the
 // final per-group reduction of the backward. Torch-free, so CI compiles it
-// with plain nvcc (cuda/ci_compile.sh).
+// with plain nvcc (.ci/cuda_compile_and_emulate.sh).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

@@ -1,7 +1,7 @@
 // How the CUDA kernels of pau::forward / pau::backward cut a tensor into tiles.
 // Torch-free and CUDA-free (host and device): the kernels, the launchers and
-// the CPU emulation check (emulation_check.cpp, run by ci_compile.sh) share
-// this one definition.
+// the CPU emulation check (tests/cuda_emulation/pau_kernels_check.cpp, run by
+// .ci/cuda_compile_and_emulate.sh) share this one definition.
 //
 // As on the CPU (cpp/cpu/tiling.h), a dense tensor is, in memory order,
 // [rows, G, R]: the element at offset o belongs to group (o / R) % G, and a

@@ -5,7 +5,7 @@ with the CPU operator and with the plain-PyTorch reference (float64 on the CPU,
 on the same rounded inputs), and checks gradcheck, opcheck, bitwise
 determinism, large-|x| finiteness and device-mismatch errors.
 
-The nvcc compile of the kernels and their CPU emulation (cuda/ci_compile.sh)
+The nvcc compile of the kernels and their CPU emulation (.ci/cuda_compile_and_emulate.sh)
 take minutes on a 2-core machine, and .ci/run already runs them whenever nvcc
 exists; test_ci_compile_script runs them from pytest only when asked
 (PAU_TEST_CUDA_COMPILE=1).
@@ -586,7 +586,9 @@ def test_rpau_module_trains_on_cuda():
 def test_ci_compile_script():
     """nvcc compile + CPU emulation of the kernels (minutes; .ci/run runs it anyway)."""
     if os.environ.get("PAU_TEST_CUDA_COMPILE") != "1":
-        pytest.skip("set PAU_TEST_CUDA_COMPILE=1 to run cuda/ci_compile.sh (.ci/run runs it)")
+        pytest.skip(
+            "set PAU_TEST_CUDA_COMPILE=1 to run .ci/cuda_compile_and_emulate.sh (.ci/run runs it)"
+        )
     if shutil.which("nvcc") is None:
         pytest.skip("nvcc not found")
-    subprocess.run(["bash", str(ROOT / "cuda" / "ci_compile.sh")], check=True)
+    subprocess.run(["bash", str(ROOT / ".ci" / "cuda_compile_and_emulate.sh")], check=True)

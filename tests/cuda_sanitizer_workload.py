@@ -3,7 +3,7 @@
 Run it under each tool (see cuda/README.md), e.g.
 
     PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \\
-        --error-exitcode 1 python cuda/sanitizer_check.py
+        --error-exitcode 1 python tests/cuda_sanitizer_workload.py
 
 It launches every kernel kind (PAU's, RPAU's and PWLU's) once or a few times on
 small tensors: both tile
@@ -173,10 +173,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="float32, safe and PWLU N = 16 only")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        print("sanitizer_check: no CUDA device", file=sys.stderr)
+        print("cuda_sanitizer_workload: no CUDA device", file=sys.stderr)
         return 2
     if not pau._C.has_cuda_kernels():
-        print("sanitizer_check: this pau build has no CUDA kernels", file=sys.stderr)
+        print("cuda_sanitizer_workload: this pau build has no CUDA kernels", file=sys.stderr)
         return 2
     dtypes = DTYPES[:1] if args.quick else DTYPES
     variants = VARIANTS[:1] if args.quick else VARIANTS
@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     launches += 2
     for p in problems:
         print("FAIL", p)
-    print(f"sanitizer_check: {launches} cases, {len(problems)} problems")
+    print(f"cuda_sanitizer_workload: {launches} cases, {len(problems)} problems")
     return 1 if problems else 0
 
 

@@ -1,4 +1,4 @@
-// Runs the PWLU CUDA kernels of pwlu_kernels.cuh on the CPU (emulation.h) and
+// Runs the PWLU CUDA kernels of pwlu_kernels.cuh on the CPU (emulator.h) and
 // checks them against pwlu_math.h evaluated on the host:
 //  * every output element written exactly where it belongs (guard zones),
 //  * F(x) and dL/dx bitwise equal to the host evaluation in the compute type
@@ -12,11 +12,11 @@
 // to 4096, every dtype, inputs on breakpoints, on the bounds, outside them,
 // infinite and NaN, and a group with unusable bounds (NaN outputs). The group
 // tables come from the device table kernel and are checked bit for bit
-// against the host's construction. cuda/ci_compile.sh builds and runs it:
-//   g++ -std=c++17 -O2 -I<cuda>/include cuda/pwlu_emulation_check.cpp
-#include "emulation.h"  // first: defines the emulated CUDA built-ins
+// against the host's construction. .ci/cuda_compile_and_emulate.sh builds and runs it:
+//   g++ -std=c++17 -O2 -I<cuda>/include tests/cuda_emulation/pwlu_kernels_check.cpp
+#include "emulator.h"  // first: defines the emulated CUDA built-ins
 
-#include "pwlu_kernels.cuh"
+#include "../../cuda/pwlu_kernels.cuh"
 
 namespace {
 

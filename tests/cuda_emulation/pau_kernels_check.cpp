@@ -9,12 +9,12 @@
 // It checks what a GPU run would otherwise be the first to check: the tile
 // geometry, the per-thread item mapping, the fixed- and run-time-degree
 // paths, the per-lane and broadcast reductions and the final per-group
-// reduction (emulation.h says what the emulation cannot see).
-// cuda/ci_compile.sh builds and runs it:
-//   g++ -std=c++17 -O2 -I<cuda>/include cuda/emulation_check.cpp
-#include "emulation.h"  // first: defines the emulated CUDA built-ins
+// reduction (emulator.h says what the emulation cannot see).
+// .ci/cuda_compile_and_emulate.sh builds and runs it:
+//   g++ -std=c++17 -O2 -I<cuda>/include tests/cuda_emulation/pau_kernels_check.cpp
+#include "emulator.h"  // first: defines the emulated CUDA built-ins
 
-#include "pau_kernels.cuh"
+#include "../../cuda/pau_kernels.cuh"
 
 namespace {
 
@@ -469,7 +469,7 @@ void run_all(const Case& c) {
 }  // namespace
 
 // PAU's kernels, or with -DPAU_EMULATION_RPAU=1 RPAU's: two programs that
-// ci_compile.sh builds and runs in parallel.
+// .ci/cuda_compile_and_emulate.sh builds and runs in parallel.
 #if !defined(PAU_EMULATION_RPAU)
 #define PAU_EMULATION_RPAU 0
 #endif

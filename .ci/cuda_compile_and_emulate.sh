@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CUDA checks that need no GPU; .ci/run calls this when nvcc exists.
 #  1. nvcc compiles the torch-free kernel sources (every cuda/*.cu that
-#     includes no torch header) for each architecture in
+#     includes no torch header, and the per-dtype instantiations that
+#     cmake/cuda_instantiations.cmake writes) for each architecture in
 #     PAU_CUDA_ARCHITECTURES (default "80;90"), with the flags of
 #     cmake/cuda.cmake and warnings as errors.
 #  2. The torch glue (cuda/*.cu that includes torch headers) is syntax-checked
@@ -9,13 +10,15 @@
 #     imports, if any. A CPU wheel lacks the generated
 #     c10/cuda/impl/cuda_cmake_macros.h; C10_CUDA_NO_CMAKE_CONFIGURE_FILE skips
 #     it. Nothing is linked: only a CUDA torch can do that (see cuda/README.md).
-#  3. cuda/emulation_check.cpp (PAU, RPAU) and cuda/pwlu_emulation_check.cpp
-#     run the kernels on the CPU (cuda/emulation.h) against host references
+#  3. tests/cuda_emulation/pau_kernels_check.cpp (PAU, RPAU) and
+#     tests/cuda_emulation/pwlu_kernels_check.cpp run the kernels on the CPU
+#     (tests/cuda_emulation/emulator.h) against host references
 #     (geometry, both tile kinds, all dtypes, variants and degree paths, RPAU's
 #     counter-hash noise, PWLU's warp-aggregated histograms, bitwise
 #     determinism across grid sizes and alignments).
 # Exits non-zero on the first failure. PAU_CI_JOBS: parallel compiles
-# (default: number of CPUs). PAU_CI_SKIP_NVCC=1 skips step 1,
+# (default: number of CPUs). CMAKE: the cmake that writes the instantiations
+# (default: cmake on PATH). PAU_CI_SKIP_NVCC=1 skips step 1,
 # PAU_CI_SKIP_GLUE=1 step 2, PAU_CI_SKIP_EMULATION=1 step 3 (.ci/run skips
 # 1 and 2 after .ci/cuda_build.sh has compiled everything for real).
 set -euo pipefail
@@ -23,7 +26,7 @@ cd "$(dirname "$0")/.."
 
 nvcc_bin=${NVCC:-nvcc}
 if ! command -v "$nvcc_bin" >/dev/null 2>&1; then
-  echo "ci_compile: $nvcc_bin not found" >&2
+  echo "cuda_compile_and_emulate: $nvcc_bin not found" >&2
   exit 1
 fi
 archs=${PAU_CUDA_ARCHITECTURES:-80;90}
@@ -36,7 +39,7 @@ cuda_top=$("$nvcc_bin" --dryrun -x cu -c /dev/null -o /dev/null 2>&1 |
            sed -n 's/^#\$ TOP=\(.*\)$/\1/p' | head -n 1)
 cuda_include="${cuda_top%/}/include"
 if [ ! -f "$cuda_include/cuda_runtime_api.h" ]; then
-  echo "ci_compile: cannot find the CUDA headers (looked in $cuda_include)" >&2
+  echo "cuda_compile_and_emulate: cannot find the CUDA headers (looked in $cuda_include)" >&2
   exit 1
 fi
 
@@ -61,6 +64,9 @@ if [ "${PAU_CI_SKIP_NVCC:-0}" = "1" ]; then
   echo "::: PAU_CI_SKIP_NVCC=1: skipping the nvcc compiles"
   archs=""
 else
+  # The same instantiation files as the CMake build, from the same script.
+  "${CMAKE:-cmake}" -DPAU_INSTANTIATIONS_DIR="$out/instantiations" -P cmake/cuda_instantiations.cmake
+  kernel_sources+=("$out"/instantiations/*.cu)
   echo "::: nvcc: ${#kernel_sources[@]} kernel sources for sm_${archs//;/, sm_} ($jobs jobs)"
 fi
 start=$(date +%s)
@@ -108,9 +114,9 @@ if [ "${PAU_CI_SKIP_EMULATION:-0}" != "1" ]; then
   pids=()
   for program in "${programs[@]}"; do
     case $program in
-      pau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=0 cuda/emulation_check.cpp) ;;
-      rpau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=1 cuda/emulation_check.cpp) ;;
-      pwlu) command=("${CXX:-g++}" "${emulation_flags[@]}" cuda/pwlu_emulation_check.cpp) ;;
+      pau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=0 tests/cuda_emulation/pau_kernels_check.cpp) ;;
+      rpau) command=("${CXX:-g++}" "${emulation_flags[@]}" -DPAU_EMULATION_RPAU=1 tests/cuda_emulation/pau_kernels_check.cpp) ;;
+      pwlu) command=("${CXX:-g++}" "${emulation_flags[@]}" tests/cuda_emulation/pwlu_kernels_check.cpp) ;;
     esac
     (
       "${command[@]}" -o "$out/emulation_$program" && "$out/emulation_$program"

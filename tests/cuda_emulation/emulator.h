@@ -1,5 +1,5 @@
-// Runs CUDA kernels on the CPU for cuda/emulation_check.cpp (PAU, RPAU) and
-// cuda/pwlu_emulation_check.cpp (PWLU): one fiber per CUDA thread, blocks one
+// Runs CUDA kernels on the CPU for pau_kernels_check.cpp (PAU, RPAU) and
+// pwlu_kernels_check.cpp (PWLU): one fiber per CUDA thread, blocks one
 // after another. Include it before any kernel header.
 //
 // This is not a GPU: it cannot see timing, the memory model, register limits
@@ -36,7 +36,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "pau_kernels.h"  // DType
+#include "../../cuda/pau_kernels.h"  // DType
 
 namespace emu {
 
