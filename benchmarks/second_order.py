@@ -7,7 +7,7 @@ respect to x and the coefficients. It is timed three ways for each of
 
 * ``eager``: torch.autograd.grad(..., create_graph=True), then backward; for the
   operator this is the fused first-order kernel followed by the composite
-  double backward (cpp/composite.cpp);
+  double backward (cpp/ops/composite.cpp);
 * ``func``: the same step written with torch.func.grad (under a transform the
   operator is the composite throughout);
 * ``func_compiled``: torch.compile of the torch.func step (torch.compile cannot

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "library.h"
-#include "pau_math.h"
+#include "math/pau_math.h"
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pau operator library loader";

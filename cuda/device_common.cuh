@@ -10,7 +10,7 @@
 
 #include <cstdint>
 
-#include "../cpp/pau_math.h"
+#include "../cpp/math/pau_math.h"
 #include "tiling.h"
 
 namespace pau {

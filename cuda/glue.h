@@ -14,23 +14,9 @@
 #include <atomic>
 #include <cstdint>
 
-#include "pau_kernels.h"  // cuda::DType
 
 namespace pau {
 namespace glue {
-
-// The kernels' dtype of x. `op` prefixes the message ("pau", "pwlu"); the
-// operator's argument checks have rejected every other dtype already.
-inline cuda::DType cuda_dtype(at::ScalarType type, const char* op) {
-  switch (type) {
-    case at::kFloat: return cuda::DType::float32;
-    case at::kDouble: return cuda::DType::float64;
-    case at::kHalf: return cuda::DType::float16;
-    case at::kBFloat16: return cuda::DType::bfloat16;
-    default: break;
-  }
-  TORCH_CHECK_TYPE(false, op, ": x must be float32, float64, float16 or bfloat16, got ", type);
-}
 
 // Grid cap: blocks loop over tiles beyond it. 32 blocks per SM keeps every SM
 // busy (8 resident blocks of 256 threads at most) with little tail; the

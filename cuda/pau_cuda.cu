@@ -18,9 +18,9 @@
 #include <cstdint>
 #include <tuple>
 
-#include "../cpp/counter_rng.h"
-#include "../cpp/pau_ops.h"
-#include "../cpp/rpau_ops.h"
+#include "math/counter_rng.h"
+#include "ops/pau.h"
+#include "ops/rpau.h"
 #include "glue.h"
 #include "pau_kernels.h"
 
@@ -45,7 +45,7 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
               "pau: internal error: the CUDA kernels take float or double coefficients, got ",
               numerator.scalar_type());
   cuda::Problem p;
-  p.dtype = glue::cuda_dtype(dense_x.scalar_type(), "pau");
+  p.dtype = dtype_of(dense_x.scalar_type(), "pau");
   p.variant = args.variant;
   p.m = args.m;
   p.n = args.n;
@@ -57,9 +57,9 @@ cuda::Problem make_problem(const Tensor& dense_x, const Tensor& numerator,
   p.max_blocks = glue::max_blocks(dense_x);
   TORCH_CHECK(p.plan.tiles() > 0, "pau: internal error: empty CUDA tile plan for ",
               dense_x.numel(), " elements");
-  TORCH_CHECK(p.plan.shared_bytes(cuda::compute_size(p.dtype), true) <= 48 * 1024,
+  TORCH_CHECK(p.plan.shared_bytes(compute_size(p.dtype), true) <= 48 * 1024,
               "pau: internal error: CUDA tile plan needs ",
-              p.plan.shared_bytes(cuda::compute_size(p.dtype), true), " bytes of shared memory");
+              p.plan.shared_bytes(compute_size(p.dtype), true), " bytes of shared memory");
   return p;
 }
 
@@ -140,14 +140,6 @@ struct KernelAlpha {
     alpha.coefficient_stride = values.stride(1);
   }
 };
-
-// The kernels index the noise by the element's logical (row-major) index,
-// i.e. its offset in a contiguous x; a result for a channels-last (or other)
-// x is written back in x's layout, as the CPU backend does.
-Tensor like_x(const Tensor& x, const Tensor& computed) {
-  Tensor out = at::empty_like(x);
-  return out.is_contiguous() ? computed : out.copy_(computed);
-}
 
 cuda::Problem make_rpau_problem(const Tensor& xc, const Tensor& num, const Tensor& den,
                                 const PauArgs& args, const KernelAlpha& alpha,

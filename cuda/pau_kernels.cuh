@@ -31,8 +31,8 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "../cpp/counter_rng.h"
-#include "../cpp/pau_math.h"
+#include "../cpp/math/counter_rng.h"
+#include "../cpp/math/pau_math.h"
 #include "device_common.cuh"
 #include "pau_launch.h"
 #include "tiling.h"

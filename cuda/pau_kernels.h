@@ -7,25 +7,16 @@
 
 #include <cstdint>
 
-#include "../cpp/counter_rng.h"
-#include "../cpp/pau_math.h"
+#include "../cpp/math/counter_rng.h"
+#include "../cpp/math/dtype.h"
+#include "../cpp/math/pau_math.h"
 #include "tiling.h"
 
 namespace pau {
 namespace cuda {
 
-enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
-
-inline int element_size(DType t) {
-  switch (t) {
-    case DType::float32: return 4;
-    case DType::float64: return 8;
-    default: return 2;
-  }
-}
-
-// Half and bfloat16 compute in float, float64 in double.
-inline int compute_size(DType t) { return t == DType::float64 ? 8 : 4; }
+// The emulation check (emulation.h) names the shared dtype cuda::DType.
+using DType = pau::DType;
 
 // RPAU's noise half-widths in device memory: alpha of group g and coefficient
 // j (a_0..a_m, then b_1..b_n) is values[g * group_stride + j *

@@ -14,8 +14,8 @@
 #include <cstdint>
 #include <tuple>
 
-#include "../cpp/pau_ops.h"
-#include "../cpp/pwlu_ops.h"
+#include "ops/pau.h"
+#include "ops/pwlu.h"
 #include "glue.h"
 #include "pwlu_kernels.h"
 
@@ -92,7 +92,7 @@ Tensor pwlu_forward_cuda(const Tensor& x, const Tensor& points, const Tensor& bo
   const PwluArgs args = check_pwlu_args(x, points, bounds, slopes, dim);
   glue::check_cuda_inputs("pwlu: pwlu_forward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const cuda::DType dtype = glue::cuda_dtype(x.scalar_type(), "pwlu");
+  const cuda::DType dtype = dtype_of(x.scalar_type(), "pwlu");
   check_intervals_supported(args, dtype);
   const Tensor xd = dense(x);
   Tensor out = at::empty_like(xd);
@@ -113,7 +113,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pwlu_backward_cuda(const Tensor& grad
   const PwluArgs args = check_pwlu_backward_args(grad_output, x, points, bounds, slopes, dim);
   glue::check_cuda_inputs("pwlu: pwlu_backward", x);
   const c10::cuda::CUDAGuard device_guard(x.device());
-  const cuda::DType dtype = glue::cuda_dtype(x.scalar_type(), "pwlu");
+  const cuda::DType dtype = dtype_of(x.scalar_type(), "pwlu");
   check_intervals_supported(args, dtype);
   const Tensor xd = dense(x);
   const Tensor grad = in_memory_order_of(grad_output, xd);

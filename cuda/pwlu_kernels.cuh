@@ -27,7 +27,7 @@
 
 #include <cstdint>
 
-#include "../cpp/pwlu_math.h"
+#include "../cpp/math/pwlu_math.h"
 #include "device_common.cuh"
 #include "pwlu_kernels.h"
 #include "tiling.h"

@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "../cpp/pwlu_math.h"
+#include "../cpp/math/pwlu_math.h"
 #include "pau_kernels.h"  // DType, element_size, compute_size
 #include "tiling.h"
 
@@ -23,7 +23,7 @@ constexpr int64_t kPwluHistogramBytes = 36 * 1024;
 // One PWLU call. x, out, grad, grad_x are dense in the same memory order
 // (tiling.h). The group tables are in the compute type (float for float32,
 // float16 and bfloat16 x, double for float64 x), on the device, laid out as
-// the CPU backend builds them (pwlu_ops.h: pwlu_group_tables):
+// the CPU backend builds them (ops/pwlu.h: pwlu_group_tables):
 //   points (G, N + 1)   Y_0..Y_N
 //   steps  (G, N + 1)   Y_{k+1} - Y_k, last column unused
 //   params (G, pwlu::kParams)

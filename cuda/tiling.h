@@ -27,7 +27,7 @@
 #include <cstdint>
 #include <initializer_list>
 
-#include "../cpp/pau_math.h"
+#include "../cpp/math/pau_math.h"
 
 namespace pau {
 namespace cuda {

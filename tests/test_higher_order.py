@@ -1,7 +1,7 @@
 """Higher-order autograd and torch.func for PAU and RPAU.
 
 Double backward goes through pau::backward's autograd kernel, which builds a
-differentiable composite of at:: ops (cpp/composite.cpp) when a graph is
+differentiable composite of at:: ops (cpp/ops/composite.cpp) when a graph is
 needed; under torch.func transforms and forward-mode AD pau::forward itself is
 that composite. The first-order path stays the fused kernels.
 """
@@ -490,7 +490,7 @@ def test_torch_compile_of_create_graph_is_torchs_own_limit(activation: str) -> N
 
 def test_torch_compile_with_groups_of_different_degrees() -> None:
     """Under torch.compile the composite cannot read the degrees on the host: it selects
-    each group's scaled powers among every candidate degree (cpp/composite.cpp)."""
+    each group's scaled powers among every candidate degree (cpp/ops/composite.cpp)."""
     num = torch.tensor([[0.1, 0.5, 0.3], [0.2, -0.4, 0.6]], dtype=torch.float32)
     den = torch.tensor([[0.4, 0.3, 0.0, 0.0], [0.2, 0.1, 0.3, 0.25]], dtype=torch.float32)
     x = torch.tensor([[[2.5, -0.7, 0.3, 1e25], [1.5, -2.0, 0.9, -3e24]]], dtype=torch.float32)

@@ -1,7 +1,7 @@
 """Higher-order autograd and torch.func for PWLU.
 
 As for PAU (tests/test_higher_order.py): pau::pwlu_backward's autograd kernel
-returns the gradient of a differentiable composite (cpp/pwlu_composite.cpp)
+returns the gradient of a differentiable composite (cpp/ops/pwlu_composite.cpp)
 when a graph is needed, and under torch.func pau::pwlu_forward is that
 composite. PWLU is piecewise linear: d2F/dx2 = 0 between breakpoints, but the
 mixed second derivatives (in x and the points, bounds, slopes) are not.

@@ -298,7 +298,7 @@ def test_module_gradients_bitwise_deterministic(channels_last):
 
 
 # ---------------------------------------------------------------------------
-# RPAU: the same kernels with counter-hash noise (cpp/counter_rng.h) per element.
+# RPAU: the same kernels with counter-hash noise (cpp/math/counter_rng.h) per element.
 
 SEED_OFFSET = torch.tensor([1234, (1 << 32) + 5], dtype=torch.int64)
 

@@ -4,15 +4,13 @@
 
 #include <cstdint>
 
-#include "counter_rng.h"
 #include "cpu/tiling.h"
-#include "pau_math.h"
+#include "math/counter_rng.h"
+#include "math/dtype.h"
+#include "math/pau_math.h"
 
 namespace pau {
 namespace cpu {
-
-enum class DType : int { float32 = 0, float64 = 1, float16 = 2, bfloat16 = 3 };
-constexpr int kDTypes = 4;
 
 // RPAU's perturbation (see counter_rng.h): the coefficient c_j of the element
 // with logical index i is multiplied by base_j + scale_j * k_ij. The

@@ -1,6 +1,9 @@
 // Host-side launch helpers shared by the CPU entry points of the operator
-// families (pau_ops.cpp, rpau_ops.cpp, pwlu_ops.cpp): coefficients as double,
-// tile loop, deterministic reduction of per-tile partial gradients.
+// families (cpu/pau_cpu.cpp, cpu/rpau_cpu.cpp, cpu/pwlu_cpu.cpp): coefficients
+// as double, tile loop, deterministic reduction of per-tile partial gradients.
+// Like the CUDA glue (cuda/*_cuda.cu) the entry points sit on both the
+// operators' checks (ops/) and the kernels (cpu/kernels.h); neither of those
+// includes anything of this layer.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -12,11 +15,14 @@
 #include <vector>
 
 #include "cpu/kernels.h"
-#include "pau_ops.h"
+#include "ops/pau.h"  // PauArgs, compute_type, group_run
 
 namespace pau {
 
-cpu::DType dtype_of(const at::Tensor& x);
+// The slot of x's dtype in the kernel tables.
+inline int kernel_index(const at::Tensor& x, const char* op) {
+  return static_cast<int>(dtype_of(x.scalar_type(), op));
+}
 
 // Sums the per-tile partial gradients of each group in tile order, so the
 // result does not depend on the thread count. partials: (tiles,

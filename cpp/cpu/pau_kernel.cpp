@@ -17,10 +17,10 @@
 #include <type_traits>
 #include <vector>
 
-#include "counter_rng.h"
+#include "math/counter_rng.h"
 #include "cpu/kernels.h"
 #include "cpu/vec_ops.h"
-#include "pau_math.h"
+#include "math/pau_math.h"
 
 namespace pau {
 namespace cpu {

@@ -30,7 +30,7 @@
 
 #include "cpu/pwlu_kernels.h"
 #include "cpu/vec_ops.h"
-#include "pwlu_math.h"
+#include "math/pwlu_math.h"
 
 namespace pau {
 namespace cpu {

@@ -6,7 +6,7 @@
 
 #include "cpu/kernels.h"  // DType, kDTypes
 #include "cpu/tiling.h"
-#include "pwlu_math.h"
+#include "math/pwlu_math.h"
 
 namespace pau {
 namespace cpu {

@@ -37,17 +37,7 @@
 
 #include <cmath>
 
-// Always inlined: the CPU kernels rely on these functions being inlined into
-// their vector loops (FixedDegrees keeps the term arrays in registers), and
-// GCC's unit-growth limits otherwise stop inlining once a translation unit
-// instantiates more kernels (adding the RPAU kernels made PAU 2.5x slower).
-#if defined(__CUDACC__) || defined(__HIPCC__)
-#define PAU_HOST_DEVICE __host__ __device__ __forceinline__
-#elif defined(__GNUC__)
-#define PAU_HOST_DEVICE inline __attribute__((always_inline))
-#else
-#define PAU_HOST_DEVICE inline
-#endif
+#include "host_device.h"
 
 namespace pau {
 namespace math {
@@ -58,31 +48,6 @@ enum class Variant : int { safe = 0, abs_sum = 1, plain = 2 };
 // terms live on the stack (CPU) or in registers/local memory (CUDA).
 constexpr int kMaxDegree = 32;
 constexpr int kMaxTerms = kMaxDegree + 1;
-
-// Element operations for a plain scalar (float or double). The CPU kernels
-// provide the same interface for at::vec::Vectorized lanes, so the formulas
-// below are written once. Array<N>: the type of the per-element arrays of N
-// values (the vector version leaves them uninitialised: Vectorized's default
-// constructor zero-fills, a store per value per element vector).
-template <class T>
-struct ScalarOps {
-  using value = T;
-  using mask = bool;
-  template <int N>
-  using Array = T[N];
-  static PAU_HOST_DEVICE T broadcast(T v) { return v; }
-  static PAU_HOST_DEVICE T abs(T v) { return v < T(0) ? -v : v; }
-  // sign(0) = 0, as torch.sign and the gradient of torch.abs.
-  static PAU_HOST_DEVICE T sign(T v) { return T(v > T(0)) - T(v < T(0)); }
-  static PAU_HOST_DEVICE mask abs_greater_than_one(T v) { return abs(v) > T(1); }
-  static PAU_HOST_DEVICE mask is_nan(T v) { return v != v; }
-  // False for ±inf and NaN (inf - inf and NaN - NaN are NaN).
-  static PAU_HOST_DEVICE mask is_finite(T v) { return v - v == T(0); }
-  static PAU_HOST_DEVICE T select(mask m, T if_true, T if_false) {
-    return m ? if_true : if_false;
-  }
-  static PAU_HOST_DEVICE T fma(T a, T b, T c) { return a * b + c; }
-};
 
 // Highest index j in [first, count) with c[j * stride] != 0, or first - 1 if
 // none. NaN counts as non-zero so that it propagates.
@@ -294,9 +259,14 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   const V minus_f = minus_p * inv_d;
   // Plain powers keep F finite (plain_powers_limit): only the scaled ones
   // need the fallback, chosen per lane once: F c_k = (p_factor c_k) d_factor.
-  const auto f_finite = Ops::is_finite(minus_f);
-  const V p_factor = Ops::select(f_finite, minus_f, minus_p);
-  const V d_factor = Ops::select(f_finite, Ops::broadcast(1), inv_d);
+  // The plain path never reads the factors, so it does not form them.
+  V p_factor = minus_f;
+  V d_factor = Ops::broadcast(1);
+  if (!plain) {
+    const auto f_finite = Ops::is_finite(minus_f);
+    p_factor = Ops::select(f_finite, minus_f, minus_p);
+    d_factor = Ops::select(f_finite, Ops::broadcast(1), inv_d);
+  }
   for (int k = 1; k <= deg.n; ++k) {
     V c;
     if (variant == Variant::abs_sum) {

@@ -45,7 +45,7 @@
 
 #include <stdint.h>
 
-#include "pau_math.h"  // PAU_HOST_DEVICE (torch-free as well)
+#include "host_device.h"
 
 namespace pau {
 namespace rng {

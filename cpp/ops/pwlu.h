@@ -1,5 +1,6 @@
-// Argument checking shared by every backend of pau::pwlu_forward /
-// pau::pwlu_backward.
+// pau::pwlu_forward / pau::pwlu_backward: the checks and group tables every
+// backend uses (cpu/pwlu_cpu.cpp, cuda/pwlu_cuda.cu) and the operators'
+// signatures.
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,6 +8,12 @@
 #include <tuple>
 
 namespace pau {
+
+using PwluGrads = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+using PwluForward = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                               const at::Tensor&, int64_t);
+using PwluBackward = PwluGrads(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                               const at::Tensor&, const at::Tensor&, int64_t);
 
 struct PwluArgs {
   int64_t dim;     // wrapped into [0, x.dim()) (0 for a 0-d x)

@@ -8,9 +8,9 @@
 
 #include <tuple>
 
-#include "composite.h"
-#include "pau_ops.h"
-#include "pwlu_ops.h"
+#include "ops/composite.h"
+#include "ops/pau.h"
+#include "ops/pwlu.h"
 
 namespace pau {
 namespace composite {

@@ -47,7 +47,7 @@
 
 #include <cstdint>
 
-#include "pau_math.h"  // PAU_HOST_DEVICE, math::ScalarOps
+#include "host_device.h"
 
 namespace pau {
 namespace pwlu {

@@ -4,7 +4,7 @@
 // them stacked along dim 0 so that they broadcast against it (RPAU multiplies
 // them by per-element factors), and coefficient gradients are sums over dims
 // 1, 3, 4.
-#include "composite.h"
+#include "ops/composite.h"
 
 #include <ATen/ATen.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -16,8 +16,8 @@
 #include <optional>
 #include <vector>
 
-#include "pau_ops.h"
-#include "rpau_ops.h"
+#include "ops/pau.h"
+#include "ops/rpau.h"
 
 namespace pau {
 namespace composite {
@@ -38,7 +38,7 @@ bool transform_active() {
 
 }  // namespace
 
-bool needed_for(std::initializer_list<Tensor> inputs) {
+bool needed_for(c10::ArrayRef<Tensor> inputs) {
   if (transform_active()) return true;
   for (const Tensor& t : inputs) {
     // Level 0: the forward-AD level of torch.autograd.forward_ad.dual_level.

@@ -84,7 +84,7 @@ bool readable_on_host(const at::Tensor& t);
 
 // Whether autograd must take the composite path for these inputs: a
 // torch.func transform is active, or an input carries a forward-mode tangent.
-bool needed_for(std::initializer_list<at::Tensor> inputs);
+bool needed_for(c10::ArrayRef<at::Tensor> inputs);
 
 }  // namespace composite
 }  // namespace pau
