@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from torch import Tensor
 
 #: The largest numerator or denominator degree the operators accept
-#: (``kMaxDegree`` in ``cpp/pau_math.h``).
+#: (``kMaxDegree`` in ``cpp/math/pau_math.h``).
 MAX_DEGREE = 32
 
 

@@ -77,7 +77,7 @@ struct Runner {
       slopes[2 * gi + 1] = static_cast<P>(gi == 1 ? 0.0 : uniform(-1.0, 1.0));
     }
     // The tables as the CUDA glue gets them (the device kernel), checked
-    // against the host's construction (pwlu_ops.cpp) bit for bit.
+    // against the host's construction (cpp/ops/pwlu.cpp) bit for bit.
     const int64_t table_size = pau::cuda::pwlu_table_elements(c.groups, N);
     Guarded<T> device_tables(table_size, 0, static_cast<T>(NAN));
     {

@@ -2,7 +2,7 @@
 
 In training every coefficient c of every input element is perturbed,
 c' = c * (1 + e) with e = alpha * (2u - 1), u uniform in (0, 1) from the
-counter-based generator of ``cpp/counter_rng.h`` keyed by a per-call
+counter-based generator of ``cpp/math/counter_rng.h`` keyed by a per-call
 ``seed_offset``; backward regenerates the same noise instead of storing it. In
 eval mode RPAU is PAU (the same operator, bit for bit).
 """
