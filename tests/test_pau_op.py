@@ -19,6 +19,7 @@ import torch
 from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x as make_x
 from helpers.inputs import preset_like_coefficients as coefficients
+from helpers.opchecks import check_compiled_matches_eager
 from helpers.processes import (
     check_exported_program_in_fresh_process,
     check_script_module_in_fresh_process,
@@ -302,14 +303,7 @@ def test_module_state_dict_and_training_step():
 def test_torch_compile_fullgraph():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pau.PAU(groups=4), torch.nn.Flatten())
     x = torch.randn(2, 3, 8, 8)
-    compiled = torch.compile(model, fullgraph=True)
-    torch.testing.assert_close(compiled(x), model(x))
-    compiled(x).sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    model(x).sum().backward()
-    for got, p in zip(grads, model.parameters()):
-        torch.testing.assert_close(got, p.grad)
+    check_compiled_matches_eager(model, x)
 
 
 def test_export_save_load_in_fresh_process(tmp_path):

@@ -19,7 +19,7 @@ import torch
 from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x
 from helpers.inputs import pwlu_parameters as parameters
-from helpers.opchecks import opcheck_pwlu
+from helpers.opchecks import check_compiled_matches_eager, opcheck_pwlu
 from helpers.processes import (
     check_exported_program_in_fresh_process,
     check_script_module_in_fresh_process,
@@ -617,14 +617,7 @@ def test_segments_compile_export_torchscript():
 def test_torch_compile_fullgraph():
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), pau.PWLU(groups=4), torch.nn.Flatten())
     x = torch.randn(2, 3, 8, 8)
-    compiled = torch.compile(model, fullgraph=True)
-    torch.testing.assert_close(compiled(x), model(x))
-    compiled(x).sum().backward()
-    grads = [p.grad.clone() for p in model.parameters()]
-    model.zero_grad()
-    model(x).sum().backward()
-    for got, p in zip(grads, model.parameters()):
-        torch.testing.assert_close(got, p.grad)
+    check_compiled_matches_eager(model, x)
     # Eval mode runs the same operator (no statistics, no separate inference path).
     model.eval()
     with torch.no_grad():
