@@ -182,6 +182,11 @@ class Unit(nn.Module):
         raise NotImplementedError
 
     @classmethod
+    def _shape_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The keywords of ``config`` that :meth:`function_parameters` takes."""
+        return {k: config[k] for k in cls.shape_config_names if k in config}
+
+    @classmethod
     def from_function(
         cls,
         fn: Function,
@@ -198,7 +203,7 @@ class Unit(nn.Module):
         at its breakpoints. ``config`` holds further constructor keywords
         (e.g. ``degrees``, ``variant``, ``alpha``; ``num_points``, ``bound``).
         """
-        shape = {k: config[k] for k in cls.shape_config_names if k in config}
+        shape = cls._shape_config(config)
         parameters = cls.function_parameters(fn, **shape)
         module = cls.from_parameters(parameters, groups, dim, init, device, dtype, **config)
         module.remember_initial()  # init names no preset: plot would not know the start
@@ -244,7 +249,7 @@ class Unit(nn.Module):
             from .. import presets
 
             fn, source = presets.function(start.init), start.init
-        shape = {k: config[k] for k in cls.shape_config_names if k in config}
+        shape = cls._shape_config(config)
         key = (source, repr(sorted(shape.items())))
         if key not in cache:
             cache[key] = cls.function_parameters(fn, **shape)
