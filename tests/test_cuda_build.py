@@ -22,6 +22,8 @@ CPU_ONLY = {
     # Its one tensor argument is the (seed, offset) pair, which is a CPU tensor
     # for every RPAU operator; it materialises the noise for tests and plots.
     "pau::rpau_noise": "takes only the CPU (seed, offset) tensor",
+    # Its autograd kernel runs the composite for CUDA tensors (no fused CUDA kernel yet).
+    "pau::double_backward": "CUDA tensors take the composite in its autograd kernel",
 }
 # Each family's forward and backward: the list the dispatcher gives must hold them.
 FAMILIES = ("forward", "backward", "rpau_forward", "rpau_backward", "pwlu_forward", "pwlu_backward")

@@ -7,6 +7,7 @@
 #include "cpu/tiling.h"
 #include "math/counter_rng.h"
 #include "math/dtype.h"
+#include "math/pau_double_backward.h"
 #include "math/pau_math.h"
 
 namespace pau {
@@ -55,13 +56,37 @@ struct BackwardArgs {
   double* partials;
 };
 
+// pau::double_backward (math/pau_double_backward.h). problem holds the
+// coefficients a, b (its degrees: of a and b alone); alpha, beta are the
+// upstream gradients of the coefficient gradients, laid out like them, and
+// degrees (G) the groups' extended degrees. partials: as for BackwardArgs.
+struct DoubleBackwardArgs {
+  Problem problem;
+  const double* alpha = nullptr;
+  const double* beta = nullptr;
+  const math::ExtendedDegrees* degrees = nullptr;
+  const void* grad;             // g: backward's incoming gradient
+  const void* x;
+  const void* grad_grad_x;      // u = dL/dgrad_x
+  void* grad_grad;              // dL/dg
+  void* grad_x;                 // dL/dx
+  double* partials;             // dL/da, dL/db
+};
+
 struct KernelTable {
   void (*forward[kDTypes])(const ForwardArgs&, int64_t tile);
   void (*backward[kDTypes])(const BackwardArgs&, int64_t tile);
   // RPAU: the same kernels with per-element perturbed coefficients.
   void (*rpau_forward[kDTypes])(const ForwardArgs&, int64_t tile);
   void (*rpau_backward[kDTypes])(const BackwardArgs&, int64_t tile);
+  void (*double_backward[kDTypes])(const DoubleBackwardArgs&, int64_t tile);
 };
+
+// The double_backward entries of one ISA's table (pau_double_backward_kernel.cpp).
+using DoubleBackwardKernel = void (*)(const DoubleBackwardArgs&, int64_t tile);
+namespace DEFAULT { DoubleBackwardKernel double_backward_kernel(DType dtype); }
+namespace AVX2 { DoubleBackwardKernel double_backward_kernel(DType dtype); }
+namespace AVX512 { DoubleBackwardKernel double_backward_kernel(DType dtype); }
 
 // One table per instruction set; kernel_table() in dispatch.cpp picks one.
 namespace DEFAULT { const KernelTable& kernels(); }

@@ -19,6 +19,7 @@
 
 #include "math/counter_rng.h"
 #include "cpu/kernels.h"
+#include "cpu/tile_coefficients.h"
 #include "cpu/vec_ops.h"
 #include "math/pau_math.h"
 
@@ -29,114 +30,6 @@ namespace {
 
 using math::Degrees;
 using math::Variant;
-// Calls f with compile-time degrees for the paper's (5, 4), else run-time ones.
-template <class F>
-void with_degrees(const Degrees& d, F&& f) {
-  if (d.m == 5 && d.n == 4 && d.m_eff == 5 && d.n_eff == 4) {
-    f(math::FixedDegrees<5, 4>{});
-  } else {
-    f(d);
-  }
-}
-
-// A plain-powers limit in T: one beyond T's range becomes T's largest value,
-// which every finite |x| is within and inf is not.
-template <class T>
-T limit_in(double limit) {
-  return static_cast<T>(std::fmin(limit, static_cast<double>(std::numeric_limits<T>::max())));
-}
-
-// m + 1 + n of compile-time degrees, 0 for run-time ones.
-template <class Deg>
-constexpr int fixed_coefficients() {
-  if constexpr (std::is_same_v<Deg, Degrees>) {
-    return 0;
-  } else {
-    return Deg::m + 1 + Deg::n;
-  }
-}
-
-// Coefficients of one tile, as vectors: broadcast (one group) or per lane
-// (a table with one column per tensor column, padded to whole vectors).
-template <class T>
-class TileCoefficients {
- public:
-  TileCoefficients(const Problem& p, const Tile& tile) : per_lane_(p.layout.per_lane()) {
-    const int count = p.coefficients();
-    if (!per_lane_) {
-      const int64_t g = tile.first_group;
-      degrees_ = p.degrees[g];
-      plain_limit_ = limit_in<T>(p.plain_limits[g]);
-      for (int j = 0; j <= p.m; ++j) a_[j] = Vec<T>(static_cast<T>(p.numerator[g * (p.m + 1) + j]));
-      for (int k = 0; k < p.n; ++k) b_[k] = Vec<T>(static_cast<T>(p.denominator[g * p.n + k]));
-      return;
-    }
-    const int64_t columns = tile.column_end - tile.column_begin;
-    stride_ = ceil_div(columns, Vec<T>::size()) * Vec<T>::size();
-    table_.assign(static_cast<size_t>(count * stride_), T(0));
-    degrees_ = p.degrees[tile.first_group];
-    double plain_limit = HUGE_VAL;
-    for (int64_t c = 0; c < columns; ++c) {
-      const int64_t g = tile.first_group + c / p.layout.run;
-      plain_limit = std::fmin(plain_limit, p.plain_limits[g]);
-      for (int j = 0; j <= p.m; ++j) {
-        table_[j * stride_ + c] = static_cast<T>(p.numerator[g * (p.m + 1) + j]);
-      }
-      for (int k = 0; k < p.n; ++k) {
-        table_[(p.m + 1 + k) * stride_ + c] = static_cast<T>(p.denominator[g * p.n + k]);
-      }
-      // Lanes share one scaling degree only if their groups agree on it.
-      mixed_ = mixed_ || p.degrees[g].m_eff != degrees_.m_eff ||
-               p.degrees[g].n_eff != degrees_.n_eff;
-    }
-    plain_limit_ = limit_in<T>(plain_limit);
-  }
-
-  const Degrees& degrees() const { return degrees_; }
-  bool per_lane() const { return per_lane_; }
-  // Per-lane tile whose groups differ in effective degrees: no shared scaling
-  // degree is safe for all lanes (a b = 0 lane scaled by its neighbours' x^-4
-  // underflows to 0/0), so such tiles are evaluated one element at a time.
-  bool mixed() const { return mixed_; }
-  int64_t padded_columns() const { return stride_; }
-  // The smallest math::plain_powers_limit of the tile's groups, in T.
-  const Vec<T>& plain_limit() const { return plain_limit_; }
-
-  // The m + 1 + n coefficients of tile column `column` (per-lane tiles).
-  void column_coefficients(int64_t column, T* c) const {
-    const int count = degrees_.m + 1 + degrees_.n;
-    for (int j = 0; j < count; ++j) c[j] = table_[j * stride_ + column];
-  }
-
-  // Coefficient vectors for the lanes starting at tile column `column`.
-  // Per-lane tiles fill `a` and `b` and point to them. kPerLane: per_lane().
-  template <bool kPerLane>
-  PAU_INLINE void lanes(int64_t column, const Vec<T>*& a, const Vec<T>*& b, Vec<T>* a_buffer,
-                        Vec<T>* b_buffer) const {
-    if constexpr (!kPerLane) {
-      a = a_;
-      b = b_;
-      return;
-    }
-    const int m = degrees_.m;
-    for (int j = 0; j <= m; ++j) a_buffer[j] = Vec<T>::loadu(&table_[j * stride_ + column]);
-    for (int k = 0; k < degrees_.n; ++k) {
-      b_buffer[k] = Vec<T>::loadu(&table_[(m + 1 + k) * stride_ + column]);
-    }
-    a = a_buffer;
-    b = b_buffer;
-  }
-
- private:
-  bool per_lane_;
-  bool mixed_ = false;
-  Degrees degrees_{};
-  Vec<T> plain_limit_;
-  Vec<T> a_[math::kMaxTerms];
-  Vec<T> b_[math::kMaxTerms];
-  std::vector<T> table_;
-  int64_t stride_ = 0;
-};
 
 // counter_rng.h's lane operations on at::vec int32 lanes. Two's complement
 // wraps like uint32; the logical shift is the arithmetic one masked.
@@ -207,13 +100,6 @@ void generate_noise(const rng::Stream& s, int64_t first, int64_t count, T* out) 
       out[j * kBlock + e] = static_cast<T>(rng::level<rng::ScalarOps>(word, j));
     }
   }
-}
-
-Problem with_tables(const Problem& p, const double* numerator, const double* denominator) {
-  Problem q = p;
-  q.numerator = numerator;
-  q.denominator = denominator;
-  return q;
 }
 
 // RPAU's noise policy for one tile: the per-element factors 1 + e of every
@@ -404,21 +290,6 @@ void backward_tile_lanewise(const BackwardArgs& args, const BlockStorage<T>& sto
   }
 }
 
-// Calls f with `value` as a compile-time constant (std::true_type or
-// std::false_type). For the tile kind, so that a broadcast tile's loops
-// neither test it per vector nor keep their gradient accumulators in memory
-// that a per-lane tile's pointer might alias; for plain powers, so that each
-// block's vector loop holds one kind of powers only (with both, GCC kept the
-// dead kind's terms in stack slots).
-template <class F>
-PAU_INLINE void with_constant(bool value, F&& f) {
-  if (value) {
-    f(std::true_type{});
-  } else {
-    f(std::false_type{});
-  }
-}
-
 template <Variant variant, class T, bool kNoisy>
 void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64_t index) {
   using V = Vec<T>;
@@ -467,28 +338,13 @@ void forward_tile(const ForwardArgs& args, const BlockStorage<T>& storage, int64
 template <Variant variant, class T, bool kNoisy>
 void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int64_t index) {
   using V = Vec<T>;
-  constexpr int64_t kLanes = V::size();
   const Problem& p = args.problem;
   const Layout& layout = p.layout;
   const Tile tile = tile_at(layout, index);
   const TileCoefficients<T> coefficients(p, tile);
   const int count_coefficients = p.coefficients();
 
-  // Float accumulators (one set per block, or one per vector position of a
-  // per-lane tile, flushed every kFlushRows rows) are added to double sums in
-  // a fixed order.
-  const bool per_lane = coefficients.per_lane();
-  const int64_t positions = per_lane ? coefficients.padded_columns() / kLanes : 1;
-  std::vector<V> accumulators(static_cast<size_t>(positions * count_coefficients), V(T(0)));
-  const int64_t sums_stride = per_lane ? coefficients.padded_columns() : kLanes;
-  std::vector<double> sums(static_cast<size_t>(count_coefficients * sums_stride), 0.0);
-  auto flush = [&](const V* from, int64_t count) {
-    for (int64_t pos = 0; pos < count; ++pos) {
-      for (int k = 0; k < count_coefficients; ++k) {
-        add_lanes_to(from[pos * count_coefficients + k], &sums[k * sums_stride + pos * kLanes]);
-      }
-    }
-  };
+  GradientSums<T> sums(coefficients, count_coefficients);
 
   alignas(64) T x_buffer[kBlock];
   alignas(64) T g_buffer[kBlock];
@@ -496,11 +352,11 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
   const auto noise = make_noise<T, kNoisy>(p, tile);
   if (coefficients.mixed()) {
     backward_tile_lanewise<variant, T, kNoisy>(args, storage, tile, coefficients, noise.get(),
-                                               sums.data(), sums_stride);
+                                               sums.sums(), sums.stride());
   } else {
     V a_lanes[math::kMaxTerms];
     V b_lanes[math::kMaxTerms];
-    with_constant(per_lane, [&](auto kPerLane) {
+    with_constant(coefficients.per_lane(), [&](auto kPerLane) {
       with_degrees(coefficients.degrees(), [&](const auto& degrees) {
         using Deg = std::decay_t<decltype(degrees)>;
         // A broadcast tile's accumulators: local, so the fixed-degree case keeps
@@ -525,9 +381,7 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
                                                              i, degrees, a_lanes, b_lanes);
                 // Lanes past `lanes` load x = 0 and g = 0, so they add exact zeros.
                 V* target = acc;
-                if constexpr (kPerLane) {
-                  target = &accumulators[column / kLanes * count_coefficients];
-                }
+                if constexpr (kPerLane) target = sums.position(column);
                 const V gx = math::backward<variant, VecOps<T>, Deg>(
                     load_lanes(xs + i, lanes), load_lanes(gs + i, lanes), c.a(), c.b(), degrees,
                     target, target + degrees.m + 1, c.factors(), kPlain);
@@ -535,30 +389,16 @@ void backward_tile(const BackwardArgs& args, const BlockStorage<T>& storage, int
               });
             });
             storage.store(gxs, count, args.grad_x, offset);
-            if constexpr (!kPerLane) flush(acc, 1);
+            if constexpr (!kPerLane) sums.flush(acc);
           }
-          if (kPerLane && ((row - tile.row_begin + 1) % kFlushRows == 0)) {
-            flush(accumulators.data(), positions);
-            std::fill(accumulators.begin(), accumulators.end(), V(T(0)));
-          }
+          sums.flush_positions(row - tile.row_begin + 1, row + 1 == tile.row_end);
         }
       });
     });
-    if (per_lane) flush(accumulators.data(), positions);
   }
 
-  double* partials = args.partials + index * layout.groups_per_tile * count_coefficients;
-  for (int64_t local = 0; local < layout.groups_per_tile; ++local) {
-    for (int k = 0; k < count_coefficients; ++k) {
-      double total = 0.0;
-      if (local < tile.group_count) {
-        const int64_t first = per_lane ? local * layout.run : 0;
-        const int64_t last = per_lane ? first + layout.run : kLanes;
-        for (int64_t c = first; c < last; ++c) total += sums[k * sums_stride + c];
-      }
-      partials[local * count_coefficients + k] = total;
-    }
-  }
+  sums.write_partials(layout, tile,
+                      args.partials + index * layout.groups_per_tile * count_coefficients);
 }
 
 // The kernel table's entries, one per storage dtype; the tile kernels are
@@ -599,6 +439,8 @@ const KernelTable& kernels() {
        forward_entry<c10::Half, true>, forward_entry<c10::BFloat16, true>},
       {backward_entry<float, true>, backward_entry<double, true>,
        backward_entry<c10::Half, true>, backward_entry<c10::BFloat16, true>},
+      {double_backward_kernel(DType::float32), double_backward_kernel(DType::float64),
+       double_backward_kernel(DType::float16), double_backward_kernel(DType::bfloat16)},
   };
   return table;
 }

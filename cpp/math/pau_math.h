@@ -71,6 +71,9 @@ struct Degrees {
   int n;      // denominator degree (b_1..b_n)
   int m_eff;  // highest non-zero a_j (0 if all are zero)
   int n_eff;  // highest non-zero b_k (0 if all are zero): the scaling degree
+  // The degree s of the scaled powers. A function, not n_eff itself, for the
+  // double backward's degrees (pau_double_backward.h), whose sums run further.
+  PAU_HOST_DEVICE int scaling() const { return n_eff; }
 };
 
 // Degrees (M, N) with all leading coefficients non-zero.
@@ -81,6 +84,7 @@ struct FixedDegrees {
   static constexpr int n = N;
   static constexpr int m_eff = M;
   static constexpr int n_eff = N;
+  static constexpr PAU_HOST_DEVICE int scaling() { return N; }
 };
 
 // e[j] = E_j for j = 0..count-1 (see the header comment), scaling degree s;
@@ -215,7 +219,7 @@ PAU_HOST_DEVICE typename Ops::value forward(typename Ops::value x, const typenam
   using V = typename Ops::value;
   typename Ops::template Array<Deg::max_terms> e;
   const int count = (deg.m_eff > deg.n_eff ? deg.m_eff : deg.n_eff) + 1;
-  powers<Ops, Deg::max_terms>(x, deg.n_eff, count, plain, e);
+  powers<Ops, Deg::max_terms>(x, deg.scaling(), count, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   return r.sum_a / r.d;
 }
@@ -237,7 +241,7 @@ PAU_HOST_DEVICE typename Ops::value backward(typename Ops::value x, typename Ops
   using V = typename Ops::value;
   typename Ops::template Array<Deg::max_terms> e;
   const int top = deg.m > deg.n ? deg.m : deg.n;
-  powers<Ops, Deg::max_terms>(x, deg.n_eff, top + 1, plain, e);
+  powers<Ops, Deg::max_terms>(x, deg.scaling(), top + 1, plain, e);
   const Evaluation<V> r = evaluate<variant, Ops, Deg>(e, a, b, deg);
   const V inv_d = Ops::broadcast(1) / r.d;
 

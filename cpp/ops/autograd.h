@@ -33,6 +33,14 @@
 namespace pau {
 namespace autograd {
 
+// Whether Op has its own backward for a graph to build (graph_backward, with
+// the backward operator's signature): PAU's fused double backward. Without
+// it, the composite.
+template <class Op, class = void>
+struct has_graph_backward : std::false_type {};
+template <class Op>
+struct has_graph_backward<Op, std::void_t<decltype(&Op::graph_backward)>> : std::true_type {};
+
 // Base of every Op: no checks beyond the ones the template makes.
 struct OpDefaults {
   template <class... Inputs>
@@ -209,9 +217,10 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
     return Op::Function::apply(inputs...);
   }
 
-  // The Autograd kernel of the backward operator: double backward
-  // (create_graph=True) and torch.func take the composite, which autograd
-  // differentiates to any order; otherwise the fused kernel.
+  // The Autograd kernel of the backward operator: torch.func takes the
+  // composite; double backward (create_graph=True) the Op's graph_backward
+  // where it has one, else the composite, which autograd differentiates to
+  // any order; otherwise the fused kernel.
   static Grads backward(BackwardInputs... inputs) {
     // grad_output and the differentiable inputs.
     const auto tensors =
@@ -220,7 +229,14 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
     if (at::GradMode::is_enabled()) {
       for (const at::Tensor& t : tensors) needs_graph = needs_graph || t.requires_grad();
     }
-    if (needs_graph || composite::needed_for(tensors)) return Op::composite_backward(inputs...);
+    if (composite::needed_for(tensors)) return Op::composite_backward(inputs...);
+    if (needs_graph) {
+      if constexpr (has_graph_backward<Op>::value) {
+        return Op::graph_backward(inputs...);
+      } else {
+        return Op::composite_backward(inputs...);
+      }
+    }
     at::AutoDispatchBelowADInplaceOrView guard;
     return S::backward_op().call(inputs...);
   }

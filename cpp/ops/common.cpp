@@ -22,14 +22,18 @@ int64_t check_channel_dim(const Tensor& x, int64_t dim, int64_t groups, const ch
   return wrapped;
 }
 
+void check_like_x(const Tensor& t, const char* name, const Tensor& x, const char* op) {
+  TORCH_CHECK(t.defined(), op, ": ", name, " must be a defined tensor");
+  TORCH_CHECK_VALUE(t.sym_sizes() == x.sym_sizes(), op, ": ", name, " shape ", t.sym_sizes(),
+                    " must match x shape ", x.sym_sizes());
+  TORCH_CHECK_TYPE(t.scalar_type() == x.scalar_type(), op, ": ", name, " dtype (",
+                   t.scalar_type(), ") must match x dtype (", x.scalar_type(), ")");
+  TORCH_CHECK(t.device() == x.device(), op, ": ", name, " is on ", t.device(), " but x is on ",
+              x.device());
+}
+
 void check_grad_output(const Tensor& grad_output, const Tensor& x, const char* op) {
-  TORCH_CHECK(grad_output.defined(), op, ": grad_output must be a defined tensor");
-  TORCH_CHECK_VALUE(grad_output.sym_sizes() == x.sym_sizes(), op, ": grad_output shape ",
-                    grad_output.sym_sizes(), " must match x shape ", x.sym_sizes());
-  TORCH_CHECK_TYPE(grad_output.scalar_type() == x.scalar_type(), op, ": grad_output dtype (",
-                   grad_output.scalar_type(), ") must match x dtype (", x.scalar_type(), ")");
-  TORCH_CHECK(grad_output.device() == x.device(), op, ": grad_output is on ",
-              grad_output.device(), " but x is on ", x.device());
+  check_like_x(grad_output, "grad_output", x, op);
 }
 
 at::ScalarType compute_type(at::ScalarType t) {

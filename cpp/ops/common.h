@@ -19,6 +19,9 @@ int64_t check_channel_dim(const at::Tensor& x, int64_t dim, int64_t groups, cons
 // grad_output of a backward: defined, with x's shape, dtype and device.
 void check_grad_output(const at::Tensor& grad_output, const at::Tensor& x, const char* op);
 
+// check_grad_output for a tensor called `name` in the messages.
+void check_like_x(const at::Tensor& t, const char* name, const at::Tensor& x, const char* op);
+
 // The type the kernels compute in for values of dtype t: double for float64,
 // float for float32, float16 and bfloat16.
 at::ScalarType compute_type(at::ScalarType t);

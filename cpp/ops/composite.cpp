@@ -10,6 +10,7 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <c10/core/impl/TorchDispatchModeTLS.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <limits>
@@ -432,6 +433,42 @@ std::tuple<Tensor, Tensor, Tensor> pau_backward(const Tensor& grad_output, const
       check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
   const Grouped g = grouped(x, numerator, denominator, args);
   return backward_of(grad_output, x, numerator, denominator, g, columns(g), args.variant);
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> pau_double_backward(
+    const Tensor& grad_grad_x, const Tensor& grad_grad_numerator,
+    const Tensor& grad_grad_denominator, const Tensor& grad_output, const Tensor& x,
+    const Tensor& numerator, const Tensor& denominator, c10::string_view variant, int64_t dim) {
+  check_pau_double_backward_args(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                 grad_output, x, numerator, denominator, variant, dim);
+  const std::vector<Tensor> upstream{grad_grad_x, grad_grad_numerator, grad_grad_denominator};
+  const std::vector<Tensor> inputs{grad_output, x, numerator, denominator};
+  bool create_graph = false;
+  if (at::GradMode::is_enabled()) {
+    for (const Tensor& t : upstream) create_graph = create_graph || t.requires_grad();
+    for (const Tensor& t : inputs) create_graph = create_graph || t.requires_grad();
+  }
+  at::AutoGradMode enable_grad(true);
+  // The local graph starts from aliases of the inputs: a view for an input
+  // that requires grad (so the results stay connected to it), a detached
+  // tensor that requires grad otherwise. Differentiating with respect to the
+  // inputs themselves would add the paths through the outer graph (grad_output
+  // of a network's later layers depends on x) to these partial derivatives.
+  std::vector<Tensor> leaves;
+  for (const Tensor& t : inputs) {
+    leaves.push_back(t.requires_grad() ? t.view_as(t) : t.detach().requires_grad_(true));
+  }
+  auto [grad_x, grad_numerator, grad_denominator] =
+      pau_backward(leaves[0], leaves[1], leaves[2], leaves[3], variant, dim);
+  const std::vector<Tensor> grads = torch::autograd::grad(
+      {grad_x, grad_numerator, grad_denominator}, leaves,
+      {grad_grad_x, grad_grad_numerator.to(grad_numerator.scalar_type()),
+       grad_grad_denominator.to(grad_denominator.scalar_type())},
+      /*retain_graph=*/create_graph, /*create_graph=*/create_graph, /*allow_unused=*/true);
+  auto or_zeros = [&](std::size_t i) {
+    return grads[i].defined() ? grads[i] : at::zeros_like(inputs[i], at::MemoryFormat::Contiguous);
+  };
+  return {or_zeros(0), or_zeros(1), or_zeros(2), or_zeros(3)};
 }
 
 Tensor rpau_forward(const Tensor& x, const Tensor& numerator, const Tensor& denominator,

@@ -10,9 +10,13 @@
 //   and their FuncTorchBatched kernels are these functions (a decomposition
 //   into ops that have batching rules).
 //
+// * Third and higher order of PAU, and its double backward on devices without
+//   a fused double-backward kernel (CUDA): pau_double_backward.
+//
 // The first-order path without a transform never comes here: it stays the
-// fused kernels. The composites are slower than the kernels (README, the
-// second-order benchmark); a fused second-order kernel is not written.
+// fused kernels, and so does PAU's second order on the CPU
+// (pau::double_backward). The composites are slower than the kernels
+// (README, the second-order benchmark).
 //
 // The rest of this comment is about PAU (composite.cpp); PWLU's are below.
 //
@@ -46,6 +50,15 @@ at::Tensor pau_forward(const at::Tensor& x, const at::Tensor& numerator,
 std::tuple<at::Tensor, at::Tensor, at::Tensor> pau_backward(
     const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& numerator,
     const at::Tensor& denominator, c10::string_view variant, int64_t dim);
+
+// pau::double_backward as the gradient of pau_backward (a local graph, built
+// also where grad mode is off): differentiable to any order when grad mode is
+// on and an input requires grad, plain values otherwise.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pau_double_backward(
+    const at::Tensor& grad_grad_x, const at::Tensor& grad_grad_numerator,
+    const at::Tensor& grad_grad_denominator, const at::Tensor& grad_output,
+    const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
+    c10::string_view variant, int64_t dim);
 
 // RPAU: the noise comes from pau::rpau_noise for seed_offset (the numbers the
 // kernels generate); no gradient flows to it, to alpha or to seed_offset.

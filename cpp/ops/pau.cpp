@@ -4,9 +4,13 @@
 // math/pau_math.h.
 #include "ops/pau.h"
 
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <array>
 #include <string>
 #include <tuple>
 
@@ -78,6 +82,29 @@ PauArgs check_pau_backward_args(const Tensor& grad_output, const Tensor& x,
   return args;
 }
 
+PauArgs check_pau_double_backward_args(const Tensor& grad_grad_x,
+                                       const Tensor& grad_grad_numerator,
+                                       const Tensor& grad_grad_denominator,
+                                       const Tensor& grad_output, const Tensor& x,
+                                       const Tensor& numerator, const Tensor& denominator,
+                                       c10::string_view variant, int64_t dim) {
+  PauArgs args = check_pau_backward_args(grad_output, x, numerator, denominator, variant, dim);
+  check_like_x(grad_grad_x, "grad_grad_x", x, "pau");
+  auto check_like = [](const Tensor& t, const char* name, const Tensor& like,
+                       const char* like_name) {
+    TORCH_CHECK(t.defined(), "pau: ", name, " must be a defined tensor");
+    TORCH_CHECK_VALUE(t.sym_sizes() == like.sym_sizes(), "pau: ", name, " shape ",
+                      t.sym_sizes(), " must match ", like_name, " shape ", like.sym_sizes());
+    TORCH_CHECK_TYPE(at::isFloatingType(t.scalar_type()), "pau: ", name,
+                     " must be a floating tensor, got ", t.scalar_type());
+    TORCH_CHECK(t.device() == like.device(), "pau: ", name, " is on ", t.device(), " but ",
+                like_name, " is on ", like.device());
+  };
+  check_like(grad_grad_numerator, "grad_grad_numerator", numerator, "numerator");
+  check_like(grad_grad_denominator, "grad_grad_denominator", denominator, "denominator");
+  return args;
+}
+
 int64_t group_run(const Tensor& dense_x, const PauArgs& args) {
   return group_run(dense_x, args.dim, args.groups);
 }
@@ -99,6 +126,91 @@ std::tuple<Tensor, Tensor, Tensor> backward_meta(const Tensor& grad_output, cons
           at::empty_like(denominator, at::MemoryFormat::Contiguous)};
 }
 
+std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_meta(
+    const Tensor& grad_grad_x, const Tensor& grad_grad_numerator,
+    const Tensor& grad_grad_denominator, const Tensor& grad_output, const Tensor& x,
+    const Tensor& numerator, const Tensor& denominator, c10::string_view variant, int64_t dim) {
+  check_pau_double_backward_args(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                 grad_output, x, numerator, denominator, variant, dim);
+  return {at::empty_like(x), at::empty_like(x),
+          at::empty_like(numerator, at::MemoryFormat::Contiguous),
+          at::empty_like(denominator, at::MemoryFormat::Contiguous)};
+}
+
+const c10::TypedOperatorHandle<PauBackward>& backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pau::backward", "")
+                             .typed<PauBackward>();
+  return op;
+}
+
+const c10::TypedOperatorHandle<PauDoubleBackward>& double_backward_op() {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("pau::double_backward", "")
+                             .typed<PauDoubleBackward>();
+  return op;
+}
+
+// pau::backward with a graph to build (create_graph=True): the fused backward
+// kernel, differentiated by the fused double backward (pau::double_backward).
+class PauBackwardFunction : public torch::autograd::Function<PauBackwardFunction> {
+ public:
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx,
+                                                const Tensor& grad_output, const Tensor& x,
+                                                const Tensor& numerator,
+                                                const Tensor& denominator,
+                                                c10::string_view variant, int64_t dim) {
+    ctx->save_for_backward({grad_output, x, numerator, denominator});
+    ctx->saved_data["variant"] = std::string(variant);
+    ctx->saved_data["dim"] = dim;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    auto [grad_x, grad_numerator, grad_denominator] =
+        backward_op().call(grad_output, x, numerator, denominator, variant, dim);
+    return {grad_x, grad_numerator, grad_denominator};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const auto saved = ctx->get_saved_variables();
+    const Tensor& x = saved[1];
+    // An output nothing used has no gradient: zero.
+    auto or_zeros = [](const Tensor& g, const Tensor& like) {
+      return g.defined() ? g : at::zeros_like(like, at::MemoryFormat::Contiguous);
+    };
+    auto [grad_grad_output, grad_x, grad_numerator, grad_denominator] = double_backward_op().call(
+        or_zeros(grads[0], x), or_zeros(grads[1], saved[2]), or_zeros(grads[2], saved[3]),
+        saved[0], x, saved[2], saved[3], ctx->saved_data["variant"].toStringRef(),
+        ctx->saved_data["dim"].toInt());
+    return {grad_grad_output, grad_x, grad_numerator, grad_denominator, Tensor(), Tensor()};
+  }
+};
+
+// The Autograd kernel of pau::double_backward: the fused CPU kernel where no
+// graph is needed; the composite (differentiable to any order) for third and
+// higher order, under torch.func and on devices without a fused kernel.
+std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_autograd(
+    const Tensor& grad_grad_x, const Tensor& grad_grad_numerator,
+    const Tensor& grad_grad_denominator, const Tensor& grad_output, const Tensor& x,
+    const Tensor& numerator, const Tensor& denominator, c10::string_view variant, int64_t dim) {
+  check_pau_double_backward_args(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                 grad_output, x, numerator, denominator, variant, dim);
+  const std::array<Tensor, 7> tensors{grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                      grad_output, x, numerator, denominator};
+  bool needs_graph = false;
+  if (at::GradMode::is_enabled()) {
+    for (const Tensor& t : tensors) needs_graph = needs_graph || t.requires_grad();
+  }
+  const bool fused_device = x.device().is_cpu() || x.device().is_meta();
+  if (needs_graph || !fused_device || composite::needed_for(tensors)) {
+    return composite::pau_double_backward(grad_grad_x, grad_grad_numerator,
+                                          grad_grad_denominator, grad_output, x, numerator,
+                                          denominator, variant, dim);
+  }
+  at::AutoDispatchBelowADInplaceOrView guard;
+  return double_backward_op().call(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                   grad_output, x, numerator, denominator, variant, dim);
+}
+
 class PauFunction;
 
 struct PauOp : autograd::OpDefaults {
@@ -111,6 +223,17 @@ struct PauOp : autograd::OpDefaults {
       "pau: x, numerator and denominator must be defined tensors, not None";
   static constexpr auto composite_forward = &composite::pau_forward;
   static constexpr auto composite_backward = &composite::pau_backward;
+  // Double backward through the fused kernels (autograd.h).
+  static std::tuple<Tensor, Tensor, Tensor> graph_backward(const Tensor& grad_output,
+                                                           const Tensor& x,
+                                                           const Tensor& numerator,
+                                                           const Tensor& denominator,
+                                                           c10::string_view variant,
+                                                           int64_t dim) {
+    auto grads =
+        PauBackwardFunction::apply(grad_output, x, numerator, denominator, variant, dim);
+    return {grads[0], grads[1], grads[2]};
+  }
 };
 
 // A class of its own: its name is the autograd node's (the output's grad_fn).
@@ -126,16 +249,23 @@ TORCH_LIBRARY(pau, m) {
       "backward(Tensor grad_output, Tensor x, Tensor numerator, Tensor denominator, "
       "str variant=\"safe\", int dim=1) -> (Tensor grad_x, Tensor grad_numerator, "
       "Tensor grad_denominator)");
+  m.def(
+      "double_backward(Tensor grad_grad_x, Tensor grad_grad_numerator, "
+      "Tensor grad_grad_denominator, Tensor grad_output, Tensor x, Tensor numerator, "
+      "Tensor denominator, str variant=\"safe\", int dim=1) -> (Tensor grad_grad_output, "
+      "Tensor grad_x, Tensor grad_numerator, Tensor grad_denominator)");
 }
 
 TORCH_LIBRARY_IMPL(pau, Meta, m) {
   m.impl("forward", &forward_meta);
   m.impl("backward", &backward_meta);
+  m.impl("double_backward", &double_backward_meta);
 }
 
 TORCH_LIBRARY_IMPL(pau, Autograd, m) {
   m.impl("forward", &autograd::Kernels<PauOp>::forward);
   m.impl("backward", &autograd::Kernels<PauOp>::backward);
+  m.impl("double_backward", &double_backward_autograd);
 }
 
 }  // namespace pau

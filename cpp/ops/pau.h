@@ -19,6 +19,13 @@ using PauBackward = std::tuple<at::Tensor, at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
     int64_t);
 
+// pau::double_backward: (grad_grad_x, grad_grad_numerator,
+// grad_grad_denominator, grad_output, x, numerator, denominator, variant, dim)
+// -> (grad_grad_output, grad_x, grad_numerator, grad_denominator).
+using PauDoubleBackward = std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view, int64_t);
+
 struct PauArgs {
   math::Variant variant;
   int64_t dim;     // wrapped into [0, x.dim()) (0 for a 0-d x)
@@ -38,6 +45,17 @@ PauArgs check_pau_args(const at::Tensor& x, const at::Tensor& numerator,
 PauArgs check_pau_backward_args(const at::Tensor& grad_output, const at::Tensor& x,
                                 const at::Tensor& numerator, const at::Tensor& denominator,
                                 c10::string_view variant, int64_t dim);
+
+// Additionally checks the upstream gradients of backward's outputs: like x,
+// like the numerator and like the denominator in shape and device (any
+// floating dtype for the coefficients' ones).
+PauArgs check_pau_double_backward_args(const at::Tensor& grad_grad_x,
+                                       const at::Tensor& grad_grad_numerator,
+                                       const at::Tensor& grad_grad_denominator,
+                                       const at::Tensor& grad_output, const at::Tensor& x,
+                                       const at::Tensor& numerator,
+                                       const at::Tensor& denominator, c10::string_view variant,
+                                       int64_t dim);
 
 // group_run (ops/common.h) for checked PAU arguments.
 int64_t group_run(const at::Tensor& dense_x, const PauArgs& args);
