@@ -6,8 +6,8 @@ respect to x and the coefficients. It is timed three ways for each of
 ``pau`` (torch.ops.pau.forward) and ``reference`` (pau.reference.pau_reference):
 
 * ``eager``: torch.autograd.grad(..., create_graph=True), then backward; for the
-  operator this is the fused first-order kernel followed by the composite
-  double backward (cpp/ops/composite.cpp);
+  operator this is the fused first-order kernel followed by the fused double
+  backward (pau::double_backward, cpp/cpu/pau_double_backward_kernel.cpp);
 * ``func``: the same step written with torch.func.grad (under a transform the
   operator is the composite throughout);
 * ``func_compiled``: torch.compile of the torch.func step (torch.compile cannot
