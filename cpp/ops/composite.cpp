@@ -438,11 +438,12 @@ std::tuple<Tensor, Tensor, Tensor> pau_backward(const Tensor& grad_output, const
 std::tuple<Tensor, Tensor, Tensor, Tensor> pau_double_backward(
     const Tensor& grad_grad_x, const Tensor& grad_grad_numerator,
     const Tensor& grad_grad_denominator, const Tensor& grad_output, const Tensor& x,
-    const Tensor& numerator, const Tensor& denominator, c10::string_view variant, int64_t dim) {
+    const Tensor& numerator, const Tensor& denominator, c10::string_view variant, int64_t dim,
+    std::array<bool, 4> needed) {
   check_pau_double_backward_args(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
                                  grad_output, x, numerator, denominator, variant, dim);
-  const std::vector<Tensor> upstream{grad_grad_x, grad_grad_numerator, grad_grad_denominator};
-  const std::vector<Tensor> inputs{grad_output, x, numerator, denominator};
+  const std::array<Tensor, 3> upstream{grad_grad_x, grad_grad_numerator, grad_grad_denominator};
+  const std::array<Tensor, 4> inputs{grad_output, x, numerator, denominator};
   bool create_graph = false;
   if (at::GradMode::is_enabled()) {
     for (const Tensor& t : upstream) create_graph = create_graph || t.requires_grad();
@@ -451,24 +452,42 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pau_double_backward(
   at::AutoGradMode enable_grad(true);
   // The local graph starts from aliases of the inputs: a view for an input
   // that requires grad (so the results stay connected to it), a detached
-  // tensor that requires grad otherwise. Differentiating with respect to the
-  // inputs themselves would add the paths through the outer graph (grad_output
-  // of a network's later layers depends on x) to these partial derivatives.
-  std::vector<Tensor> leaves;
-  for (const Tensor& t : inputs) {
-    leaves.push_back(t.requires_grad() ? t.view_as(t) : t.detach().requires_grad_(true));
+  // tensor otherwise, which requires grad if its result is needed.
+  // Differentiating with respect to the inputs themselves would add the paths
+  // through the outer graph (grad_output of a network's later layers depends
+  // on x) to these partial derivatives.
+  std::array<Tensor, 4> leaves;
+  std::vector<Tensor> wanted;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
+    leaves[i] = t.requires_grad() ? t.view_as(t) : t.detach().requires_grad_(needed[i]);
+    if (needed[i]) wanted.push_back(leaves[i]);
   }
+  std::array<Tensor, 4> results;
+  if (wanted.empty()) return {results[0], results[1], results[2], results[3]};
   auto [grad_x, grad_numerator, grad_denominator] =
       pau_backward(leaves[0], leaves[1], leaves[2], leaves[3], variant, dim);
-  const std::vector<Tensor> grads = torch::autograd::grad(
-      {grad_x, grad_numerator, grad_denominator}, leaves,
-      {grad_grad_x, grad_grad_numerator.to(grad_numerator.scalar_type()),
-       grad_grad_denominator.to(grad_denominator.scalar_type())},
-      /*retain_graph=*/create_graph, /*create_graph=*/create_graph, /*allow_unused=*/true);
-  auto or_zeros = [&](std::size_t i) {
-    return grads[i].defined() ? grads[i] : at::zeros_like(inputs[i], at::MemoryFormat::Contiguous);
-  };
-  return {or_zeros(0), or_zeros(1), or_zeros(2), or_zeros(3)};
+  // Outputs that do not depend on a wanted input (no grad_fn) drop out.
+  std::vector<Tensor> outputs;
+  std::vector<Tensor> weights;
+  const std::array<Tensor, 3> computed{grad_x, grad_numerator, grad_denominator};
+  for (std::size_t k = 0; k < computed.size(); ++k) {
+    if (!computed[k].requires_grad()) continue;
+    outputs.push_back(computed[k]);
+    weights.push_back(upstream[k].to(computed[k].scalar_type()));
+  }
+  std::vector<Tensor> grads(wanted.size());
+  if (!outputs.empty()) {
+    grads = torch::autograd::grad(outputs, wanted, weights, /*retain_graph=*/create_graph,
+                                  /*create_graph=*/create_graph, /*allow_unused=*/true);
+  }
+  std::size_t next = 0;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (!needed[i]) continue;
+    const Tensor& g = grads[next++];
+    results[i] = g.defined() ? g : at::zeros_like(inputs[i], at::MemoryFormat::Contiguous);
+  }
+  return {results[0], results[1], results[2], results[3]};
 }
 
 Tensor rpau_forward(const Tensor& x, const Tensor& numerator, const Tensor& denominator,

@@ -38,6 +38,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <array>
 #include <tuple>
 #include <vector>
 
@@ -53,12 +54,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> pau_backward(
 
 // pau::double_backward as the gradient of pau_backward (a local graph, built
 // also where grad mode is off): differentiable to any order when grad mode is
-// on and an input requires grad, plain values otherwise.
+// on and an input requires grad, plain values otherwise. needed: which of the
+// four results to compute (grad_output, x, numerator, denominator); the others
+// come back undefined (autograd's "no gradient"), which saves a third order
+// (a PINN's loss of u'') the work and the graph of the unused ones.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> pau_double_backward(
     const at::Tensor& grad_grad_x, const at::Tensor& grad_grad_numerator,
     const at::Tensor& grad_grad_denominator, const at::Tensor& grad_output,
     const at::Tensor& x, const at::Tensor& numerator, const at::Tensor& denominator,
-    c10::string_view variant, int64_t dim);
+    c10::string_view variant, int64_t dim,
+    std::array<bool, 4> needed = {true, true, true, true});
 
 // RPAU: the noise comes from pau::rpau_noise for seed_offset (the numbers the
 // kernels generate); no gradient flows to it, to alpha or to seed_offset.

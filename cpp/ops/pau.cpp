@@ -151,6 +151,11 @@ const c10::TypedOperatorHandle<PauDoubleBackward>& double_backward_op() {
   return op;
 }
 
+// Devices with a pau::double_backward kernel (Meta: the fake kernel).
+bool has_fused_double_backward(const Tensor& x) {
+  return x.device().is_cpu() || x.device().is_meta();
+}
+
 // pau::backward with a graph to build (create_graph=True): the fused backward
 // kernel, differentiated by the fused double backward (pau::double_backward).
 class PauBackwardFunction : public torch::autograd::Function<PauBackwardFunction> {
@@ -177,10 +182,32 @@ class PauBackwardFunction : public torch::autograd::Function<PauBackwardFunction
     auto or_zeros = [](const Tensor& g, const Tensor& like) {
       return g.defined() ? g : at::zeros_like(like, at::MemoryFormat::Contiguous);
     };
-    auto [grad_grad_output, grad_x, grad_numerator, grad_denominator] = double_backward_op().call(
-        or_zeros(grads[0], x), or_zeros(grads[1], saved[2]), or_zeros(grads[2], saved[3]),
-        saved[0], x, saved[2], saved[3], ctx->saved_data["variant"].toStringRef(),
-        ctx->saved_data["dim"].toInt());
+    const Tensor grad_grad_x = or_zeros(grads[0], x);
+    const Tensor grad_grad_numerator = or_zeros(grads[1], saved[2]);
+    const Tensor grad_grad_denominator = or_zeros(grads[2], saved[3]);
+    const std::string variant = ctx->saved_data["variant"].toStringRef();
+    const int64_t dim = ctx->saved_data["dim"].toInt();
+    bool needs_graph = false;
+    if (at::GradMode::is_enabled()) {
+      for (const Tensor& t : {grad_grad_x, grad_grad_numerator, grad_grad_denominator, saved[0],
+                              x, saved[2], saved[3]}) {
+        needs_graph = needs_graph || t.requires_grad();
+      }
+    }
+    std::tuple<Tensor, Tensor, Tensor, Tensor> result;
+    if (needs_graph || !has_fused_double_backward(x)) {
+      // A graph to build (third order), or no fused kernel: the composite, for
+      // the inputs whose gradients autograd asks for only.
+      std::array<bool, 4> needed{};
+      for (std::size_t i = 0; i < needed.size(); ++i) needed[i] = ctx->needs_input_grad(i);
+      result = composite::pau_double_backward(grad_grad_x, grad_grad_numerator,
+                                              grad_grad_denominator, saved[0], x, saved[2],
+                                              saved[3], variant, dim, needed);
+    } else {
+      result = double_backward_op().call(grad_grad_x, grad_grad_numerator, grad_grad_denominator,
+                                         saved[0], x, saved[2], saved[3], variant, dim);
+    }
+    auto [grad_grad_output, grad_x, grad_numerator, grad_denominator] = result;
     return {grad_grad_output, grad_x, grad_numerator, grad_denominator, Tensor(), Tensor()};
   }
 };
@@ -200,8 +227,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_autograd(
   if (at::GradMode::is_enabled()) {
     for (const Tensor& t : tensors) needs_graph = needs_graph || t.requires_grad();
   }
-  const bool fused_device = x.device().is_cpu() || x.device().is_meta();
-  if (needs_graph || !fused_device || composite::needed_for(tensors)) {
+  if (needs_graph || !has_fused_double_backward(x) || composite::needed_for(tensors)) {
     return composite::pau_double_backward(grad_grad_x, grad_grad_numerator,
                                           grad_grad_denominator, grad_output, x, numerator,
                                           denominator, variant, dim);
