@@ -10,9 +10,6 @@ TorchScript, torch.func and large |x|).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import pau
 import pytest
 import torch
 from helpers.inputs import HALF_DTYPES, VARIANTS, random_x, smooth_inputs
+from helpers.machine import check_each_isa
 from pau.reference import pau_reference
 from torch import Tensor
 
@@ -244,16 +242,7 @@ def test_each_isa_matches_the_reference(tmp_path: Path) -> None:
                 torch.testing.assert_close(g.double(), w, rtol=1e-4, atol=1e-5 * scale)
         print(pau._C.cpu_capability())
     """).replace("TESTS", repr(str(Path(__file__).parent)))
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    isas = ["default"] + (["avx2"] if " avx2" in flags else []) + (
-        ["avx512"] if " avx512bw" in flags else [])
-    for isa in isas:
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                                text=True)
-        assert result.returncode == 0, result.stderr
-        assert result.stdout.strip() == isa.upper()
+    check_each_isa(script)
 
 
 def test_third_order_through_a_network() -> None:

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pau
 import pytest
@@ -19,6 +18,7 @@ import torch
 from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x as make_x
 from helpers.inputs import preset_like_coefficients as coefficients
+from helpers.machine import check_each_isa
 from helpers.opchecks import check_compiled_matches_eager
 from helpers.processes import (
     check_exported_program_in_fresh_process,
@@ -272,15 +272,7 @@ def test_each_isa_matches_reference(tmp_path):
                                        pau_reference(xx, n, d, "safe", 1))
         print(pau._C.cpu_capability())
     """)
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    isas = ["default"] + (["avx2"] if " avx2" in flags else []) + (
-        ["avx512"] if " avx512bw" in flags else [])
-    for isa in isas:
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                             text=True, check=True).stdout.strip()
-        assert out == isa.upper()
+    check_each_isa(script)
 
 
 def test_module_state_dict_and_training_step():

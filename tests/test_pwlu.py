@@ -7,7 +7,6 @@ statistic-based realignment, state dicts, compilers and bad input.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import torch
 from helpers.inputs import OP_LAYOUTS as LAYOUTS
 from helpers.inputs import layout_x
 from helpers.inputs import pwlu_parameters as parameters
+from helpers.machine import check_each_isa
 from helpers.opchecks import check_compiled_matches_eager, opcheck_pwlu
 from helpers.processes import (
     check_exported_program_in_fresh_process,
@@ -365,21 +365,8 @@ def test_each_isa_matches_reference():
                     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
         print(pau._C.cpu_capability())
     """)
-    cpuinfo = Path("/proc/cpuinfo")
-    flags = cpuinfo.read_text() if cpuinfo.exists() else ""
-    isas = (
-        ["default"]
-        + (["avx2"] if " avx2" in flags else [])
-        + (["avx512"] if " avx512bw" in flags else [])
-    )
     # The rest of this file already runs the ISA this process uses.
-    isas = [isa for isa in isas if isa.upper() != pau._C.cpu_capability()]
-    for isa in isas:
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        out = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        assert out == isa.upper()
+    check_each_isa(script, skip_current=True)
 
 
 def test_functional_and_module_presets():
@@ -824,16 +811,7 @@ def test_interior_breakpoints_take_the_right_piece_on_every_isa():
             check_breakpoints_take_the_right_piece(dtype)
         print(pau._C.cpu_capability())
     """)
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isas = ["default"] + (["avx2"] if " avx2" in flags else [])
-    isas += ["avx512"] if " avx512bw" in flags else []
-    for isa in [isa for isa in isas if isa.upper() != pau._C.cpu_capability()]:
-        env = dict(os.environ, ATEN_CPU_CAPABILITY=isa)
-        result = subprocess.run(
-            [sys.executable, "-c", script], env=env, capture_output=True, text=True
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        assert result.stdout.strip() == isa.upper()
+    check_each_isa(script, skip_current=True)
 
 
 @pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16, torch.bfloat16])

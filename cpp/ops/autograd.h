@@ -225,12 +225,8 @@ class Kernels<Op, at::Tensor(Inputs...), Grads(BackwardInputs...)> {
     // grad_output and the differentiable inputs.
     const auto tensors =
         first_tensors(std::make_index_sequence<kGrads + 1>(), std::forward_as_tuple(inputs...));
-    bool needs_graph = false;
-    if (at::GradMode::is_enabled()) {
-      for (const at::Tensor& t : tensors) needs_graph = needs_graph || t.requires_grad();
-    }
     if (composite::needed_for(tensors)) return Op::composite_backward(inputs...);
-    if (needs_graph) {
+    if (composite::builds_graph(tensors)) {
       if constexpr (has_graph_backward<Op>::value) {
         return Op::graph_backward(inputs...);
       } else {

@@ -39,6 +39,14 @@ bool transform_active() {
 
 }  // namespace
 
+bool builds_graph(c10::ArrayRef<Tensor> inputs) {
+  if (!at::GradMode::is_enabled()) return false;
+  for (const Tensor& t : inputs) {
+    if (t.defined() && t.requires_grad()) return true;
+  }
+  return false;
+}
+
 bool needed_for(c10::ArrayRef<Tensor> inputs) {
   if (transform_active()) return true;
   for (const Tensor& t : inputs) {
@@ -444,11 +452,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> pau_double_backward(
                                  grad_output, x, numerator, denominator, variant, dim);
   const std::array<Tensor, 3> upstream{grad_grad_x, grad_grad_numerator, grad_grad_denominator};
   const std::array<Tensor, 4> inputs{grad_output, x, numerator, denominator};
-  bool create_graph = false;
-  if (at::GradMode::is_enabled()) {
-    for (const Tensor& t : upstream) create_graph = create_graph || t.requires_grad();
-    for (const Tensor& t : inputs) create_graph = create_graph || t.requires_grad();
-  }
+  const bool create_graph = builds_graph(upstream) || builds_graph(inputs);
   at::AutoGradMode enable_grad(true);
   // The local graph starts from aliases of the inputs: a view for an input
   // that requires grad (so the results stay connected to it), a detached

@@ -100,6 +100,10 @@ std::vector<c10::SymInt> grouped_shape(const at::Tensor& x, int64_t dim, int64_t
 // groups' degrees only for such tensors.
 bool readable_on_host(const at::Tensor& t);
 
+// Whether differentiating with these inputs records a graph: grad mode is on
+// and one of them requires grad.
+bool builds_graph(c10::ArrayRef<at::Tensor> inputs);
+
 // Whether autograd must take the composite path for these inputs: a
 // torch.func transform is active, or an input carries a forward-mode tangent.
 bool needed_for(c10::ArrayRef<at::Tensor> inputs);

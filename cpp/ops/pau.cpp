@@ -187,13 +187,9 @@ class PauBackwardFunction : public torch::autograd::Function<PauBackwardFunction
     const Tensor grad_grad_denominator = or_zeros(grads[2], saved[3]);
     const std::string variant = ctx->saved_data["variant"].toStringRef();
     const int64_t dim = ctx->saved_data["dim"].toInt();
-    bool needs_graph = false;
-    if (at::GradMode::is_enabled()) {
-      for (const Tensor& t : {grad_grad_x, grad_grad_numerator, grad_grad_denominator, saved[0],
-                              x, saved[2], saved[3]}) {
-        needs_graph = needs_graph || t.requires_grad();
-      }
-    }
+    const bool needs_graph = composite::builds_graph(
+        {grad_grad_x, grad_grad_numerator, grad_grad_denominator, saved[0], x, saved[2],
+         saved[3]});
     std::tuple<Tensor, Tensor, Tensor, Tensor> result;
     if (needs_graph || !has_fused_double_backward(x)) {
       // A graph to build (third order), or no fused kernel: the composite, for
@@ -223,11 +219,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_autograd(
                                  grad_output, x, numerator, denominator, variant, dim);
   const std::array<Tensor, 7> tensors{grad_grad_x, grad_grad_numerator, grad_grad_denominator,
                                       grad_output, x, numerator, denominator};
-  bool needs_graph = false;
-  if (at::GradMode::is_enabled()) {
-    for (const Tensor& t : tensors) needs_graph = needs_graph || t.requires_grad();
-  }
-  if (needs_graph || !has_fused_double_backward(x) || composite::needed_for(tensors)) {
+  if (composite::builds_graph(tensors) || !has_fused_double_backward(x) ||
+      composite::needed_for(tensors)) {
     return composite::pau_double_backward(grad_grad_x, grad_grad_numerator,
                                           grad_grad_denominator, grad_output, x, numerator,
                                           denominator, variant, dim);

@@ -38,3 +38,25 @@ def cpu_flags() -> frozenset[str]:
         if line.startswith("flags"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
+
+
+def cpu_isas() -> list[str]:
+    """The ATEN_CPU_CAPABILITY values this CPU can run: default, avx2, avx512."""
+    flags = cpu_flags()
+    return ["default"] + (["avx2"] if "avx2" in flags else []) + (
+        ["avx512"] if "avx512bw" in flags else [])
+
+
+def check_each_isa(script: str, skip_current: bool = False) -> None:
+    """Runs ``script`` in a fresh interpreter per ISA of :func:`cpu_isas` (``skip_current``:
+    except the one this process uses); each run must succeed and print, as its last line,
+    ``pau._C.cpu_capability()`` equal to that ISA."""
+    import pau
+
+    from helpers.processes import run_python
+
+    for isa in cpu_isas():
+        if skip_current and isa.upper() == pau._C.cpu_capability():
+            continue
+        out = run_python(script, env={"ATEN_CPU_CAPABILITY": isa})
+        assert out.strip().splitlines()[-1] == isa.upper()
