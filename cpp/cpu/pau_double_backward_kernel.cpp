@@ -58,19 +58,18 @@ struct Block {
   alignas(64) T grad_x[kBlock];
 };
 
+// Where a block's values are: the tensors themselves, or Block's buffers.
+template <class T>
 struct BlockPointers {
-  template <class T>
-  struct Of {
-    const T* x;
-    const T* g;
-    const T* u;
-    T* grad_grad;
-    T* grad_x;
-  };
+  const T* x;
+  const T* g;
+  const T* u;
+  T* grad_grad;
+  T* grad_x;
 };
 
 template <class T>
-typename BlockPointers::Of<T> load(const DoubleBackwardArgs& args, const BlockStorage<T>& storage,
+BlockPointers<T> load(const DoubleBackwardArgs& args, const BlockStorage<T>& storage,
                                    int64_t offset, int64_t count, Block<T>& block) {
   return {storage.load(args.x, offset, count, block.x),
           storage.load(args.grad, offset, count, block.g),
@@ -81,7 +80,7 @@ typename BlockPointers::Of<T> load(const DoubleBackwardArgs& args, const BlockSt
 
 template <class T>
 void store(const DoubleBackwardArgs& args, const BlockStorage<T>& storage, int64_t offset,
-           int64_t count, const typename BlockPointers::Of<T>& b) {
+           int64_t count, const BlockPointers<T>& b) {
   storage.store(b.grad_grad, count, args.grad_grad, offset);
   storage.store(b.grad_x, count, args.grad_x, offset);
 }

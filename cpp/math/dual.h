@@ -1,7 +1,7 @@
 // Dual numbers over any element-operation interface (math::ScalarOps, the
 // CPU kernels' VecOps): a value and its directional derivative. Running
 // pau_math.h's backward on them gives, in the tangent, the Hessian of F times
-// a direction: the fused double backward (pau_math.h, double_backward) is
+// a direction: the fused double backward (pau_double_backward.h) is
 // forward-mode differentiation of the first-order formulas, so it inherits
 // their overflow handling and needs no second set of formulas to keep in step.
 //

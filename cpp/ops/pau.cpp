@@ -137,13 +137,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_meta(
           at::empty_like(denominator, at::MemoryFormat::Contiguous)};
 }
 
-const c10::TypedOperatorHandle<PauBackward>& backward_op() {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("pau::backward", "")
-                             .typed<PauBackward>();
-  return op;
-}
-
 const c10::TypedOperatorHandle<PauDoubleBackward>& double_backward_op() {
   static const auto op = c10::Dispatcher::singleton()
                              .findSchemaOrThrow("pau::double_backward", "")
@@ -155,6 +148,28 @@ const c10::TypedOperatorHandle<PauDoubleBackward>& double_backward_op() {
 bool has_fused_double_backward(const Tensor& x) {
   return x.device().is_cpu() || x.device().is_meta();
 }
+
+class PauFunction;
+
+struct PauOp : autograd::OpDefaults {
+  using Forward = PauForward;
+  using Backward = PauBackward;
+  using Function = PauFunction;
+  static constexpr const char* kForward = "pau::forward";
+  static constexpr const char* kBackward = "pau::backward";
+  static constexpr const char* kUndefined =
+      "pau: x, numerator and denominator must be defined tensors, not None";
+  static constexpr auto composite_forward = &composite::pau_forward;
+  static constexpr auto composite_backward = &composite::pau_backward;
+  // Double backward through the fused kernels (autograd.h); defined below
+  // PauBackwardFunction.
+  static std::tuple<Tensor, Tensor, Tensor> graph_backward(const Tensor& grad_output,
+                                                           const Tensor& x,
+                                                           const Tensor& numerator,
+                                                           const Tensor& denominator,
+                                                           c10::string_view variant,
+                                                           int64_t dim);
+};
 
 // pau::backward with a graph to build (create_graph=True): the fused backward
 // kernel, differentiated by the fused double backward (pau::double_backward).
@@ -170,7 +185,8 @@ class PauBackwardFunction : public torch::autograd::Function<PauBackwardFunction
     ctx->saved_data["dim"] = dim;
     at::AutoDispatchBelowADInplaceOrView guard;
     auto [grad_x, grad_numerator, grad_denominator] =
-        backward_op().call(grad_output, x, numerator, denominator, variant, dim);
+        autograd::Signature<PauOp>::backward_op().call(grad_output, x, numerator, denominator,
+                                                       variant, dim);
     return {grad_x, grad_numerator, grad_denominator};
   }
 
@@ -230,30 +246,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> double_backward_autograd(
                                    grad_output, x, numerator, denominator, variant, dim);
 }
 
-class PauFunction;
-
-struct PauOp : autograd::OpDefaults {
-  using Forward = PauForward;
-  using Backward = PauBackward;
-  using Function = PauFunction;
-  static constexpr const char* kForward = "pau::forward";
-  static constexpr const char* kBackward = "pau::backward";
-  static constexpr const char* kUndefined =
-      "pau: x, numerator and denominator must be defined tensors, not None";
-  static constexpr auto composite_forward = &composite::pau_forward;
-  static constexpr auto composite_backward = &composite::pau_backward;
-  // Double backward through the fused kernels (autograd.h).
-  static std::tuple<Tensor, Tensor, Tensor> graph_backward(const Tensor& grad_output,
-                                                           const Tensor& x,
-                                                           const Tensor& numerator,
-                                                           const Tensor& denominator,
-                                                           c10::string_view variant,
-                                                           int64_t dim) {
-    auto grads =
-        PauBackwardFunction::apply(grad_output, x, numerator, denominator, variant, dim);
-    return {grads[0], grads[1], grads[2]};
-  }
-};
+std::tuple<Tensor, Tensor, Tensor> PauOp::graph_backward(const Tensor& grad_output,
+                                                        const Tensor& x, const Tensor& numerator,
+                                                        const Tensor& denominator,
+                                                        c10::string_view variant, int64_t dim) {
+  auto grads = PauBackwardFunction::apply(grad_output, x, numerator, denominator, variant, dim);
+  return {grads[0], grads[1], grads[2]};
+}
 
 // A class of its own: its name is the autograd node's (the output's grad_fn).
 class PauFunction : public autograd::FusedFunction<PauOp, PauFunction> {};
